@@ -1,0 +1,440 @@
+#!/usr/bin/env bash
+# scripts/kafka.sh — a real single-node Apache Kafka 4.x broker (KRaft,
+# combined broker+controller) for developers and CI, without Docker.
+#
+# The broker and its tools are plain jars from Maven Central, resolved by
+# Maven from scripts/kafka/pom.xml (the Kafka version is pinned there) and
+# copied once into a cache directory; later starts never call Maven.
+#
+# Usage: scripts/kafka.sh [--port N] [--controller-port N] COMMAND [ARGS]
+#
+#   start                   fetch (first time), format storage (first time),
+#                           start the broker, return once it serves clients.
+#                           No-op (exit 0) when it is already running.
+#   stop                    SIGTERM, wait up to $KAFKA_STOP_TIMEOUT s, then SIGKILL.
+#   status                  print running/stopped; exit 0 when running, else 1.
+#   create-topic NAME P [TopicCommand args...]
+#                           create topic NAME with P partitions, RF 1
+#                           (--if-not-exists, so idempotent).
+#   delete-topic NAME       delete a topic (--if-exists).
+#   list-topics             list topics.
+#   kill9                   kill -9 the broker (fault injection); `start` recovers.
+#   logs [-f] [N]           last N (200) lines of the broker log; -f follows.
+#   bootstrap               print the bootstrap address, e.g. 127.0.0.1:9092.
+#   tool CLASS [ARGS...]    run any Kafka main class on the broker's classpath,
+#                           e.g. org.apache.kafka.tools.consumer.ConsoleConsumer.
+#   fetch                   only populate the jar cache (e.g. a CI warm-up step).
+#   info                    print version, ports, paths.
+#
+# Environment (all optional):
+#   KAFKA_PORT=9092              PLAINTEXT listener port (also --port N)
+#   KAFKA_CONTROLLER_PORT=PORT+1 KRaft controller listener (also --controller-port N)
+#   KAFKA_HOST=127.0.0.1         address both listeners bind to and advertise
+#   KAFKA_CACHE_DIR=~/.cache/aepiot-stream/kafka-<version>   jars + classpath file
+#   KAFKA_DATA_DIR=/tmp/aepiot-kafka-<port>   server.properties, kafka.log,
+#                                kafka.pid, data/ (log.dirs, KRaft metadata)
+#   KAFKA_HEAP_OPTS="-Xms256m -Xmx1g"   broker heap
+#   KAFKA_JVM_OPTS=""            extra broker JVM flags
+#   KAFKA_EXTRA_PROPS=""         extra server.properties lines appended last
+#                                (later keys win), separated by newlines, or by
+#                                commas that start a new key=value
+#                                ("a=1,b=x,y,c=2" -> a=1 / b=x,y / c=2).
+#                                Newlines are the safe choice.
+#   KAFKA_CLUSTER_ID=<random>    cluster id used when formatting fresh storage
+#   KAFKA_START_TIMEOUT=90       seconds `start` waits for the broker
+#   KAFKA_STOP_TIMEOUT=30        seconds `stop` waits before SIGKILL
+#   JAVA_HOME                    Java 17+ (else `java` on PATH)
+#
+# Changing KAFKA_EXTRA_PROPS takes effect on the next start: server.properties
+# is rewritten on every start, storage is formatted only once per data dir
+# (delete the data dir for a fresh cluster).
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+KAFKA_DIR="$SCRIPT_DIR/kafka"
+POM="$KAFKA_DIR/pom.xml"
+
+die() { echo "kafka.sh: error: $*" >&2; exit 1; }
+log() { echo "kafka.sh: $*" >&2; }
+
+# ---------------------------------------------------------------- arguments
+ARGS=()
+while (($#)); do
+  case "$1" in
+    --port) [[ $# -ge 2 ]] || die "--port needs a value"; KAFKA_PORT="$2"; shift 2 ;;
+    --port=*) KAFKA_PORT="${1#--port=}"; shift ;;
+    --controller-port) [[ $# -ge 2 ]] || die "--controller-port needs a value"; KAFKA_CONTROLLER_PORT="$2"; shift 2 ;;
+    --controller-port=*) KAFKA_CONTROLLER_PORT="${1#--controller-port=}"; shift ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+set -- "${ARGS[@]+"${ARGS[@]}"}"
+
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n1)"
+[[ -n "$KAFKA_VERSION" ]] || die "cannot read <kafka.version> from $POM"
+
+PORT="${KAFKA_PORT:-9092}"
+[[ "$PORT" =~ ^[0-9]+$ ]] || die "bad port: $PORT"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+[[ "$CONTROLLER_PORT" =~ ^[0-9]+$ ]] || die "bad controller port: $CONTROLLER_PORT"
+[[ "$CONTROLLER_PORT" != "$PORT" ]] || die "controller port must differ from port $PORT"
+HOST="${KAFKA_HOST:-127.0.0.1}"
+CACHE_DIR="${KAFKA_CACHE_DIR:-${HOME:?HOME is not set}/.cache/aepiot-stream/kafka-$KAFKA_VERSION}"
+DATA_DIR="${KAFKA_DATA_DIR:-/tmp/aepiot-kafka-$PORT}"
+HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
+START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+
+LIB_DIR="$CACHE_DIR/libs"
+CP_FILE="$CACHE_DIR/classpath"
+STAMP_FILE="$CACHE_DIR/.complete"
+PROPS="$DATA_DIR/server.properties"
+LOG_DIRS="$DATA_DIR/data"
+LOG_FILE="$DATA_DIR/kafka.log"
+PID_FILE="$DATA_DIR/kafka.pid"
+
+if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA="java"; fi
+# short-lived CLI tools: small heap, C1 only, serial GC -> fastest start-up
+TOOL_JVM_OPTS=(-Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto
+  -Djava.awt.headless=true "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2-tools.properties")
+
+# ---------------------------------------------------------------- jar cache
+pom_hash() { sha256sum "$POM" | cut -d' ' -f1; }
+
+cache_ok() { [[ -f "$STAMP_FILE" && -f "$CP_FILE" && "$(cat "$STAMP_FILE")" == "$(pom_hash)" ]]; }
+
+ensure_cache() {
+  cache_ok && return 0
+  mkdir -p "$CACHE_DIR"
+  local fd
+  exec {fd}>"$CACHE_DIR/.lock"
+  flock -w 900 "$fd" || die "timed out waiting for the cache lock $CACHE_DIR/.lock"
+  if cache_ok; then exec {fd}>&-; return 0; fi   # another process filled it meanwhile
+  command -v mvn >/dev/null || die "mvn not found: Maven is needed once to fetch Kafka $KAFKA_VERSION into $CACHE_DIR"
+  log "fetching Kafka $KAFKA_VERSION and its runtime dependencies from Maven Central into $CACHE_DIR ..."
+  local tmp="$CACHE_DIR/libs.tmp.$$" mvn_log="$CACHE_DIR/mvn.log"
+  rm -rf "$tmp"
+  if ! mvn -B -q -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
+    cat "$mvn_log" >&2
+    rm -rf "$tmp"
+    die "Maven could not fetch Kafka $KAFKA_VERSION (log: $mvn_log)"
+  fi
+  [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "Maven ran but kafka_2.13-$KAFKA_VERSION.jar is missing in $tmp"
+  rm -rf "$LIB_DIR"
+  mv "$tmp" "$LIB_DIR"
+  # the classpath is built once; every java start reads it from this file
+  find "$LIB_DIR" -maxdepth 1 -name '*.jar' | LC_ALL=C sort | paste -sd: - >"$CP_FILE.tmp"
+  mv "$CP_FILE.tmp" "$CP_FILE"
+  pom_hash >"$STAMP_FILE"
+  exec {fd}>&-
+  log "cached $(find "$LIB_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIB_DIR" | cut -f1))"
+}
+
+classpath() { cat "$CP_FILE"; }
+
+run_tool() { # CLASS ARGS...
+  ensure_cache
+  local cls="$1"; shift
+  "$JAVA" "${TOOL_JVM_OPTS[@]}" -cp "$(classpath)" "$cls" "$@"
+}
+
+check_java() {
+  command -v "$JAVA" >/dev/null || die "java not found (set JAVA_HOME or put Java 17+ on PATH)"
+  local v
+  v="$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
+  [[ -n "$v" && "$v" -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, found: $("$JAVA" -version 2>&1 | head -n1)"
+}
+
+# ---------------------------------------------------------------- process helpers
+port_open() { # PORT
+  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+# pid of the broker of this data dir, or nothing. Verifies the command line,
+# so a stale pid file whose pid was reused never points at another process.
+broker_pid() {
+  [[ -f "$PID_FILE" ]] || return 1
+  local pid
+  pid="$(tr -dc '0-9' <"$PID_FILE")"
+  [[ -n "$pid" ]] || return 1
+  [[ -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "kafka.Kafka $PROPS" || return 1
+  # a kill -9'd process may linger a moment as a zombie
+  [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]] || return 1
+  echo "$pid"
+}
+
+LOCK_FD=""
+with_lock() { # run the rest of the command under the per-data-dir lock
+  [[ -z "$LOCK_FD" ]] || return 0   # already held (restart = stop + start)
+  mkdir -p "$DATA_DIR"
+  exec {LOCK_FD}>"$DATA_DIR/.kafka-sh.lock"
+  flock -w $((START_TIMEOUT + STOP_TIMEOUT + 60)) "$LOCK_FD" || die "timed out waiting for $DATA_DIR/.kafka-sh.lock"
+}
+
+log_tail() {
+  echo "----- last 60 lines of $LOG_FILE -----" >&2
+  tail -n 60 "$LOG_FILE" >&2 2>/dev/null || true
+  echo "-----" >&2
+}
+
+# ---------------------------------------------------------------- config + storage
+extra_props() {
+  local raw="${KAFKA_EXTRA_PROPS:-}"
+  [[ -n "$raw" ]] || return 0
+  # a comma starts a new line only where a `key=` follows it
+  printf '%s\n' "$raw" | sed -E 's/,[[:space:]]*([A-Za-z0-9_.-]+=)/\n\1/g' | sed -E 's/^[[:space:]]+//; /^$/d'
+}
+
+write_config() {
+  cat >"$PROPS.tmp" <<EOF
+# Generated by scripts/kafka.sh on every start — edits are overwritten.
+# Use KAFKA_EXTRA_PROPS for extra settings.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+log.dirs=$LOG_DIRS
+
+# single node: every internal topic has one replica
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+default.replication.factor=1
+min.insync.replicas=1
+
+group.initial.rebalance.delay.ms=0
+num.partitions=1
+auto.create.topics.enable=false
+delete.topic.enable=true
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+EOF
+  local extra
+  extra="$(extra_props)"
+  if [[ -n "$extra" ]]; then
+    printf '\n# KAFKA_EXTRA_PROPS\n%s\n' "$extra" >>"$PROPS.tmp"
+  fi
+  mv "$PROPS.tmp" "$PROPS"
+}
+
+new_cluster_id() { # 16 random bytes, base64url, no padding; like Uuid.randomUuid(): no leading '-'
+  local id
+  while :; do
+    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    [[ "$id" != -* && "$id" != "AAAAAAAAAAAAAAAAAAAAAA" && "$id" != "AAAAAAAAAAAAAAAAAAAAAQ" ]] && break
+  done
+  echo "$id"
+}
+
+ensure_storage() {
+  if [[ -f "$LOG_DIRS/meta.properties" ]]; then
+    return 0   # formatted before: reuse cluster id, topics and offsets
+  fi
+  rm -rf "$LOG_DIRS"   # half-made (no meta.properties): start clean
+  local id="${KAFKA_CLUSTER_ID:-$(new_cluster_id)}"
+  log "formatting KRaft storage in $LOG_DIRS (cluster id $id)"
+  local out
+  if ! out="$("$JAVA" "${TOOL_JVM_OPTS[@]}" -cp "$(classpath)" kafka.tools.StorageTool \
+        format --cluster-id "$id" --config "$PROPS" 2>&1)"; then
+    echo "$out" >&2
+    die "kafka-storage format failed"
+  fi
+}
+
+# ---------------------------------------------------------------- commands
+wait_ready() { # PID LOG_OFFSET
+  local pid="$1" offset="$2" deadline=$((SECONDS + START_TIMEOUT))
+  while :; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log_tail
+      die "broker (pid $pid) exited during start-up"
+    fi
+    if port_open "$PORT" && tail -c "+$((offset + 1))" "$LOG_FILE" | grep -q 'Kafka Server started'; then
+      # the API check: a real admin client round trip
+      if timeout 30 "$JAVA" "${TOOL_JVM_OPTS[@]}" -cp "$(classpath)" org.apache.kafka.tools.TopicCommand \
+           --bootstrap-server "$HOST:$PORT" --list >/dev/null 2>&1; then
+        return 0
+      fi
+    fi
+    if ((SECONDS >= deadline)); then
+      log_tail
+      die "broker (pid $pid) did not accept clients on $HOST:$PORT within ${START_TIMEOUT}s"
+    fi
+    sleep 0.5
+  done
+}
+
+cmd_start() {
+  with_lock
+  local pid
+  if pid="$(broker_pid)"; then
+    if port_open "$PORT"; then
+      log "already running (pid $pid) on $HOST:$PORT"
+      return 0
+    fi
+    log "pid $pid is alive but $HOST:$PORT is not accepting yet; waiting"
+    ensure_cache
+    wait_ready "$pid" 0
+    log "running (pid $pid) on $HOST:$PORT"
+    return 0
+  fi
+  rm -f "$PID_FILE"
+  if port_open "$PORT"; then die "port $PORT on $HOST is in use by another process (not a broker of $DATA_DIR)"; fi
+  if port_open "$CONTROLLER_PORT"; then die "controller port $CONTROLLER_PORT on $HOST is in use by another process"; fi
+  check_java
+  ensure_cache
+  mkdir -p "$DATA_DIR"
+  write_config
+  ensure_storage
+
+  touch "$LOG_FILE"
+  local offset
+  offset="$(stat -c %s "$LOG_FILE")"
+  echo "===== kafka.sh start $(date -u +%FT%TZ): Kafka $KAFKA_VERSION on $HOST:$PORT (controller $CONTROLLER_PORT) =====" >>"$LOG_FILE"
+  # setsid: own session, so the broker outlives this shell and its terminal;
+  # the inner shell writes its own pid, closes every inherited descriptor
+  # above 2 (our lock, a caller's pipes), then becomes java via exec.
+  # shellcheck disable=SC2016,SC2086
+  setsid bash -c 'echo $$ >"$1"; shift
+    for f in /proc/$$/fd/*; do f=${f##*/}; [[ $f -gt 2 ]] && eval "exec $f>&-" 2>/dev/null; done
+    exec "$@"' _ "$PID_FILE" \
+    "$JAVA" $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2-broker.properties" ${KAFKA_JVM_OPTS:-} \
+    -cp "$(classpath)" kafka.Kafka "$PROPS" \
+    </dev/null >>"$LOG_FILE" 2>&1 {LOCK_FD}>&- &
+  local launcher=$!
+  local i
+  for i in $(seq 50); do [[ -s "$PID_FILE" ]] && break; sleep 0.1; done
+  pid="$(tr -dc '0-9' <"$PID_FILE" 2>/dev/null || true)"
+  [[ -n "$pid" ]] || pid="$launcher"
+  log "started broker pid $pid, waiting up to ${START_TIMEOUT}s for $HOST:$PORT (log: $LOG_FILE)"
+  wait_ready "$pid" "$offset"
+  log "Kafka $KAFKA_VERSION ready on $HOST:$PORT (pid $pid, data $DATA_DIR)"
+}
+
+wait_gone() { # PID SECONDS
+  local pid="$1" deadline=$((SECONDS + $2))
+  while kill -0 "$pid" 2>/dev/null; do
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" == "Z" ]] && return 0
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+cmd_stop() {
+  with_lock
+  local pid
+  if ! pid="$(broker_pid)"; then
+    rm -f "$PID_FILE"
+    log "not running ($DATA_DIR)"
+    return 0
+  fi
+  log "stopping broker pid $pid (SIGTERM, up to ${STOP_TIMEOUT}s)"
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
+    log "still alive after ${STOP_TIMEOUT}s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 10 || die "pid $pid survived SIGKILL"
+  fi
+  rm -f "$PID_FILE"
+  log "stopped"
+}
+
+cmd_kill9() {
+  with_lock
+  local pid
+  if ! pid="$(broker_pid)"; then
+    log "not running ($DATA_DIR)"
+    return 0
+  fi
+  kill -KILL "$pid"
+  wait_gone "$pid" 10 || die "pid $pid survived SIGKILL"
+  rm -f "$PID_FILE"
+  log "killed broker pid $pid with SIGKILL"
+}
+
+cmd_status() {
+  local pid
+  if pid="$(broker_pid)"; then
+    if port_open "$PORT"; then
+      echo "running (pid $pid, bootstrap $HOST:$PORT, data $DATA_DIR)"
+      return 0
+    fi
+    echo "starting (pid $pid, $HOST:$PORT not accepting connections)"
+    return 1
+  fi
+  echo "stopped ($DATA_DIR)"
+  return 1
+}
+
+cmd_create_topic() {
+  [[ $# -ge 2 ]] || die "usage: kafka.sh create-topic NAME PARTITIONS [TopicCommand args...]"
+  local name="$1" parts="$2"; shift 2
+  [[ "$parts" =~ ^[0-9]+$ ]] || die "PARTITIONS must be a number, got: $parts"
+  run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$PORT" \
+    --create --if-not-exists --topic "$name" --partitions "$parts" --replication-factor 1 "$@"
+}
+
+cmd_logs() {
+  local follow=() n=200
+  while (($#)); do
+    case "$1" in
+      -f|--follow) follow=(-F) ;;
+      *) n="$1" ;;
+    esac
+    shift
+  done
+  [[ -f "$LOG_FILE" ]] || die "no log at $LOG_FILE"
+  tail -n "$n" "${follow[@]+"${follow[@]}"}" "$LOG_FILE"
+}
+
+cmd_info() {
+  cat <<EOF
+kafka_version=$KAFKA_VERSION
+bootstrap=$HOST:$PORT
+controller=$HOST:$CONTROLLER_PORT
+cache_dir=$CACHE_DIR
+classpath_file=$CP_FILE
+data_dir=$DATA_DIR
+server_properties=$PROPS
+log_file=$LOG_FILE
+pid_file=$PID_FILE
+EOF
+}
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+cmd="${1:-}"
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  restart) cmd_stop; cmd_start ;;
+  status) cmd_status ;;
+  create-topic) cmd_create_topic "$@" ;;
+  delete-topic)
+    [[ $# -ge 1 ]] || die "usage: kafka.sh delete-topic NAME"
+    run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$PORT" --delete --if-exists --topic "$1" ;;
+  list-topics) run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$HOST:$PORT" --list ;;
+  kill9) cmd_kill9 ;;
+  logs) cmd_logs "$@" ;;
+  bootstrap) echo "$HOST:$PORT" ;;
+  tool)
+    [[ $# -ge 1 ]] || die "usage: kafka.sh tool CLASS [ARGS...]"
+    run_tool "$@" ;;
+  fetch) ensure_cache; echo "$CACHE_DIR" ;;
+  info) cmd_info ;;
+  -h|--help|help) usage ;;
+  "") usage >&2; exit 2 ;;
+  *) usage >&2; die "unknown command: $cmd" ;;
+esac

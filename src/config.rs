@@ -1,0 +1,535 @@
+//! Configuration: seed defaults, overlaid by a TOML file, then `AEPIOT_*` environment variables,
+//! then command-line flags. Each field's doc comment is its user documentation (README,
+//! "Configuration reference", mirrors it; a test checks that every key is documented there).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::core::urls::FALLBACK_REGION;
+use crate::core::{EngineSettings, HostChoice, Limits, UrlSettings};
+
+/// Errors that stop the program at start, each with what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Toml {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// How outputs relate to input offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Offsets are committed after outputs are acknowledged: nothing is lost, a crash can repeat
+    /// outputs.
+    #[default]
+    AtLeastOnce,
+}
+
+/// Where a new consumer group starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OffsetReset {
+    /// From the beginning of each partition (as Kafka Streams does): no event is skipped.
+    #[default]
+    Earliest,
+    /// Only events produced after the group first joins.
+    Latest,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Kafka bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Topics to consume. An entry starting with `^` is a regular expression matched against all
+    /// topic names (new matching topics are picked up).
+    pub input_topics: Vec<String>,
+    /// Topic for URL records; Kafka key = region.
+    pub output_topic: String,
+    /// Topic for dead letters (invalid input records).
+    pub dead_letter_topic: String,
+    /// Consumer group id; instances with the same id share the input partitions.
+    pub group_id: String,
+    /// Also write `cached` and `rate_limited` records (they are always counted in metrics).
+    pub emit_suppressed: bool,
+    /// Address of the HTTP server for `/metrics`, `/healthz` and `/readyz`; empty disables it.
+    pub metrics_addr: String,
+    /// Where a consumer group with no committed offset starts: `earliest` or `latest`.
+    pub auto_offset_reset: OffsetReset,
+    /// Create the output and dead-letter topics at start if they are missing.
+    pub create_topics: bool,
+    /// Partitions of topics created by `create_topics`.
+    pub create_topics_partitions: i32,
+    /// Delivery guarantee: `at_least_once`.
+    pub processing_guarantee: Guarantee,
+    /// Kafka group protocol: `consumer` (KIP-848, incremental, the default) or `classic`
+    /// (then `partition_assignment_strategy` applies).
+    pub group_protocol: String,
+    /// With `group_protocol = "classic"`: `cooperative-sticky` (incremental) or `range`/`roundrobin`
+    /// (eager).
+    pub partition_assignment_strategy: String,
+    /// How long a revoked partition or a shutdown may take to drain in-flight outputs and commit,
+    /// in milliseconds. Keep it below the session timeout (45 s by default).
+    pub drain_timeout_ms: u64,
+    /// How long to keep retrying at start before giving up on an unreachable broker or a missing
+    /// input topic, in milliseconds.
+    pub startup_timeout_ms: u64,
+    /// Interval of the progress log line, in seconds; 0 disables it.
+    pub progress_interval_secs: u64,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+    pub limits: LimitsConfig,
+    pub urls: UrlsConfig,
+    pub input: InputConfig,
+    /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
+    /// They override the processor's own client settings.
+    pub kafka: BTreeMap<String, toml::Value>,
+}
+
+/// Rate limit, dedupe cache and state retention.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Most URL sets generated per device in any sliding window.
+    pub max_urls_per_device: u32,
+    /// The rate-limit window, in seconds.
+    pub window_secs: u32,
+    /// How long an event with the same device, event type and severity is `cached`, in seconds.
+    pub cache_ttl_secs: u32,
+    /// How long an idle device's state is kept after its window closed, in seconds, measured on
+    /// its partition's latest event time: covers devices whose events lag the others'.
+    pub state_grace_secs: u32,
+}
+
+/// URL generation.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UrlsConfig {
+    /// Hosts of the distributed URLs, in output order.
+    pub hosts: Vec<String>,
+    /// Region → candidate hosts of the regional URL. Must contain `global`, the fallback for
+    /// events with no or an unknown `region`.
+    pub regions: IndexMap<String, Vec<String>>,
+    /// Default link target: `<base>/devices/<device_id>`, and `<base>` in regional URLs.
+    pub dashboard_base_url: String,
+    /// How the regional host is picked: `hash` (stable per device) or `random`.
+    pub regional_host_choice: HostChoice,
+}
+
+/// Input validation limits.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Largest accepted record, in bytes; larger ones are dead letters.
+    pub max_record_bytes: usize,
+    /// Most bytes of the original payload kept in a dead letter.
+    pub max_dead_letter_payload_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            brokers: "127.0.0.1:9092".into(),
+            input_topics: vec!["iot-events".into()],
+            output_topic: "aepiot-urls".into(),
+            dead_letter_topic: "aepiot-dead-letters".into(),
+            group_id: "aepiot-stream".into(),
+            emit_suppressed: false,
+            metrics_addr: "127.0.0.1:9464".into(),
+            auto_offset_reset: OffsetReset::Earliest,
+            create_topics: false,
+            create_topics_partitions: 12,
+            processing_guarantee: Guarantee::AtLeastOnce,
+            group_protocol: "consumer".into(),
+            partition_assignment_strategy: "cooperative-sticky".into(),
+            drain_timeout_ms: 10_000,
+            startup_timeout_ms: 30_000,
+            progress_interval_secs: 10,
+            log_format: LogFormat::Text,
+            limits: LimitsConfig::default(),
+            urls: UrlsConfig::default(),
+            input: InputConfig::default(),
+            kafka: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_urls_per_device: l.max_per_window,
+            window_secs: l.window_ms / 1000,
+            cache_ttl_secs: l.cache_ttl_ms / 1000,
+            state_grace_secs: 3600,
+        }
+    }
+}
+
+impl Default for UrlsConfig {
+    fn default() -> Self {
+        let u = UrlSettings::default();
+        UrlsConfig {
+            hosts: u.hosts,
+            regions: u.regions,
+            dashboard_base_url: u.dashboard_base_url,
+            regional_host_choice: u.host_choice,
+        }
+    }
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        let e = EngineSettings::default();
+        InputConfig {
+            max_record_bytes: e.max_record_bytes,
+            max_dead_letter_payload_bytes: e.max_dead_letter_payload_bytes,
+        }
+    }
+}
+
+/// Environment variable prefix: `AEPIOT_OUTPUT_TOPIC`, `AEPIOT_LIMITS__CACHE_TTL_SECS`,
+/// `AEPIOT_KAFKA__SASL_PASSWORD` (→ `kafka."sasl.password"`).
+pub const ENV_PREFIX: &str = "AEPIOT_";
+
+/// librdkafka properties whose values are never printed.
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "key.pem",
+        "ssl.key",
+        "keystore",
+        "oauthbearer.config",
+        "token",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the file (if any), then `env` (pairs of name and
+    /// value, normally `std::env::vars()`), then `overrides` (from flags, as TOML key paths).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: toml::Table,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        if let Some(path) = file {
+            let p = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            table =
+                toml::from_str(&text).map_err(|source| ConfigError::Toml { path: p, source })?;
+        }
+        for (name, value) in env {
+            if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
+                let path = env_path(rest);
+                if !path.is_empty() {
+                    set_path(&mut table, &path, env_value(&path, &value));
+                }
+            }
+        }
+        merge(&mut table, overrides);
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects impossible settings with a message that says what to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let u = &self.urls;
+        if u.hosts.is_empty() {
+            return bad("urls.hosts must name at least one host".into());
+        }
+        for h in u.hosts.iter().chain(u.regions.values().flatten()) {
+            check_host(h).map_err(ConfigError::Invalid)?;
+        }
+        if !u.regions.contains_key(FALLBACK_REGION) {
+            return bad(format!(
+                "urls.regions must contain `{FALLBACK_REGION}`, the fallback region"
+            ));
+        }
+        if let Some((name, _)) = u.regions.iter().find(|(_, hs)| hs.is_empty()) {
+            return bad(format!("urls.regions.{name} must name at least one host"));
+        }
+        match url::Url::parse(&u.dashboard_base_url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+            _ => {
+                return bad(format!(
+                    "urls.dashboard_base_url {:?} is not an http(s) URL",
+                    u.dashboard_base_url
+                ))
+            }
+        }
+        if self.limits.window_secs == 0 {
+            return bad("limits.window_secs must be at least 1".into());
+        }
+        if self.limits.window_secs > 24 * 3600 * 7 || self.limits.cache_ttl_secs > 24 * 3600 * 7 {
+            return bad(
+                "limits.window_secs and limits.cache_ttl_secs must be at most 7 days".into(),
+            );
+        }
+        if self.input.max_record_bytes == 0 {
+            return bad("input.max_record_bytes must be at least 1".into());
+        }
+        if self.create_topics_partitions < 1 {
+            return bad("create_topics_partitions must be at least 1".into());
+        }
+        if !matches!(self.group_protocol.as_str(), "consumer" | "classic") {
+            return bad(format!(
+                "group_protocol must be `consumer` or `classic`, not {:?}",
+                self.group_protocol
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks what `run` needs beyond [`Config::validate`].
+    pub fn validate_for_run(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.brokers.trim().is_empty() {
+            return bad("brokers must name at least one broker (host:port)");
+        }
+        if self.input_topics.iter().all(|t| t.trim().is_empty()) {
+            return bad("input_topics must name at least one topic");
+        }
+        if self.output_topic.is_empty() || self.dead_letter_topic.is_empty() {
+            return bad("output_topic and dead_letter_topic must be set");
+        }
+        if self
+            .input_topics
+            .iter()
+            .any(|t| t == &self.output_topic || t == &self.dead_letter_topic)
+        {
+            return bad("an input topic cannot also be the output or dead-letter topic");
+        }
+        if self.group_id.is_empty() {
+            return bad("group_id must be set");
+        }
+        Ok(())
+    }
+
+    /// The engine's settings.
+    pub fn engine_settings(&self) -> EngineSettings {
+        let l = &self.limits;
+        EngineSettings {
+            urls: UrlSettings {
+                hosts: self.urls.hosts.clone(),
+                regions: self.urls.regions.clone(),
+                dashboard_base_url: self.urls.dashboard_base_url.clone(),
+                host_choice: self.urls.regional_host_choice,
+            },
+            limits: Limits {
+                max_per_window: l.max_urls_per_device,
+                window_ms: l.window_secs * 1000,
+                cache_ttl_ms: l.cache_ttl_secs * 1000,
+            },
+            state_grace_ms: l.state_grace_secs as i64 * 1000,
+            max_record_bytes: self.input.max_record_bytes,
+            max_dead_letter_payload_bytes: self.input.max_dead_letter_payload_bytes,
+            emit_suppressed: self.emit_suppressed,
+        }
+    }
+
+    /// librdkafka properties from `[kafka]`, values as strings.
+    pub fn kafka_properties(&self) -> impl Iterator<Item = (&str, String)> {
+        self.kafka.iter().map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.as_str(), s)
+        })
+    }
+
+    /// The effective configuration as TOML, secrets replaced by `[redacted]`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        for (k, v) in shown.kafka.iter_mut() {
+            if is_secret_key(k) {
+                *v = toml::Value::String("[redacted]".into());
+            }
+        }
+        toml::to_string_pretty(&shown).expect("config serializes to TOML")
+    }
+}
+
+/// A host must be a bare host name (optionally with a port): anything else would break the URL.
+fn check_host(host: &str) -> Result<(), String> {
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'))
+        && url::Url::parse(&format!("https://{host}/")).is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{host:?} is not a valid host name (letters, digits, `-`, `.`, optional `:port`)"
+        ))
+    }
+}
+
+/// `LIMITS__CACHE_TTL_SECS` → ["limits", "cache_ttl_secs"]; `KAFKA__SASL_PASSWORD` →
+/// ["kafka", "sasl.password"] (librdkafka property names use dots).
+fn env_path(rest: &str) -> Vec<String> {
+    let mut parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    if parts.len() == 2 && parts[0] == "kafka" {
+        parts[1] = parts[1].replace('_', ".");
+    }
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
+/// Typed values from environment text: lists are comma-separated; numbers and booleans parse.
+fn env_value(path: &[String], value: &str) -> toml::Value {
+    let key = path.last().map(String::as_str).unwrap_or("");
+    if path[0] == "kafka" {
+        return toml::Value::String(value.to_string());
+    }
+    if key == "input_topics" || key == "hosts" {
+        return toml::Value::Array(
+            value
+                .split(',')
+                .map(|s| toml::Value::String(s.trim().to_string()))
+                .filter(|v| v.as_str() != Some(""))
+                .collect(),
+        );
+    }
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match value {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(value.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut t = table;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        t = entry.as_table_mut().expect("just made a table");
+    }
+    t.insert(last.clone(), value);
+}
+
+/// Deep-merges `over` into `base`.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml_text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(Some(&path), env, toml::Table::new())
+    }
+
+    #[test]
+    fn defaults_are_the_seed() {
+        let c = load("", &[]).unwrap();
+        let e = c.engine_settings();
+        assert_eq!(e.limits, Limits::default());
+        assert_eq!(e.urls.hosts.len(), 4);
+        assert_eq!(e.urls.regions.len(), 4);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "output_topic = \"from-file\"\ngroup_id = \"g-file\"\n[limits]\ncache_ttl_secs = 60\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("AEPIOT_GROUP_ID".to_string(), "g-env".to_string()),
+            (
+                "AEPIOT_LIMITS__MAX_URLS_PER_DEVICE".to_string(),
+                "3".to_string(),
+            ),
+            ("AEPIOT_INPUT_TOPICS".to_string(), "a, b".to_string()),
+            (
+                "AEPIOT_KAFKA__SASL_PASSWORD".to_string(),
+                "hunter2".to_string(),
+            ),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let mut flags = toml::Table::new();
+        flags.insert("group_id".into(), "g-flag".into());
+        let c = Config::load(Some(&path), env, flags).unwrap();
+        assert_eq!(c.output_topic, "from-file");
+        assert_eq!(c.group_id, "g-flag");
+        assert_eq!(c.limits.cache_ttl_secs, 60);
+        assert_eq!(c.limits.max_urls_per_device, 3);
+        assert_eq!(c.input_topics, vec!["a", "b"]);
+        let shown = c.to_redacted_toml();
+        assert!(shown.contains("[redacted]"));
+        assert!(!shown.contains("hunter2"));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_impossible_values() {
+        assert!(
+            matches!(load("outptu_topic = \"x\"", &[]), Err(ConfigError::Invalid(m)) if m.contains("outptu_topic"))
+        );
+        assert!(load("[urls]\nhosts = []", &[]).is_err());
+        assert!(load("[urls.regions]\neurope = [\"eu.aepiot.com\"]", &[]).is_err());
+        assert!(load("[urls]\nhosts = [\"a.example:8443\"]", &[]).is_ok());
+        assert!(load("[urls]\nhosts = [\"evil.com/x?y=\"]", &[]).is_err());
+        assert!(load("[urls]\ndashboard_base_url = \"not a url\"", &[]).is_err());
+        assert!(load("[limits]\nwindow_secs = 0", &[]).is_err());
+        assert!(matches!(load("x = ", &[]), Err(ConfigError::Toml { .. })));
+    }
+}

@@ -1,0 +1,188 @@
+//! Rendering of event field values as text.
+//!
+//! The seed formats every field with Python's `str()`. For strings that is the string itself and for
+//! numbers it is Python's number repr, which this module reproduces so that URLs stay byte-exact.
+//! For other JSON values (booleans, arrays, objects) the seed's rendering (`True`, `{'a': 1}`) is an
+//! accident of the language; they render as compact JSON text instead (`true`, `{"a":1}`).
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+/// Why a raw value could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    /// A number that does not fit an IEEE-754 double (`1e400`): Python would print `inf`, which no
+    /// URL consumer expects, so such events are rejected instead.
+    NumberOutOfRange,
+    /// An array or object nested deeper than [`MAX_RENDER_DEPTH`]: no dashboard needs it, and
+    /// it would make URLs of hundreds of kilobytes.
+    TooDeep,
+}
+
+/// Deepest array/object nesting rendered into a URL.
+pub const MAX_RENDER_DEPTH: usize = 32;
+
+/// Renders a raw JSON value (never `null`: callers treat `null` as absent) the way the seed would.
+pub fn render(raw: &RawValue) -> Result<Cow<'_, str>, RenderError> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => Ok(decode_string(text)),
+        Some(b'-' | b'0'..=b'9') => render_number(text).map(Cow::Owned),
+        Some(b't' | b'f') => Ok(Cow::Borrowed(text)),
+        // Arrays and objects: compact JSON text, keys in their original order.
+        _ => minify(text).map(Cow::Owned),
+    }
+}
+
+/// Decodes a JSON string literal; borrows when it has no escapes (the common case).
+fn decode_string(literal: &str) -> Cow<'_, str> {
+    let inner = &literal[1..literal.len() - 1];
+    if !inner.contains('\\') {
+        return Cow::Borrowed(inner);
+    }
+    // The literal was already validated by the parser, so this cannot fail.
+    Cow::Owned(serde_json::from_str::<String>(literal).unwrap_or_default())
+}
+
+/// A JSON number as Python's `str(json.loads(text))` prints it.
+fn render_number(text: &str) -> Result<String, RenderError> {
+    let is_integer = !text.contains(['.', 'e', 'E']);
+    if is_integer {
+        // Python ints are arbitrary precision: the digits print as written; `-0` prints as `0`.
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if digits.bytes().all(|b| b == b'0') {
+            return Ok("0".to_owned());
+        }
+        return Ok(text.to_owned());
+    }
+    let value: f64 = text.parse().map_err(|_| RenderError::NumberOutOfRange)?;
+    if !value.is_finite() {
+        return Err(RenderError::NumberOutOfRange);
+    }
+    Ok(python_float_repr(value))
+}
+
+/// Python's `repr(float)`: the shortest digits that round-trip, positional for decimal exponents in
+/// [-4, 16), scientific (`1e+16`, `1.5e-05`) outside it, and `.0` on integral positional values.
+pub fn python_float_repr(value: f64) -> String {
+    // Rust's `{:e}` yields the same shortest round-trip digits, e.g. `-1.2345e3`.
+    let sci = format!("{value:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("{:e} always has an exponent");
+    let exp: i32 = exp.parse().expect("{:e} exponent is an integer");
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if (-4..16).contains(&exp) {
+        let point = exp + 1; // position of the decimal point within `digits`
+        let body = if point <= 0 {
+            format!("0.{}{}", "0".repeat((-point) as usize), digits)
+        } else if point as usize >= digits.len() {
+            format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
+        } else {
+            let (int, frac) = digits.split_at(point as usize);
+            format!("{int}.{frac}")
+        };
+        format!("{sign}{body}")
+    } else {
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mantissa}e{exp_sign}{:02}", exp.abs())
+    }
+}
+
+/// Removes insignificant whitespace from valid JSON text, checking its depth on the way.
+fn minify(text: &str) -> Result<String, RenderError> {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut depth = 0usize;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            match c {
+                '[' | '{' => depth += 1,
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if depth > MAX_RENDER_DEPTH {
+                return Err(RenderError::TooDeep);
+            }
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(json: &str) -> String {
+        let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
+        render(&raw).unwrap().into_owned()
+    }
+
+    #[test]
+    fn floats_match_python_repr() {
+        for (input, python) in [
+            ("20.5", "20.5"),
+            ("20.50", "20.5"),
+            ("100.0", "100.0"),
+            ("-3.14", "-3.14"),
+            ("1e16", "1e+16"),
+            ("1.5e16", "1.5e+16"),
+            ("1e15", "1000000000000000.0"),
+            ("0.0001", "0.0001"),
+            ("0.00001", "1e-05"),
+            ("1.25e-7", "1.25e-07"),
+            ("-0.0", "-0.0"),
+            ("0.1", "0.1"),
+            ("123456789.125", "123456789.125"),
+            ("1E2", "100.0"),
+            ("1e300", "1e+300"),
+        ] {
+            assert_eq!(r(input), python, "{input}");
+        }
+    }
+
+    #[test]
+    fn integers_print_as_written() {
+        assert_eq!(r("42"), "42");
+        assert_eq!(r("-7"), "-7");
+        assert_eq!(r("-0"), "0");
+        assert_eq!(
+            r("123456789012345678901234567890"),
+            "123456789012345678901234567890"
+        );
+    }
+
+    #[test]
+    fn other_values_render_as_compact_json() {
+        assert_eq!(r("true"), "true");
+        assert_eq!(
+            r(r#"{ "b" : [1, 2], "a": "x y" }"#),
+            r#"{"b":[1,2],"a":"x y"}"#
+        );
+        assert_eq!(r(r#""a\"b \u00e9""#), "a\"b é");
+        assert_eq!(r(r#""plain""#), "plain");
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_rejected() {
+        let raw: Box<RawValue> = serde_json::from_str("1e400").unwrap();
+        assert_eq!(render(&raw), Err(RenderError::NumberOutOfRange));
+    }
+}
