@@ -7,6 +7,16 @@
 //!   [`core::engine`] runs them in that order for one partition.
 //! - [`config`]: the configuration (TOML, `AEPIOT_*` environment, flags) and its validation.
 //! - [`process`]: the offline adapter, JSON Lines in and out.
+//! - [`kafka`]: the Kafka adapter: [`kafka::pipeline`] wires a consumer whose partitions each get a
+//!   [`kafka::worker`] (one engine per partition), a producer whose acks flow back through
+//!   [`kafka::acks`], and rebalance handling in [`kafka::rebalance`].
+//! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
 pub mod config;
 pub mod core;
+pub mod demo;
+pub mod generate;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
 pub mod process;
+pub mod simulate;

@@ -5,10 +5,17 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aepiot_stream::config::Config;
+use std::time::Duration;
+
+use aepiot_stream::config::{Config, LogFormat};
 use aepiot_stream::core::Shared;
+use aepiot_stream::demo::{demo, DemoOptions};
+use aepiot_stream::generate::Profile;
+use aepiot_stream::kafka::{self, RunHooks};
 use aepiot_stream::process::process_lines;
+use aepiot_stream::simulate::{simulate, SimulateOptions};
 use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +30,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole pipeline against an in-process mock Kafka: needs nothing installed.
+    Demo(DemoArgs),
+    /// Consume device events from Kafka and produce URL records (the main job).
+    Run(RunArgs),
+    /// Produce synthetic device events to a Kafka topic (load generator).
+    Simulate(SimulateArgs),
     /// Process JSON Lines events offline: one URL record per line out, dead letters apart.
     Process(ProcessArgs),
     /// Configuration tools.
@@ -38,6 +51,99 @@ enum ConfigCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (host:port,…).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Input topics, comma-separated; an entry starting with `^` is a regular expression.
+    #[arg(long, value_delimiter = ',')]
+    input_topics: Option<Vec<String>>,
+    /// Topic for URL records (Kafka key = region).
+    #[arg(long)]
+    output_topic: Option<String>,
+    /// Topic for dead letters.
+    #[arg(long)]
+    dead_letter_topic: Option<String>,
+    /// Consumer group id.
+    #[arg(long)]
+    group_id: Option<String>,
+    /// Also write `cached` and `rate_limited` records.
+    #[arg(long)]
+    emit_suppressed: bool,
+    /// Address for /metrics, /healthz and /readyz (empty string disables).
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// Create missing output and dead-letter topics at start.
+    #[arg(long)]
+    create_topics: bool,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Topic to produce to.
+    #[arg(long)]
+    topic: String,
+    /// Fleet shape.
+    #[arg(long, value_enum, default_value = "factory")]
+    profile: Profile,
+    /// Distinct devices.
+    #[arg(long, default_value_t = 5000)]
+    devices: u64,
+    /// Events per second; 0 = as fast as possible.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Stop after this many events.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Random seed: the same seed gives the same events.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of invalid records (0.0–1.0), for dead-letter testing.
+    #[arg(long, default_value_t = 0.0)]
+    invalid_ratio: f64,
+    /// Extra librdkafka producer properties, KEY=VALUE.
+    #[arg(long = "kafka", value_parser = parse_kv)]
+    kafka: Vec<(String, String)>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// How long to generate events, in seconds.
+    #[arg(long, default_value_t = 15)]
+    duration: u64,
+    /// Events per second.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    /// Distinct devices.
+    #[arg(long, default_value_t = 500)]
+    devices: u64,
+    /// Fleet shape.
+    #[arg(long, value_enum, default_value = "factory")]
+    profile: Profile,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    metrics_addr: String,
+    /// URL records to print as samples.
+    #[arg(long, default_value_t = 3)]
+    samples: usize,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 #[derive(Args)]
@@ -62,6 +168,9 @@ struct ProcessArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(run_demo(args))),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Simulate(args) => run_simulate(args),
         Command::Process(args) => process(args),
         Command::Config(ConfigCommand::Check { config }) => config_check(config),
     };
@@ -72,6 +181,107 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Cancelled on SIGTERM or SIGINT.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+        t.cancel();
+    });
+    token
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut o = toml::Table::new();
+    let mut set = |k: &str, v: Option<toml::Value>| {
+        if let Some(v) = v {
+            o.insert(k.to_string(), v);
+        }
+    };
+    set("brokers", args.brokers.map(Into::into));
+    set(
+        "input_topics",
+        args.input_topics
+            .map(|t| toml::Value::Array(t.into_iter().map(Into::into).collect())),
+    );
+    set("output_topic", args.output_topic.map(Into::into));
+    set("dead_letter_topic", args.dead_letter_topic.map(Into::into));
+    set("group_id", args.group_id.map(Into::into));
+    set("metrics_addr", args.metrics_addr.map(Into::into));
+    set(
+        "emit_suppressed",
+        args.emit_suppressed.then_some(true.into()),
+    );
+    set("create_topics", args.create_topics.then_some(true.into()));
+    let config = load_config(args.config.as_deref(), o)?;
+    init_logging(config.log_format, "info,rdkafka=warn");
+    kafka::run(config, shutdown_on_signals(), RunHooks::default()).await?;
+    Ok(())
+}
+
+async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    // The demo prints its own summary; only warnings and errors are logged.
+    init_logging(LogFormat::Text, "warn");
+    demo(DemoOptions {
+        duration: Duration::from_secs(args.duration),
+        rate: args.rate,
+        devices: args.devices,
+        profile: args.profile,
+        metrics_addr: args.metrics_addr,
+        samples: args.samples,
+    })
+    .await
+}
+
+fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text, "warn");
+    let opts = SimulateOptions {
+        brokers: args.brokers,
+        topic: args.topic,
+        profile: args.profile,
+        devices: args.devices,
+        rate: args.rate,
+        count: args.count,
+        duration: args.duration.map(Duration::from_secs_f64),
+        seed: args.seed,
+        invalid_ratio: args.invalid_ratio,
+        kafka: args.kafka,
+        progress: true,
+    };
+    let report = simulate(&opts, &CancellationToken::new())?;
+    println!("{}", serde_json::to_string(&report)?);
+    anyhow::ensure!(
+        report.failed == 0,
+        "{} events were not acknowledged by the broker",
+        report.failed
+    );
+    Ok(())
 }
 
 fn load_config(path: Option<&std::path::Path>, overrides: toml::Table) -> anyhow::Result<Config> {

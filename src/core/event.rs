@@ -206,6 +206,13 @@ fn text_field<'a>(
                 name,
                 format!("field `{name}` is nested deeper than {MAX_RENDER_DEPTH} levels"),
             ),
+            RenderError::LoneSurrogate => RecordError::field(
+                ErrorKind::InvalidField,
+                name,
+                format!(
+                    "field `{name}` contains an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF), which is not text"
+                ),
+            ),
         }),
     }
 }
@@ -390,6 +397,15 @@ mod tests {
         );
         assert_eq!(
             kind(r#"{"device_id":"a","value":1e400}"#),
+            (ErrorKind::InvalidField, Some("value"))
+        );
+        // An unpaired surrogate escape is not text (it used to decode silently to "").
+        assert_eq!(
+            kind(r#"{"device_id":"\ud800"}"#),
+            (ErrorKind::InvalidField, Some("device_id"))
+        );
+        assert_eq!(
+            kind(r#"{"device_id":"a","value":"x\udfff"}"#),
             (ErrorKind::InvalidField, Some("value"))
         );
         let long = format!(r#"{{"device_id":"{}"}}"#, "x".repeat(257));

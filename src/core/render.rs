@@ -18,6 +18,10 @@ pub enum RenderError {
     /// An array or object nested deeper than [`MAX_RENDER_DEPTH`]: no dashboard needs it, and
     /// it would make URLs of hundreds of kilobytes.
     TooDeep,
+    /// A string with an escaped UTF-16 surrogate that has no pair (`"\ud800"`). The parser only
+    /// checks such escapes when it decodes the string, so they reach [`render`]; the value is not
+    /// Unicode text and cannot be put in a URL.
+    LoneSurrogate,
 }
 
 /// Deepest array/object nesting rendered into a URL.
@@ -27,7 +31,7 @@ pub const MAX_RENDER_DEPTH: usize = 32;
 pub fn render(raw: &RawValue) -> Result<Cow<'_, str>, RenderError> {
     let text = raw.get();
     match text.as_bytes().first() {
-        Some(b'"') => Ok(decode_string(text)),
+        Some(b'"') => decode_string(text),
         Some(b'-' | b'0'..=b'9') => render_number(text).map(Cow::Owned),
         Some(b't' | b'f') => Ok(Cow::Borrowed(text)),
         // Arrays and objects: compact JSON text, keys in their original order.
@@ -36,13 +40,18 @@ pub fn render(raw: &RawValue) -> Result<Cow<'_, str>, RenderError> {
 }
 
 /// Decodes a JSON string literal; borrows when it has no escapes (the common case).
-fn decode_string(literal: &str) -> Cow<'_, str> {
+fn decode_string(literal: &str) -> Result<Cow<'_, str>, RenderError> {
     let inner = &literal[1..literal.len() - 1];
     if !inner.contains('\\') {
-        return Cow::Borrowed(inner);
+        return Ok(Cow::Borrowed(inner));
     }
-    // The literal was already validated by the parser, so this cannot fail.
-    Cow::Owned(serde_json::from_str::<String>(literal).unwrap_or_default())
+    // Fix: this used to assume the literal could not fail to decode and mapped an error to "",
+    // but the parser that captured the raw value does not check `\u` escapes, so an unpaired
+    // surrogate (`"\ud800"`) silently became an empty string: a `device_id` was reported as
+    // "empty" and any other field lost its value. Such a string is now rejected.
+    serde_json::from_str::<String>(literal)
+        .map(Cow::Owned)
+        .map_err(|_| RenderError::LoneSurrogate)
 }
 
 /// A JSON number as Python's `str(json.loads(text))` prints it.
@@ -178,6 +187,15 @@ mod tests {
         );
         assert_eq!(r(r#""a\"b \u00e9""#), "a\"b é");
         assert_eq!(r(r#""plain""#), "plain");
+    }
+
+    #[test]
+    fn unpaired_surrogates_are_rejected() {
+        for literal in [r#""\ud800""#, r#""a\udc00b""#, r#""\ud83d x""#] {
+            let raw: Box<RawValue> = serde_json::from_str(literal).unwrap();
+            assert_eq!(render(&raw), Err(RenderError::LoneSurrogate), "{literal}");
+        }
+        assert_eq!(r(r#""\ud83d\ude00""#), "😀");
     }
 
     #[test]

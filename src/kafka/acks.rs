@@ -1,0 +1,86 @@
+//! Delivery acknowledgements, routed from librdkafka's delivery callback back to the partition
+//! worker that produced the record.
+//!
+//! Each record carries a `usize` opaque (worker id << 32 | sequence number) instead of a boxed
+//! future, so producing allocates nothing per record for tracking. The callback runs on the
+//! producer's polling thread and only sends the ack down the worker's channel.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::{ClientContext, Statistics};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::metrics::Metrics;
+
+const _: () = assert!(
+    usize::BITS >= 64,
+    "the delivery opaque packs two u32s into a usize"
+);
+
+/// One acknowledgement: the record's sequence number within its worker, and the error if the
+/// broker did not take it.
+#[derive(Debug)]
+pub struct Ack {
+    pub seq: u32,
+    pub error: Option<KafkaError>,
+}
+
+/// Where acks go: one channel per live worker.
+#[derive(Default)]
+pub struct AckRouter {
+    routes: DashMap<u32, UnboundedSender<Ack>>,
+    next_id: AtomicU32,
+}
+
+impl AckRouter {
+    /// Registers a new worker; acks for its records arrive on the returned receiver.
+    pub fn register(&self) -> (u32, UnboundedReceiver<Ack>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = unbounded_channel();
+        self.routes.insert(id, tx);
+        (id, rx)
+    }
+
+    pub fn unregister(&self, id: u32) {
+        self.routes.remove(&id);
+    }
+
+    pub fn opaque(worker: u32, seq: u32) -> usize {
+        ((worker as usize) << 32) | seq as usize
+    }
+
+    fn route(&self, opaque: usize, error: Option<KafkaError>) {
+        let (worker, seq) = ((opaque >> 32) as u32, opaque as u32);
+        // A worker that is gone (revoked after its drain deadline) no longer needs the ack.
+        if let Some(tx) = self.routes.get(&worker) {
+            let _ = tx.send(Ack { seq, error });
+        }
+    }
+}
+
+/// The producer's context: routes acks and reports the queue depth.
+pub struct ProducerCtx {
+    pub router: Arc<AckRouter>,
+    pub metrics: Metrics,
+}
+
+impl ClientContext for ProducerCtx {
+    fn stats(&self, statistics: Statistics) {
+        self.metrics
+            .producer_queue_messages
+            .set(statistics.msg_cnt as i64);
+    }
+}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        self.router
+            .route(opaque, result.as_ref().err().map(|(e, _)| e.clone()));
+    }
+}

@@ -1,0 +1,70 @@
+//! librdkafka client settings: the processor's defaults, then the user's `[kafka]` properties on
+//! top (so any property can be tuned or overridden).
+
+use rdkafka::ClientConfig;
+
+use crate::config::{Config, OffsetReset};
+
+fn base(config: &Config, role: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("client.id", format!("aepiot-stream-{role}"))
+        // Lag per partition comes from librdkafka's statistics.
+        .set("statistics.interval.ms", "5000");
+    c
+}
+
+fn overlay(mut c: ClientConfig, config: &Config) -> ClientConfig {
+    for (k, v) in config.kafka_properties() {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The input consumer. Offsets are stored by the workers only once outputs are acknowledged
+/// (`enable.auto.offset.store=false`), and committed from the store every second and at every
+/// revoke and shutdown.
+pub fn consumer_config(config: &Config) -> ClientConfig {
+    let mut c = base(config, "consumer");
+    c.set("group.id", &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set(
+            "auto.offset.reset",
+            match config.auto_offset_reset {
+                OffsetReset::Earliest => "earliest",
+                OffsetReset::Latest => "latest",
+            },
+        )
+        .set("group.protocol", &config.group_protocol);
+    if config.group_protocol == "classic" {
+        c.set(
+            "partition.assignment.strategy",
+            &config.partition_assignment_strategy,
+        )
+        .set("session.timeout.ms", "45000");
+    }
+    overlay(c, config)
+}
+
+/// The output producer: idempotent (no duplicates or reordering from librdkafka's own retries),
+/// acknowledged by all in-sync replicas, batched with a short linger and compressed (the URLs of
+/// one record repeat each other, so lz4 shrinks them several times).
+pub fn producer_config(config: &Config) -> ClientConfig {
+    let mut c = base(config, "producer");
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("queue.buffering.max.kbytes", "131072");
+    overlay(c, config)
+}
+
+/// Clients for start-up checks and topic creation.
+pub fn admin_config(config: &Config) -> ClientConfig {
+    overlay(base(config, "admin"), config)
+}

@@ -1,0 +1,14 @@
+//! The Kafka adapter around the core: consumer, partition workers, producer.
+//!
+//! Data flows one way: consumer → partition worker (engine) → producer. Only acknowledgements
+//! flow back (producer → worker), and offsets (worker → consumer's offset store → commit).
+
+pub mod acks;
+pub mod client;
+pub mod pipeline;
+pub mod progress;
+pub mod rebalance;
+pub mod startup;
+pub mod worker;
+
+pub use pipeline::{run, RunHooks, RunReport};

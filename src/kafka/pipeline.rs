@@ -1,0 +1,178 @@
+//! `aepiot-stream run`: wires the consumer, the partition workers, the producer and the metrics
+//! server together, and shuts them down in order.
+//!
+//! Shutdown (SIGTERM/SIGINT): every worker stops reading and drains its in-flight outputs within
+//! `drain_timeout_ms`; the stored offsets are committed synchronously; the consumer leaves the
+//! group; the producer is flushed. Exit 0. A delivery failure instead stops the instance without
+//! committing past the failed record, and `run` returns an error (non-zero exit).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{Producer, ThreadedProducer};
+use rdkafka::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::acks::{AckRouter, ProducerCtx};
+use super::client::{consumer_config, producer_config};
+use super::progress::log_progress;
+use super::rebalance::ConsumerCtx;
+use super::startup;
+use super::worker::WorkerEnv;
+use crate::config::Config;
+use crate::core::Shared;
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Hooks for embedding (`demo`, tests): shared metrics, and the bound metrics address.
+#[derive(Clone, Default)]
+pub struct RunHooks {
+    pub metrics: Option<Metrics>,
+    pub on_metrics_bound: Option<Arc<dyn Fn(std::net::SocketAddr) + Send + Sync>>,
+}
+
+/// Runs until `shutdown` is cancelled (clean exit) or an output cannot be delivered (error).
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    hooks: RunHooks,
+) -> anyhow::Result<RunReport> {
+    config.validate_for_run()?;
+    let metrics = hooks.metrics.clone().unwrap_or_default();
+    let health = Arc::new(Health::default());
+    let server_stop = CancellationToken::new();
+    let metrics_addr = if config.metrics_addr.is_empty() {
+        None
+    } else {
+        let addr = http::serve(
+            &config.metrics_addr,
+            metrics.clone(),
+            health.clone(),
+            server_stop.clone(),
+        )
+        .await?;
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+        if let Some(f) = &hooks.on_metrics_bound {
+            f(addr);
+        }
+        Some(addr)
+    };
+    let _server_guard = server_stop.drop_guard();
+
+    startup::check(&config).await?;
+
+    let router = Arc::new(AckRouter::default());
+    let producer: ThreadedProducer<ProducerCtx> = producer_config(&config)
+        .create_with_context(ProducerCtx {
+            router: router.clone(),
+            metrics: metrics.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
+    let producer = Arc::new(producer);
+
+    let ctx = ConsumerCtx::new(
+        tokio::runtime::Handle::current(),
+        metrics.clone(),
+        health.clone(),
+    );
+    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(&config)
+        .create_with_context(ctx)
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
+    let consumer = Arc::new(consumer);
+    let fatal = CancellationToken::new();
+    let env = Arc::new(WorkerEnv {
+        consumer: Arc::downgrade(&consumer),
+        producer: producer.clone(),
+        router,
+        shared: Shared::new(config.engine_settings()),
+        metrics: metrics.clone(),
+        output_topic: config.output_topic.clone(),
+        dead_letter_topic: config.dead_letter_topic.clone(),
+        drain_timeout: Duration::from_millis(config.drain_timeout_ms),
+        fatal: fatal.clone(),
+    });
+    consumer.context().attach(Arc::downgrade(&consumer), env);
+    let topics: Vec<&str> = config
+        .input_topics
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !t.is_empty())
+        .collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
+    tracing::info!(?topics, group = %config.group_id, output = %config.output_topic, "processing");
+
+    let stop = CancellationToken::new();
+    let progress = tokio::spawn(log_progress(
+        metrics.clone(),
+        config.progress_interval_secs,
+        stop.clone(),
+    ));
+    let poller = {
+        let stop = stop.clone();
+        let producer = producer.clone();
+        let health = health.clone();
+        std::thread::Builder::new()
+            .name("aepiot-consumer".into())
+            .spawn(move || poll_until_stopped(consumer, producer, stop, health))?
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => tracing::info!("shutting down: draining partitions"),
+        _ = fatal.cancelled() => tracing::error!("stopping after a fatal error"),
+    }
+    stop.cancel();
+    tokio::task::spawn_blocking(move || poller.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("consumer thread panicked"))?;
+    let _ = progress.await;
+    if fatal.is_cancelled() {
+        anyhow::bail!("stopped: an output could not be delivered to Kafka (see the log); offsets were not committed past it");
+    }
+    tracing::info!("stopped cleanly");
+    Ok(RunReport { metrics_addr })
+}
+
+/// The consumer's main-queue loop, on its own thread: it serves rebalance callbacks (which may
+/// block while partitions drain) and must keep running for the group membership to stay alive.
+fn poll_until_stopped(
+    consumer: Arc<BaseConsumer<ConsumerCtx>>,
+    producer: Arc<ThreadedProducer<ProducerCtx>>,
+    stop: CancellationToken,
+    health: Arc<Health>,
+) {
+    while !stop.is_cancelled() {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(msg)) => {
+                // Every assigned partition is split to its worker; a record here means a partition
+                // was not, and processing it out of band could break partition order. Stop rather
+                // than risk it; the restart resumes from the committed offsets.
+                tracing::error!(
+                    topic = msg.topic(),
+                    partition = msg.partition(),
+                    "record on the main queue; stopping"
+                );
+                if let Some(env) = consumer.context().env() {
+                    env.fatal.cancel();
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+        }
+    }
+    health.set_ready(false);
+    consumer.context().stop(&consumer, None);
+    // Dropping the last reference closes the consumer: it leaves the group, so the partitions move
+    // to the other instances right away instead of after the session timeout.
+    drop(consumer);
+    if let Err(e) = producer.flush(Duration::from_secs(10)) {
+        tracing::warn!(error = %e, "producer flush did not complete");
+    }
+}

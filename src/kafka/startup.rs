@@ -1,0 +1,149 @@
+//! Start-up checks: the brokers answer, the input topics exist, the output topics exist (or are
+//! created). Each failure is a clear error after a bounded retry, so a misconfigured instance
+//! exits non-zero instead of idling.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::metadata::Metadata;
+
+use super::client::admin_config;
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot reach the Kafka brokers at {brokers} within {secs} s: {last_error}")]
+    Unreachable {
+        brokers: String,
+        secs: u64,
+        last_error: String,
+    },
+    #[error("input topic {0:?} does not exist (create it, or fix input_topics)")]
+    MissingInputTopic(String),
+    #[error("{role} topic {topic:?} does not exist (create it, or set create_topics = true)")]
+    MissingOutputTopic { role: &'static str, topic: String },
+    #[error("cannot create topic {topic:?}: {error}")]
+    CreateTopic { topic: String, error: String },
+    #[error("invalid Kafka client settings: {0}")]
+    Client(String),
+}
+
+/// Runs the checks, creating output topics if configured.
+pub async fn check(config: &Config) -> Result<(), StartupError> {
+    let admin: AdminClient<DefaultClientContext> = admin_config(config)
+        .create()
+        .map_err(|e| StartupError::Client(e.to_string()))?;
+    let deadline = Instant::now() + Duration::from_millis(config.startup_timeout_ms);
+    let metadata = metadata_until(&admin, config, deadline).await?;
+    let exists = |t: &str| {
+        metadata
+            .topics()
+            .iter()
+            .any(|m| m.name() == t && !m.partitions().is_empty())
+    };
+
+    for topic in config.input_topics.iter().filter(|t| !t.starts_with('^')) {
+        let mut found = exists(topic);
+        // A topic being created right now shows up shortly: retry within the start-up deadline.
+        while !found && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            found = metadata_until(&admin, config, deadline)
+                .await?
+                .topics()
+                .iter()
+                .any(|m| m.name() == topic && !m.partitions().is_empty());
+        }
+        if !found {
+            return Err(StartupError::MissingInputTopic(topic.clone()));
+        }
+    }
+
+    let outputs = [
+        ("output", &config.output_topic),
+        ("dead-letter", &config.dead_letter_topic),
+    ];
+    let missing: Vec<_> = outputs.iter().filter(|(_, t)| !exists(t)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !config.create_topics {
+        let (role, topic) = missing[0];
+        return Err(StartupError::MissingOutputTopic {
+            role,
+            topic: topic.to_string(),
+        });
+    }
+    let new: Vec<NewTopic> = missing
+        .iter()
+        .map(|(_, t)| {
+            NewTopic::new(
+                t,
+                config.create_topics_partitions,
+                TopicReplication::Fixed(-1),
+            )
+        })
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .map_err(|e| StartupError::CreateTopic {
+            topic: missing[0].1.to_string(),
+            error: e.to_string(),
+        })?;
+    for r in results {
+        match r {
+            Ok(topic) => {
+                tracing::info!(%topic, partitions = config.create_topics_partitions, "created topic")
+            }
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(StartupError::CreateTopic {
+                    topic,
+                    error: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn metadata_until(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+    deadline: Instant,
+) -> Result<Metadata, StartupError> {
+    loop {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(500));
+        let client = admin.inner();
+        let attempt = left.min(Duration::from_secs(5));
+        // fetch_metadata blocks: keep it off the async workers.
+        let result = tokio::task::block_in_place(|| client.fetch_metadata(None, attempt));
+        match result {
+            Ok(m) if !m.brokers().is_empty() => return Ok(m),
+            Ok(_) if Instant::now() >= deadline => {
+                return Err(StartupError::Unreachable {
+                    brokers: config.brokers.clone(),
+                    secs: config.startup_timeout_ms / 1000,
+                    last_error: "no brokers in metadata".into(),
+                })
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(StartupError::Unreachable {
+                    brokers: config.brokers.clone(),
+                    secs: config.startup_timeout_ms / 1000,
+                    last_error: e.to_string(),
+                })
+            }
+            _ => {
+                tracing::warn!(brokers = %config.brokers, "Kafka not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
