@@ -12,6 +12,7 @@
 #                           start the broker, return once it serves clients.
 #                           No-op (exit 0) when it is already running.
 #   stop                    SIGTERM, wait up to $KAFKA_STOP_TIMEOUT s, then SIGKILL.
+#   restart                 stop + start.
 #   status                  print running/stopped; exit 0 when running, else 1.
 #   create-topic NAME P [TopicCommand args...]
 #                           create topic NAME with P partitions, RF 1
@@ -159,10 +160,22 @@ broker_pid() {
   pid="$(tr -dc '0-9' <"$PID_FILE")"
   [[ -n "$pid" ]] || return 1
   [[ -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "kafka.Kafka $PROPS" || return 1
-  # a kill -9'd process may linger a moment as a zombie
-  [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]] || return 1
+  local cmdline
+  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmdline" == *"kafka.Kafka $PROPS "* ]] || return 1
+  ! proc_dead "$pid" || return 1
   echo "$pid"
+}
+
+# true when PID is gone, or is a zombie whose threads have all exited. After
+# SIGKILL the JVM's main thread turns zombie ("Z") while its other threads are
+# still tearing down and still hold the listening sockets: not dead yet.
+proc_dead() {
+  [[ -d "/proc/$1" ]] || return 0
+  [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" == "Z" ]] || return 1
+  local tasks
+  tasks="$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)"
+  [[ "$tasks" -le 1 ]]
 }
 
 LOCK_FD=""
@@ -251,22 +264,39 @@ ensure_storage() {
 }
 
 # ---------------------------------------------------------------- commands
-wait_ready() { # PID LOG_OFFSET
-  local pid="$1" offset="$2" deadline=$((SECONDS + START_TIMEOUT))
+# A real client round trip: a Metadata request with kcat when it is installed
+# (milliseconds), else the Java admin client listing topics (~2 s of JVM).
+api_ready() {
+  if command -v kcat >/dev/null; then
+    timeout 20 kcat -b "$HOST:$PORT" -L -m 10 >/dev/null 2>&1
+  else
+    timeout 30 "$JAVA" "${TOOL_JVM_OPTS[@]}" -cp "$(classpath)" org.apache.kafka.tools.TopicCommand \
+      --bootstrap-server "$HOST:$PORT" --list >/dev/null 2>&1
+  fi
+}
+
+wait_ready() { # PID LOG_OFFSET [kill-on-timeout]
+  local pid="$1" offset="$2" kill_on_timeout="${3:-}" deadline=$((SECONDS + START_TIMEOUT))
   while :; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if proc_dead "$pid"; then
+      rm -f "$PID_FILE"
       log_tail
       die "broker (pid $pid) exited during start-up"
     fi
-    if port_open "$PORT" && tail -c "+$((offset + 1))" "$LOG_FILE" | grep -q 'Kafka Server started'; then
-      # the API check: a real admin client round trip
-      if timeout 30 "$JAVA" "${TOOL_JVM_OPTS[@]}" -cp "$(classpath)" org.apache.kafka.tools.TopicCommand \
-           --bootstrap-server "$HOST:$PORT" --list >/dev/null 2>&1; then
+    # grep -c, not grep -q: -q would quit early, SIGPIPE tail and fail the pipe under pipefail
+    if port_open "$PORT" && [[ "$(tail -c "+$((offset + 1))" "$LOG_FILE" | grep -c 'Kafka Server started')" -gt 0 ]]; then
+      if api_ready; then
         return 0
       fi
     fi
     if ((SECONDS >= deadline)); then
       log_tail
+      if [[ -n "$kill_on_timeout" ]]; then   # leave nothing half-started behind
+        kill -TERM "$pid" 2>/dev/null || true
+        wait_gone "$pid" 10 || { kill -KILL "$pid" 2>/dev/null || true; wait_gone "$pid" 10 || true; }
+        rm -f "$PID_FILE"
+        log "stopped the half-started broker (pid $pid)"
+      fi
       die "broker (pid $pid) did not accept clients on $HOST:$PORT within ${START_TIMEOUT}s"
     fi
     sleep 0.5
@@ -283,11 +313,15 @@ cmd_start() {
     fi
     log "pid $pid is alive but $HOST:$PORT is not accepting yet; waiting"
     ensure_cache
-    wait_ready "$pid" 0
+    local marker
+    marker="$(grep -abo '===== kafka.sh start' "$LOG_FILE" 2>/dev/null | tail -n1 | cut -d: -f1)"
+    wait_ready "$pid" "${marker:-0}"
     log "running (pid $pid) on $HOST:$PORT"
     return 0
   fi
   rm -f "$PID_FILE"
+  local i
+  for i in 1 2 3 4 5 6 7 8 9 10; do port_open "$PORT" || break; sleep 0.3; done
   if port_open "$PORT"; then die "port $PORT on $HOST is in use by another process (not a broker of $DATA_DIR)"; fi
   if port_open "$CONTROLLER_PORT"; then die "controller port $CONTROLLER_PORT on $HOST is in use by another process"; fi
   check_java
@@ -313,21 +347,19 @@ cmd_start() {
     -cp "$(classpath)" kafka.Kafka "$PROPS" \
     </dev/null >>"$LOG_FILE" 2>&1 {LOCK_FD}>&- &
   local launcher=$!
-  local i
   for i in $(seq 50); do [[ -s "$PID_FILE" ]] && break; sleep 0.1; done
   pid="$(tr -dc '0-9' <"$PID_FILE" 2>/dev/null || true)"
   [[ -n "$pid" ]] || pid="$launcher"
   log "started broker pid $pid, waiting up to ${START_TIMEOUT}s for $HOST:$PORT (log: $LOG_FILE)"
-  wait_ready "$pid" "$offset"
+  wait_ready "$pid" "$offset" kill-on-timeout
   log "Kafka $KAFKA_VERSION ready on $HOST:$PORT (pid $pid, data $DATA_DIR)"
 }
 
 wait_gone() { # PID SECONDS
   local pid="$1" deadline=$((SECONDS + $2))
-  while kill -0 "$pid" 2>/dev/null; do
-    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" == "Z" ]] && return 0
+  until proc_dead "$pid"; do
     ((SECONDS < deadline)) || return 1
-    sleep 0.2
+    sleep 0.1
   done
 }
 

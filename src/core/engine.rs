@@ -11,7 +11,7 @@ use super::event::{parse_event, Event};
 use super::limiter::{cache_key, Decision, Limits};
 use super::record::{encode_json, DeadLetter, Source, UrlRecord};
 use super::state::DeviceStates;
-use super::time::format_rfc3339_ms;
+use super::time::write_rfc3339_ms;
 use super::urls::{UrlBuilder, UrlSet, UrlSettings};
 
 /// Settings shared by every engine of a process.
@@ -116,6 +116,8 @@ pub struct Engine {
     error: Option<RecordError>,
     /// `processed_at` text for the millisecond it was last formatted.
     now_text: (i64, String),
+    /// `event_time` text for the millisecond it was last formatted.
+    event_text: (i64, String),
 }
 
 impl Engine {
@@ -131,6 +133,7 @@ impl Engine {
             event_type: String::new(),
             error: None,
             now_text: (i64::MIN, String::new()),
+            event_text: (i64::MIN, String::new()),
         }
     }
 
@@ -144,9 +147,7 @@ impl Engine {
 
     /// Processes one record's payload.
     pub fn process(&mut self, payload: Option<&[u8]>, meta: &RecordMeta<'_>) -> Output<'_> {
-        if self.now_text.0 != meta.now_ms {
-            self.now_text = (meta.now_ms, format_rfc3339_ms(meta.now_ms));
-        }
+        format_cached(&mut self.now_text, meta.now_ms);
         match parse_event(payload, self.shared.settings.max_record_bytes) {
             Ok(event) => self.judge(&event, meta),
             Err(error) => self.reject(error, payload, payload.map_or(0, <[u8]>::len), meta),
@@ -162,9 +163,7 @@ impl Engine {
         original_len: usize,
         meta: &RecordMeta<'_>,
     ) -> Output<'_> {
-        if self.now_text.0 != meta.now_ms {
-            self.now_text = (meta.now_ms, format_rfc3339_ms(meta.now_ms));
-        }
+        format_cached(&mut self.now_text, meta.now_ms);
         let error = self.error.insert(error);
         let letter = DeadLetter::new(
             error,
@@ -193,7 +192,7 @@ impl Engine {
             .or(meta.record_time_ms)
             .unwrap_or(meta.now_ms);
         let key = cache_key(event.event_type.as_deref(), event.severity.as_deref());
-        let (status, judged_at) = self.states.decide(&event.device_id, event_ms, key);
+        let (status, judged_at) = self.states.decide(&event.device_id, event_ms, key, meta.now_ms);
 
         // Copied out of the payload-borrowing event so the output can outlive it.
         self.device_id.clear();
@@ -215,7 +214,7 @@ impl Engine {
             .shared
             .urls
             .region_name(self.shared.urls.region_index(event));
-        let event_time = format_rfc3339_ms(judged_at);
+        format_cached(&mut self.event_text, judged_at);
         let record = UrlRecord {
             device_id: &event.device_id,
             event_type: event.event_type.as_deref(),
@@ -224,11 +223,11 @@ impl Engine {
             status,
             urls: urls.then(|| self.set.urls()),
             regional_url: urls.then(|| self.set.regional()),
-            event_time: &event_time,
+            event_time: &self.event_text.1,
             processed_at: &self.now_text.1,
             source: meta.source,
         };
-        encode_json(&mut self.json, &record);
+        record.encode(&mut self.json);
         Output::Record {
             status,
             json: &self.json,
@@ -240,5 +239,14 @@ impl Engine {
                 .then_some(self.event_type.as_str()),
             urls: if urls { self.set.urls().len() } else { 0 },
         }
+    }
+}
+
+/// Makes `cache` hold the RFC 3339 text of `ms`, reusing its buffer.
+fn format_cached(cache: &mut (i64, String), ms: i64) {
+    if cache.0 != ms {
+        cache.0 = ms;
+        cache.1.clear();
+        write_rfc3339_ms(&mut cache.1, ms);
     }
 }

@@ -68,6 +68,9 @@ pub struct DeviceState {
     pub base_ms: i64,
     /// The device clock: the latest event time seen, ms since base.
     pub clock: u32,
+    /// Wall-clock seconds (since its partition's state began) when the device was last seen: the
+    /// expiry sweep drops a device only once it is idle in event time *and* in wall time.
+    pub seen: u32,
     /// Times of counted successes, ascending, ms since base.
     pub hits: SmallVec<[u32; 3]>,
     pub cache: SmallVec<[CacheEntry; 1]>,
@@ -92,6 +95,7 @@ impl DeviceState {
         DeviceState {
             base_ms: now_ms,
             clock: 0,
+            seen: 0,
             hits: SmallVec::new(),
             cache: SmallVec::new(),
         }

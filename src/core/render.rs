@@ -32,7 +32,7 @@ pub fn render(raw: &RawValue) -> Result<Cow<'_, str>, RenderError> {
     let text = raw.get();
     match text.as_bytes().first() {
         Some(b'"') => decode_string(text),
-        Some(b'-' | b'0'..=b'9') => render_number(text).map(Cow::Owned),
+        Some(b'-' | b'0'..=b'9') => render_number(text),
         Some(b't' | b'f') => Ok(Cow::Borrowed(text)),
         // Arrays and objects: compact JSON text, keys in their original order.
         _ => minify(text).map(Cow::Owned),
@@ -55,21 +55,63 @@ fn decode_string(literal: &str) -> Result<Cow<'_, str>, RenderError> {
 }
 
 /// A JSON number as Python's `str(json.loads(text))` prints it.
-fn render_number(text: &str) -> Result<String, RenderError> {
+fn render_number(text: &str) -> Result<Cow<'_, str>, RenderError> {
     let is_integer = !text.contains(['.', 'e', 'E']);
     if is_integer {
         // Python ints are arbitrary precision: the digits print as written; `-0` prints as `0`.
         let digits = text.strip_prefix('-').unwrap_or(text);
         if digits.bytes().all(|b| b == b'0') {
-            return Ok("0".to_owned());
+            return Ok(Cow::Borrowed("0"));
         }
-        return Ok(text.to_owned());
+        return Ok(Cow::Borrowed(text));
+    }
+    if let Some(repr) = plain_decimal_repr(text) {
+        return Ok(Cow::Borrowed(repr));
     }
     let value: f64 = text.parse().map_err(|_| RenderError::NumberOutOfRange)?;
     if !value.is_finite() {
         return Err(RenderError::NumberOutOfRange);
     }
-    Ok(python_float_repr(value))
+    Ok(Cow::Owned(python_float_repr(value)))
+}
+
+/// The common case without any float conversion: for a JSON number literal `-?I.F` (no exponent)
+/// with at most 15 significant digits and a decimal exponent in [-4, 15), Python's `repr` is the
+/// literal minus the trailing zeros of `F` (keeping one digit), which is a prefix of the literal.
+///
+/// Why: a decimal of at most 15 significant digits (DBL_DIG) survives decimal → double → decimal,
+/// so no two such decimals share a double, and the shortest digits that round-trip are the
+/// literal's own; an exponent in [-4, 16) is printed positionally. `None` when the rule does not
+/// apply (the caller then takes the general path).
+fn plain_decimal_repr(text: &str) -> Option<&str> {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = unsigned.split_once('.')?;
+    // A JSON literal has no leading zeros in `int` (except `0` itself) and a non-empty `frac`.
+    if int.is_empty()
+        || frac.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (int.len() > 1 && int.starts_with('0'))
+    {
+        return None;
+    }
+    let kept = frac.trim_end_matches('0');
+    let significant = if int == "0" {
+        // 0.000ddd: the exponent is -(leading zeros + 1), positional down to -4.
+        let zeros = kept.len() - kept.trim_start_matches('0').len();
+        if !kept.is_empty() && zeros > 3 {
+            return None;
+        }
+        kept.len() - zeros
+    } else {
+        int.len() + kept.len()
+    };
+    if int.len() > 15 || significant > 15 {
+        return None;
+    }
+    // Keep one fraction digit (a `0`) when all of them were zeros.
+    let end = text.len() - frac.len() + kept.len().max(1);
+    Some(&text[..end])
 }
 
 /// Python's `repr(float)`: the shortest digits that round-trip, positional for decimal exponents in
@@ -165,6 +207,71 @@ mod tests {
         ] {
             assert_eq!(r(input), python, "{input}");
         }
+    }
+
+    #[test]
+    fn plain_decimals_take_the_fast_path_and_match_the_general_one() {
+        for (input, python) in [
+            ("20.0", "20.0"),
+            ("20.50", "20.5"),
+            ("-0.0", "-0.0"),
+            ("0.000", "0.0"),
+            ("-0.500", "-0.5"),
+            ("0.0001", "0.0001"),
+            ("0.00012340", "0.0001234"),
+            ("123456789012345.0", "123456789012345.0"),
+            ("12345.6789012345", "12345.6789012345"),
+        ] {
+            assert_eq!(plain_decimal_repr(input), Some(python), "{input}");
+            assert_eq!(python_float_repr(input.parse().unwrap()), python, "{input}");
+        }
+        // Outside the rule: exponents, 16+ significant digits, tiny or huge values.
+        for input in [
+            "1e5",
+            "1.5E2",
+            "0.00001",
+            "1234567890123456.0",
+            "0.1234567890123456",
+            "1.0000000000000001",
+            "9007199254740993.0",
+        ] {
+            assert_eq!(plain_decimal_repr(input), None, "{input}");
+        }
+        // Pseudo-random literals: the fast path agrees with the float formatting wherever it applies.
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut applied = 0;
+        for _ in 0..300_000 {
+            let int_len = next(18) as usize;
+            let int: String = match int_len {
+                0 => "0".into(),
+                n => (0..n)
+                    .map(|i| char::from(b'0' + if i == 0 { 1 + next(9) } else { next(10) } as u8))
+                    .collect(),
+            };
+            let lead = next(7) as usize;
+            let frac: String = "0".repeat(lead)
+                + &(0..1 + next(17))
+                    .map(|_| char::from(b'0' + next(10) as u8))
+                    .collect::<String>()
+                + &"0".repeat(next(4) as usize);
+            let sign = if next(2) == 0 { "-" } else { "" };
+            let text = format!("{sign}{int}.{frac}");
+            let general = python_float_repr(text.parse().unwrap());
+            if let Some(fast) = plain_decimal_repr(&text) {
+                applied += 1;
+                assert_eq!(fast, general, "{text}");
+            }
+        }
+        assert!(
+            applied > 50_000,
+            "the fast path was exercised {applied} times"
+        );
     }
 
     #[test]

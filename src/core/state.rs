@@ -3,6 +3,15 @@
 //! Owned by exactly one partition worker, so it needs no locks. Idle devices are expired by an
 //! incremental sweep (a couple of entries looked at per event), never by a full scan: memory stays
 //! proportional to the devices active within the retention period, and no event waits for a sweep.
+//!
+//! When is a device idle? Its state can only matter to its own next event, and it is certainly
+//! irrelevant once that event is a window after the device clock. The next event time is unknown,
+//! so expiry needs two signs at once: the partition's event time (its watermark) has moved on by
+//! the window plus a grace, *and* the device has not been seen for the grace in wall-clock time.
+//! Event time alone would drop a device whose events lag the others' (a replay mixed with live
+//! traffic) and change its outcomes; wall time alone would never expire anything in a fast replay
+//! of old data, which is fine, but would also keep state that event time says is dead. With both,
+//! a replay (`process` of a file) is exact, and a live stream keeps memory to the active devices.
 
 use compact_str::CompactString;
 use indexmap::IndexMap;
@@ -24,6 +33,8 @@ pub struct DeviceStates {
     watermark_ms: i64,
     cache_entries: usize,
     sweep_cursor: usize,
+    /// Wall clock (epoch ms) of the first event: `seen` times count from here.
+    wall_epoch_ms: Option<i64>,
 }
 
 impl DeviceStates {
@@ -35,6 +46,7 @@ impl DeviceStates {
             watermark_ms: i64::MIN,
             cache_entries: 0,
             sweep_cursor: 0,
+            wall_epoch_ms: None,
         }
     }
 
@@ -44,8 +56,10 @@ impl DeviceStates {
 
     /// Judges one event of `device_id` at `event_ms`; returns the decision and the time it was
     /// judged at (the device clock, never earlier than any event of this device seen before).
-    pub fn decide(&mut self, device_id: &str, event_ms: i64, cache_key: u64) -> (Decision, i64) {
-        self.sweep();
+    /// `now_ms` is the wall clock, used only for expiry.
+    pub fn decide(&mut self, device_id: &str, event_ms: i64, cache_key: u64, now_ms: i64) -> (Decision, i64) {
+        let wall = self.wall_secs(now_ms);
+        self.sweep(wall);
         let limits = self.limits;
         let state = match self.devices.get_mut(device_id) {
             Some(s) => s,
@@ -58,6 +72,7 @@ impl DeviceStates {
                     .expect("just inserted")
             }
         };
+        state.seen = wall;
         let judged_at = state.advance(event_ms, &limits);
         let (decision, delta) = state.decide(cache_key, &limits);
         self.cache_entries = (self.cache_entries as isize + delta) as usize;
@@ -65,9 +80,16 @@ impl DeviceStates {
         (decision, judged_at)
     }
 
+    /// Wall-clock seconds since this state began (saturating: a clock going backwards reads 0).
+    fn wall_secs(&mut self, now_ms: i64) -> u32 {
+        let epoch = *self.wall_epoch_ms.get_or_insert(now_ms);
+        ((now_ms - epoch).max(0) / 1000).min(u32::MAX as i64) as u32
+    }
+
     /// Looks at a few devices and drops those idle for longer than the retention.
-    fn sweep(&mut self) {
+    fn sweep(&mut self, wall: u32) {
         let now = self.watermark_ms.saturating_sub(self.grace_ms);
+        let grace_secs = (self.grace_ms / 1000).min(u32::MAX as i64) as u32;
         for _ in 0..SWEEP_PER_EVENT {
             if self.devices.is_empty() {
                 return;
@@ -79,7 +101,7 @@ impl DeviceStates {
                 .devices
                 .get_index(self.sweep_cursor)
                 .expect("cursor in range");
-            if state.is_idle_at(now, &self.limits) {
+            if state.is_idle_at(now, &self.limits) && wall.saturating_sub(state.seen) >= grace_secs {
                 let (_, removed) = self
                     .devices
                     .swap_remove_index(self.sweep_cursor)
@@ -123,13 +145,18 @@ mod tests {
         let hour = 3_600_000;
         let mut s = DeviceStates::new(Limits::default(), hour);
         for i in 0..1000 {
-            s.decide(&format!("old-{i}"), 0, cache_key(None, None));
+            s.decide(&format!("old-{i}"), 0, cache_key(None, None), 0);
         }
         assert_eq!(s.device_count(), 1000);
         assert_eq!(s.cache_entries(), 1000);
-        // Two hours later (window + grace), steady traffic from one device sweeps the rest away.
+        // Two hours later (window + grace) in event time but not in wall time: all kept.
         for i in 0..600 {
-            s.decide("busy", 2 * hour + i, cache_key(None, None));
+            s.decide("busy", 2 * hour + i, cache_key(None, None), 0);
+        }
+        assert_eq!(s.device_count(), 1001);
+        // And an hour later in wall time too: steady traffic from one device sweeps the rest away.
+        for i in 0..600 {
+            s.decide("busy", 2 * hour + i, cache_key(None, None), hour);
         }
         assert_eq!(s.device_count(), 1);
         assert_eq!(s.cache_entries(), 1);
@@ -138,14 +165,20 @@ mod tests {
     #[test]
     fn devices_within_grace_are_kept() {
         let hour = 3_600_000;
+        let key = |i: i64| cache_key(Some(&i.to_string()), None);
         let mut s = DeviceStates::new(Limits::default(), hour);
-        s.decide("late", 0, cache_key(None, None));
+        s.decide("late", 0, cache_key(None, None), 0);
         for i in 0..100 {
-            s.decide(
-                "busy",
-                2 * hour - 200 + i,
-                cache_key(Some(&i.to_string()), None),
-            );
+            s.decide("busy", 2 * hour - 200 + i, key(i), 2 * hour);
+        }
+        assert!(s.get("late").is_some());
+        // A device far behind the others in event time, but seen recently, is kept.
+        for i in 0..100 {
+            s.decide("busy", 10 * hour + i, key(i), 2 * hour + 1000);
+        }
+        s.decide("late", 1000, cache_key(None, None), 2 * hour + 2000);
+        for i in 0..100 {
+            s.decide("busy", 20 * hour + i, key(i), 2 * hour + 3000);
         }
         assert!(s.get("late").is_some());
     }

@@ -6,7 +6,6 @@
 //! `/` stay as they are, every other byte of the UTF-8 text becomes `%XX` (upper-case hex). Because
 //! `&`, `=`, `#`, `?`, `%`, CR and LF are always encoded, no field can add or break a parameter.
 
-use std::fmt;
 use std::ops::Range;
 
 use indexmap::IndexMap;
@@ -153,11 +152,7 @@ impl UrlBuilder {
         let params = &mut set.params;
         params.clear();
         params.push_str("?title=");
-        quote_display(
-            params,
-            &mut set.scratch,
-            format_args!("{} - {}", text(&event.event_type, "Event"), device),
-        );
+        quote_concat(params, &[text(&event.event_type, "Event"), " - ", device]);
         params.push_str("&description=");
         set.scratch.clear();
         describe(&mut set.scratch, event);
@@ -165,11 +160,7 @@ impl UrlBuilder {
         params.push_str("&link=");
         match &event.dashboard_url {
             Some(url) => quote_into(params, url),
-            None => quote_display(
-                params,
-                &mut set.scratch,
-                format_args!("{}/devices/{}", s.dashboard_base_url, device),
-            ),
+            None => quote_concat(params, &[&s.dashboard_base_url, "/devices/", device]),
         }
         for host in &s.hosts {
             let start = set.buf.len();
@@ -189,20 +180,16 @@ impl UrlBuilder {
         let start = set.buf.len();
         push_prefix(&mut set.buf, host);
         set.buf.push_str("?title=");
-        quote_display(
-            &mut set.buf,
-            &mut set.scratch,
-            format_args!("IoT Event - {device}"),
-        );
+        quote_concat(&mut set.buf, &["IoT Event - ", device]);
         set.buf.push_str("&description=");
-        quote_display(
+        quote_concat(
             &mut set.buf,
-            &mut set.scratch,
-            format_args!(
-                "Region: {} | {}",
+            &[
+                "Region: ",
                 text(&event.region, FALLBACK_REGION),
-                text(&event.description, "Event data")
-            ),
+                " | ",
+                text(&event.description, "Event data"),
+            ],
         );
         set.buf.push_str("&link=");
         quote_into(
@@ -228,12 +215,10 @@ fn push_prefix(out: &mut String, host: &str) {
     out.push_str("/backlink.html");
 }
 
-/// Formats into `scratch`, then appends it encoded to `out`.
-fn quote_display(out: &mut String, scratch: &mut String, args: fmt::Arguments<'_>) {
-    use fmt::Write;
-    scratch.clear();
-    let _ = scratch.write_fmt(args);
-    quote_into(out, scratch);
+/// Appends the concatenation of `parts`, encoded. `quote` works byte by byte (every byte of a
+/// multi-byte character is encoded alike), so encoding each part in turn gives the same text.
+fn quote_concat(out: &mut String, parts: &[&str]) {
+    parts.iter().for_each(|p| quote_into(out, p));
 }
 
 /// The seed's `format_description`: `Location: … | Value: … | Time: …`, or a fixed text.

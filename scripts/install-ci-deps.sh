@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# scripts/install-ci-deps.sh — install the Debian packages that CI and
+# developers need (idempotent; returns at once when everything is present).
+#
+#   kcat          Kafka CLI producer/consumer (smoke tests against scripts/kafka.sh)
+#   prometheus    Prometheus server binary (metrics tests); its service is NOT started
+#   pkg-config libssl-dev zlib1g-dev cmake build-essential
+#                 native build deps of rdkafka-sys (librdkafka built from source)
+#   curl jq       HTTP checks and JSON in scripts
+#
+# Usage: scripts/install-ci-deps.sh [extra-debian-package ...]
+# Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq "$@")
+
+installed() { # PKG -> 0 when dpkg has it fully installed
+  [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" == "installed" ]]
+}
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-ci-deps: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+SUDO=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-ci-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+echo "install-ci-deps: installing ${missing[*]}"
+
+# apt-get update only when the package lists are absent or lack a candidate
+# for a missing package (cheap check; avoids a network round trip otherwise).
+needs_update=0
+if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+  needs_update=1
+else
+  for p in "${missing[@]}"; do
+    cand="$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ {print $2}')"
+    if [[ -z "$cand" || "$cand" == "(none)" ]]; then needs_update=1; break; fi
+  done
+fi
+
+apt_install() {
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# In containers and CI, keep package post-install scripts from starting
+# daemons (prometheus would otherwise start its service on :9090 where an init
+# system is reachable). Only if no policy is in place already; removed after.
+POLICY=/usr/sbin/policy-rc.d
+policy_added=0
+if [[ ! -e "$POLICY" ]]; then
+  printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
+  "${SUDO[@]}" chmod 755 "$POLICY"
+  policy_added=1
+fi
+cleanup() { if ((policy_added)); then "${SUDO[@]}" rm -f "$POLICY"; fi; }
+trap cleanup EXIT
+
+if ((needs_update)); then
+  "${SUDO[@]}" apt-get update -q
+  apt_install
+elif ! apt_install; then
+  # stale lists (e.g. a package version gone from the mirror): refresh once, retry
+  "${SUDO[@]}" apt-get update -q
+  apt_install
+fi
+
+still=()
+for p in "${missing[@]}"; do installed "$p" || still+=("$p"); done
+if ((${#still[@]})); then
+  echo "install-ci-deps: still missing after install: ${still[*]}" >&2
+  exit 1
+fi
+echo "install-ci-deps: done"

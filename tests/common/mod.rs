@@ -1,0 +1,202 @@
+//! Helpers for tests on the project's real Kafka broker (`scripts/kafka.sh`). The broker is
+//! started if it is not running; every test uses its own topics and group, so tests run in
+//! parallel.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// The broker's bootstrap address: `KAFKA_BOOTSTRAP`, or the project's broker, started on demand.
+pub fn brokers() -> &'static str {
+    static BROKERS: OnceLock<String> = OnceLock::new();
+    BROKERS.get_or_init(|| {
+        if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
+            return b;
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+        let out = Command::new("bash").arg(&script).arg("start").output().expect("run scripts/kafka.sh");
+        assert!(
+            out.status.success(),
+            "scripts/kafka.sh start failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new("bash").arg(&script).arg("bootstrap").output().expect("run scripts/kafka.sh");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    format!("{prefix}-{}-{t}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn create_topics(topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let new: Vec<NewTopic> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let results = rt.block_on(admin.create_topics(&new, &AdminOptions::new())).unwrap();
+    for r in results {
+        r.unwrap();
+    }
+    // Wait until every topic's metadata shows up, so producers and consumers see it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (t, p) in topics {
+        loop {
+            let md = admin.inner().fetch_metadata(Some(t), Duration::from_secs(5));
+            if md.is_ok_and(|m| m.topics().first().is_some_and(|x| x.partitions().len() == *p as usize && x.error().is_none())) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "topic {t} did not appear");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Produces `(key, payload)` records (payload `None` = tombstone) and waits for all acks.
+pub fn produce(topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    for (k, v) in records {
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        if let Some(k) = k {
+            r = r.key(k.as_slice());
+        }
+        if let Some(v) = v {
+            r = r.payload(v.as_slice());
+        }
+        let mut r = r;
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(p.in_flight_count(), 0);
+}
+
+/// Reads a topic from the beginning until `n` records arrived (or `timeout`), read_committed.
+pub fn consume(topic: &str, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            // Transient client errors (a broker connection dropped): librdkafka recovers.
+            Some(Err(e)) => eprintln!("reader: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Reads everything currently in a topic: until the end offsets of every partition are reached.
+pub fn consume_all(topic: &str, timeout: Duration) -> Vec<OwnedMessage> {
+    let total: i64 = end_offsets(topic).values().sum();
+    consume(topic, total as usize, timeout)
+}
+
+/// Retries a broker query through transient client errors (a connection being re-established).
+fn retry<T, E: std::fmt::Display>(what: &str, mut f: impl FnMut() -> Result<T, E>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{what}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+/// High watermarks per partition.
+pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
+    let md = retry("metadata", || c.fetch_metadata(Some(topic), Duration::from_secs(10)));
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| (p.id(), retry("watermarks", || c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))).1))
+        .collect()
+}
+
+/// Offsets committed by `group` for each partition of `topic` (-1 when none).
+pub fn committed_offsets(group: &str, topic: &str) -> HashMap<i32, i64> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
+    let parts = end_offsets(topic);
+    let mut tpl = TopicPartitionList::new();
+    for p in parts.keys() {
+        tpl.add_partition(topic, *p);
+    }
+    let got = retry("committed offsets", || c.committed_offsets(tpl.clone(), Duration::from_secs(10)));
+    got.elements()
+        .iter()
+        .map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { o } else { -1 }))
+        .collect()
+}
+
+/// Waits until `cond` holds, checking every 100 ms; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn header<'a>(m: &'a OwnedMessage, key: &str) -> Option<&'a str> {
+    let h = m.headers()?;
+    h.iter().find(|x| x.key == key).and_then(|x| x.value).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+pub fn json(m: &OwnedMessage) -> serde_json::Value {
+    serde_json::from_slice(m.payload().expect("payload")).expect("JSON payload")
+}
+
+/// `(partition, offset)` of the input record an output or dead letter came from.
+pub fn source_of(m: &OwnedMessage) -> (i64, i64) {
+    let v = json(m);
+    (v["source"]["partition"].as_i64().unwrap(), v["source"]["offset"].as_i64().unwrap())
+}
+
+pub fn vectors_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors-seed-1")
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_aepiot-stream")
+}
