@@ -36,6 +36,10 @@ pub enum Guarantee {
     /// outputs.
     #[default]
     AtLeastOnce,
+    /// Outputs, state changes and input offsets are committed in one Kafka transaction every
+    /// `commit_interval_ms`: nothing lost, nothing repeated, for readers with
+    /// `isolation.level=read_committed`.
+    ExactlyOnce,
 }
 
 /// Where a new consumer group starts.
@@ -82,8 +86,20 @@ pub struct Config {
     pub create_topics: bool,
     /// Partitions of topics created by `create_topics`.
     pub create_topics_partitions: i32,
-    /// Delivery guarantee: `at_least_once`.
+    /// Delivery guarantee: `at_least_once` or `exactly_once`.
     pub processing_guarantee: Guarantee,
+    /// With `exactly_once`: how often the transaction is committed, in milliseconds. Outputs become
+    /// visible to read_committed readers at each commit.
+    pub commit_interval_ms: u64,
+    /// With `exactly_once`: the producer's `transactional.id`. Empty derives a unique one per
+    /// process (`<group_id>-<hostname>-<pid>`); zombies are fenced by the consumer group
+    /// generation either way (KIP-447). Set a stable id per replica (e.g. the pod name) to also
+    /// fence a previous incarnation of the same replica at start.
+    pub transactional_id: String,
+    /// Write every change of a device's state to a compacted changelog topic
+    /// (`<group_id>-<input topic>-changelog`, one partition per input partition) and restore it
+    /// when a partition is assigned, so rate limits and dedupe survive rebalances and restarts.
+    pub state_changelog: bool,
     /// Kafka group protocol: `consumer` (KIP-848, incremental, the default) or `classic`
     /// (then `partition_assignment_strategy` applies).
     pub group_protocol: String,
@@ -103,6 +119,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub urls: UrlsConfig,
     pub input: InputConfig,
+    pub webhooks: WebhooksConfig,
     /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
     /// They override the processor's own client settings.
     pub kafka: BTreeMap<String, toml::Value>,
@@ -162,6 +179,9 @@ impl Default for Config {
             create_topics: false,
             create_topics_partitions: 12,
             processing_guarantee: Guarantee::AtLeastOnce,
+            commit_interval_ms: 100,
+            transactional_id: String::new(),
+            state_changelog: true,
             group_protocol: "consumer".into(),
             partition_assignment_strategy: "cooperative-sticky".into(),
             drain_timeout_ms: 10_000,
@@ -171,6 +191,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             urls: UrlsConfig::default(),
             input: InputConfig::default(),
+            webhooks: WebhooksConfig::default(),
             kafka: BTreeMap::new(),
         }
     }
@@ -197,6 +218,127 @@ impl Default for UrlsConfig {
             dashboard_base_url: u.dashboard_base_url,
             regional_host_choice: u.host_choice,
         }
+    }
+}
+
+/// Webhook delivery (`aepiot-stream webhooks`, or `run --webhooks`): every `success` URL record
+/// of `output_topic` is POSTed to each endpoint, from a consumer group of its own, so a slow or
+/// dead receiver only adds lag to that group and never slows URL generation.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Endpoints every `success` record is POSTed to (`[[webhooks.endpoints]]` tables).
+    pub endpoints: Vec<WebhookEndpointConfig>,
+    /// Consumer group of the webhook service on `output_topic`; empty means `<group_id>-webhooks`.
+    /// Must differ from `group_id`.
+    pub group_id: String,
+    /// Topic for records that could not be delivered to an endpoint: refused (a 4xx other than 408
+    /// and 429, or a redirect) or still failing after `max_attempts`. Each carries the endpoint, the
+    /// last error, the attempt count and the original URL record.
+    pub dead_letter_topic: String,
+    /// Timeout of one request (connecting, sending, and reading the response), in milliseconds.
+    pub timeout_ms: u64,
+    /// Requests in flight per endpoint. Records are sharded by `device_id` into this many lanes, each
+    /// sending one request at a time, so a device's records reach an endpoint in order.
+    pub concurrency: usize,
+    /// Attempts per record and endpoint, the first included, before the record is dead-lettered.
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; it doubles with each retry (with jitter: a
+    /// random value between half and all of it).
+    pub backoff_base_ms: u64,
+    /// Longest delay between two attempts, in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Longest `Retry-After` (of a 429 or 503) that is honoured, in seconds; longer ones are capped.
+    pub retry_after_max_secs: u64,
+    /// Records per output partition read but not yet delivered or dead-lettered: bounds memory.
+    /// When a receiver stalls, the service stops reading there and the group's lag grows.
+    pub max_pending_per_partition: usize,
+}
+
+/// One webhook receiver.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointConfig {
+    /// The `http` or `https` URL records are POSTed to. Redirects are not followed.
+    pub url: String,
+    /// Only records of these regions (the record's `region`, after fallback); empty means all.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Environment variable holding the HMAC-SHA256 secret: requests then carry
+    /// `X-Aepiot-Signature: sha256=<hex HMAC of the body>`. The secret is never logged or printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// File holding the HMAC-SHA256 secret (one trailing newline is ignored); instead of
+    /// `secret_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<String>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            endpoints: Vec::new(),
+            group_id: String::new(),
+            dead_letter_topic: "aepiot-webhook-dead-letters".into(),
+            timeout_ms: 5_000,
+            concurrency: 16,
+            max_attempts: 5,
+            backoff_base_ms: 500,
+            backoff_max_ms: 30_000,
+            retry_after_max_secs: 60,
+            max_pending_per_partition: 1_000,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// Rejects impossible webhook settings; `regions` are the configured region names.
+    fn validate<'a>(
+        &self,
+        regions: impl Iterator<Item = &'a String> + Clone,
+    ) -> Result<(), String> {
+        if self.timeout_ms == 0 {
+            return Err("webhooks.timeout_ms must be at least 1".into());
+        }
+        if !(1..=1024).contains(&self.concurrency) {
+            return Err("webhooks.concurrency must be between 1 and 1024".into());
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            return Err("webhooks.max_attempts must be between 1 and 100".into());
+        }
+        if self.backoff_base_ms == 0 || self.backoff_base_ms > self.backoff_max_ms {
+            return Err(
+                "webhooks.backoff_base_ms must be at least 1 and at most webhooks.backoff_max_ms"
+                    .into(),
+            );
+        }
+        if self.max_pending_per_partition == 0 {
+            return Err("webhooks.max_pending_per_partition must be at least 1".into());
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let ok = url::Url::parse(&e.url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                // The URL itself may carry credentials: name the endpoint by its position.
+                return Err(format!("webhooks.endpoints[{i}].url is not an http(s) URL"));
+            }
+            if let Some(r) = e.regions.iter().find(|r| !regions.clone().any(|k| k == *r)) {
+                return Err(format!(
+                    "webhooks.endpoints[{i}].regions: {r:?} is not a region of urls.regions"
+                ));
+            }
+            if e.secret_env.is_some() && e.secret_file.is_some() {
+                return Err(format!(
+                    "webhooks.endpoints[{i}]: set secret_env or secret_file, not both"
+                ));
+            }
+            if e.secret_env.as_deref() == Some("") || e.secret_file.as_deref() == Some("") {
+                return Err(format!(
+                    "webhooks.endpoints[{i}]: secret_env and secret_file must not be empty"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -305,6 +447,12 @@ impl Config {
         if self.create_topics_partitions < 1 {
             return bad("create_topics_partitions must be at least 1".into());
         }
+        if self.commit_interval_ms == 0 {
+            return bad("commit_interval_ms must be at least 1".into());
+        }
+        self.webhooks
+            .validate(self.urls.regions.keys())
+            .map_err(ConfigError::Invalid)?;
         if !matches!(self.group_protocol.as_str(), "consumer" | "classic") {
             return bad(format!(
                 "group_protocol must be `consumer` or `classic`, not {:?}",
@@ -337,6 +485,11 @@ impl Config {
             return bad("group_id must be set");
         }
         Ok(())
+    }
+
+    /// The changelog topic of an input topic's device state.
+    pub fn changelog_topic(&self, input_topic: &str) -> String {
+        format!("{}-{}-changelog", self.group_id, input_topic)
     }
 
     /// The engine's settings.
@@ -372,12 +525,60 @@ impl Config {
         })
     }
 
+    /// The webhook service's consumer group: `webhooks.group_id`, or `<group_id>-webhooks`.
+    pub fn webhooks_group_id(&self) -> String {
+        if self.webhooks.group_id.is_empty() {
+            format!("{}-webhooks", self.group_id)
+        } else {
+            self.webhooks.group_id.clone()
+        }
+    }
+
+    /// Checks what the webhook service needs beyond [`Config::validate`].
+    pub fn validate_for_webhooks(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.brokers.trim().is_empty() {
+            return bad("brokers must name at least one broker (host:port)");
+        }
+        if self.webhooks.endpoints.is_empty() {
+            return bad(
+                "webhooks.endpoints is empty: configure at least one [[webhooks.endpoints]] url",
+            );
+        }
+        if self.output_topic.is_empty() || self.webhooks.dead_letter_topic.is_empty() {
+            return bad("output_topic and webhooks.dead_letter_topic must be set");
+        }
+        let dlq = &self.webhooks.dead_letter_topic;
+        if dlq == &self.output_topic
+            || dlq == &self.dead_letter_topic
+            || self.input_topics.contains(dlq)
+        {
+            return bad("webhooks.dead_letter_topic must differ from the input, output and dead-letter topics");
+        }
+        if self.group_id.is_empty() && self.webhooks.group_id.is_empty() {
+            return bad("group_id or webhooks.group_id must be set");
+        }
+        if self.webhooks_group_id() == self.group_id {
+            return bad("webhooks.group_id must differ from group_id (it would take over the input partitions)");
+        }
+        Ok(())
+    }
+
     /// The effective configuration as TOML, secrets replaced by `[redacted]`.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         for (k, v) in shown.kafka.iter_mut() {
             if is_secret_key(k) {
                 *v = toml::Value::String("[redacted]".into());
+            }
+        }
+        for e in shown.webhooks.endpoints.iter_mut() {
+            // Credentials in a webhook URL (`https://user:pass@…`) are secrets too.
+            if let Ok(mut u) = url::Url::parse(&e.url) {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("[redacted]"));
+                    e.url = u.to_string();
+                }
             }
         }
         toml::to_string_pretty(&shown).expect("config serializes to TOML")
@@ -531,5 +732,48 @@ mod tests {
         assert!(load("[urls]\ndashboard_base_url = \"not a url\"", &[]).is_err());
         assert!(load("[limits]\nwindow_secs = 0", &[]).is_err());
         assert!(matches!(load("x = ", &[]), Err(ConfigError::Toml { .. })));
+    }
+
+    #[test]
+    fn webhooks_section() {
+        let c = load(
+            "[webhooks]\ntimeout_ms = 250\n[[webhooks.endpoints]]\nurl = \"https://u:hunter2@hooks.example/x\"\nregions = [\"europe\"]\nsecret_env = \"HOOK_SECRET\"\n[[webhooks.endpoints]]\nurl = \"http://127.0.0.1:8080/\"\n",
+            &[("AEPIOT_WEBHOOKS__MAX_ATTEMPTS", "3")],
+        )
+        .unwrap();
+        let w = &c.webhooks;
+        assert_eq!((w.timeout_ms, w.max_attempts, w.concurrency), (250, 3, 16));
+        assert_eq!(w.endpoints.len(), 2);
+        assert_eq!(w.endpoints[0].regions, vec!["europe"]);
+        assert_eq!(w.endpoints[1].secret_env, None);
+        assert_eq!(c.webhooks_group_id(), "aepiot-stream-webhooks");
+        c.validate_for_webhooks().unwrap();
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("secret_env = \"HOOK_SECRET\""));
+        // The redacted TOML loads again.
+        load(&shown, &[]).unwrap();
+
+        let ep = "[[webhooks.endpoints]]\nurl = \"https://h.example/\"\n";
+        assert!(load(&format!("{ep}regions = [\"mars\"]"), &[]).is_err());
+        assert!(load(
+            &format!("{ep}secret_env = \"A\"\nsecret_file = \"/b\""),
+            &[]
+        )
+        .is_err());
+        assert!(load(&format!("{ep}colour = 1"), &[]).is_err());
+        assert!(load("[[webhooks.endpoints]]\nurl = \"ftp://h.example/\"", &[]).is_err());
+        assert!(load("[[webhooks.endpoints]]\nregions = []", &[]).is_err());
+        assert!(load("[webhooks]\nconcurrency = 0", &[]).is_err());
+        assert!(load("[webhooks]\nmax_attempts = 0", &[]).is_err());
+        assert!(load("[webhooks]\nbackoff_base_ms = 10\nbackoff_max_ms = 5", &[]).is_err());
+        // `run` alone never needs endpoints; the webhook service does.
+        assert!(load("", &[]).unwrap().validate_for_webhooks().is_err());
+        let same_group = load(
+            &format!("[webhooks]\ngroup_id = \"aepiot-stream\"\n{ep}"),
+            &[],
+        )
+        .unwrap();
+        assert!(same_group.validate_for_webhooks().is_err());
     }
 }

@@ -11,6 +11,8 @@
 //!   [`kafka::worker`] (one engine per partition), a producer whose acks flow back through
 //!   [`kafka::acks`], and rebalance handling in [`kafka::rebalance`].
 //! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
+//! - [`webhook`]: webhook delivery of URL records, a consumer group of its own on the output topic
+//!   (`aepiot-stream webhooks`, `run --webhooks`), with retries, dead letters and signatures.
 pub mod config;
 pub mod core;
 pub mod demo;
@@ -20,3 +22,4 @@ pub mod kafka;
 pub mod metrics;
 pub mod process;
 pub mod simulate;
+pub mod webhook;

@@ -14,6 +14,7 @@ use aepiot_stream::generate::Profile;
 use aepiot_stream::kafka::{self, RunHooks};
 use aepiot_stream::process::process_lines;
 use aepiot_stream::simulate::{simulate, SimulateOptions};
+use aepiot_stream::webhook::{self, WebhookHooks};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,9 @@ enum Command {
     Simulate(SimulateArgs),
     /// Process JSON Lines events offline: one URL record per line out, dead letters apart.
     Process(ProcessArgs),
+    /// POST every `success` URL record of the output topic to the `[webhooks]` endpoints, in a
+    /// consumer group of its own (retries, dead letters, signatures).
+    Webhooks(WebhooksArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -80,6 +84,31 @@ struct RunArgs {
     #[arg(long)]
     metrics_addr: Option<String>,
     /// Create missing output and dead-letter topics at start.
+    #[arg(long)]
+    create_topics: bool,
+    /// Also deliver webhooks (`[webhooks]`), as `aepiot-stream webhooks` would, in this process.
+    #[arg(long)]
+    webhooks: bool,
+}
+
+#[derive(Args)]
+struct WebhooksArgs {
+    /// TOML configuration file (endpoints are configured there, under `[[webhooks.endpoints]]`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (host:port,…).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// The topic of URL records to deliver.
+    #[arg(long)]
+    output_topic: Option<String>,
+    /// The webhook service's consumer group (default `<group_id>-webhooks`).
+    #[arg(long)]
+    webhooks_group_id: Option<String>,
+    /// Address for /metrics, /healthz and /readyz (empty string disables).
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// Create a missing webhook dead-letter topic at start.
     #[arg(long)]
     create_topics: bool,
 }
@@ -172,6 +201,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
         Command::Simulate(args) => run_simulate(args),
         Command::Process(args) => process(args),
+        Command::Webhooks(args) => runtime().and_then(|rt| rt.block_on(run_webhooks(args))),
         Command::Config(ConfigCommand::Check { config }) => config_check(config),
     };
     match result {
@@ -241,8 +271,71 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     set("create_topics", args.create_topics.then_some(true.into()));
     let config = load_config(args.config.as_deref(), o)?;
     init_logging(config.log_format, "info,rdkafka=warn");
+    if args.webhooks {
+        return run_with_webhooks(config).await;
+    }
     kafka::run(config, shutdown_on_signals(), RunHooks::default()).await?;
     Ok(())
+}
+
+/// `run --webhooks`: the pipeline and the webhook service side by side, sharing one metrics
+/// registry (served by the pipeline). When either stops, the other is stopped too, and an error
+/// of either is the exit status.
+async fn run_with_webhooks(config: Config) -> anyhow::Result<()> {
+    config.validate_for_webhooks()?;
+    let metrics = aepiot_stream::metrics::Metrics::new();
+    let signals = shutdown_on_signals();
+    let (pipeline_stop, webhooks_stop) = (signals.child_token(), signals.child_token());
+    let mut pipeline = tokio::spawn(kafka::run(
+        config.clone(),
+        pipeline_stop.clone(),
+        RunHooks {
+            metrics: Some(metrics.clone()),
+            ..RunHooks::default()
+        },
+    ));
+    let mut webhooks = tokio::spawn(webhook::run(
+        config,
+        webhooks_stop.clone(),
+        WebhookHooks {
+            metrics: Some(metrics),
+            no_metrics_server: true,
+        },
+    ));
+    let (p, w) = tokio::select! {
+        p = &mut pipeline => { webhooks_stop.cancel(); (p, webhooks.await) }
+        w = &mut webhooks => { pipeline_stop.cancel(); (pipeline.await, w) }
+    };
+    if let Ok(Err(e)) = &w {
+        tracing::error!(error = %format!("{e:#}"), "webhook service stopped");
+    }
+    p??;
+    w??;
+    Ok(())
+}
+
+async fn run_webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
+    let mut o = toml::Table::new();
+    if let Some(b) = args.brokers {
+        o.insert("brokers".into(), b.into());
+    }
+    if let Some(t) = args.output_topic {
+        o.insert("output_topic".into(), t.into());
+    }
+    if let Some(m) = args.metrics_addr {
+        o.insert("metrics_addr".into(), m.into());
+    }
+    if args.create_topics {
+        o.insert("create_topics".into(), true.into());
+    }
+    if let Some(g) = args.webhooks_group_id {
+        let mut w = toml::Table::new();
+        w.insert("group_id".into(), g.into());
+        o.insert("webhooks".into(), w.into());
+    }
+    let config = load_config(args.config.as_deref(), o)?;
+    init_logging(config.log_format, "info,rdkafka=warn");
+    webhook::run(config, shutdown_on_signals(), WebhookHooks::default()).await
 }
 
 async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {

@@ -28,12 +28,22 @@ pub struct Metrics {
     pub commit_failures: IntCounter,
     pub producer_queue_messages: IntGauge,
     pub delivery_failures: IntCounter,
+    pub state_restore_seconds: Histogram,
+    pub state_restored_records: IntCounter,
     pub webhook_requests: IntCounterVec,
     pub webhook_latency: HistogramVec,
+    pub webhook_retries: IntCounter,
+    pub webhook_dead_letters: IntCounter,
+    pub webhook_in_flight: IntGauge,
+    pub webhook_lag: IntGauge,
 }
 
 /// Outcome label values of `aepiot_events_total`.
 pub const OUTCOMES: [&str; 4] = ["success", "cached", "rate_limited", "invalid"];
+
+/// Result label values of `aepiot_webhook_requests_total` (pre-created, so the series exist at 0
+/// even with webhooks off and dashboards show a zero rather than "no data").
+pub const WEBHOOK_RESULTS: [&str; 4] = ["delivered", "retried", "failed", "dead_lettered"];
 
 fn buckets() -> Vec<f64> {
     vec![
@@ -125,6 +135,19 @@ impl Metrics {
             "Messages in the producer's queue, waiting to be sent or acknowledged",
         )
         .unwrap();
+        let state_restore_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "aepiot_state_restore_seconds",
+                "Time to restore a partition's device state from its changelog",
+            )
+            .buckets(buckets()),
+        )
+        .unwrap();
+        let state_restored_records = IntCounter::new(
+            "aepiot_state_restored_records_total",
+            "State-changelog records read while restoring partitions",
+        )
+        .unwrap();
         let delivery_failures = IntCounter::new(
             "aepiot_delivery_failures_total",
             "Outputs the broker did not acknowledge after librdkafka's retries (the instance stops)",
@@ -133,7 +156,7 @@ impl Metrics {
         let webhook_requests = IntCounterVec::new(
             Opts::new(
                 "aepiot_webhook_requests_total",
-                "Webhook HTTP requests, by result",
+                "Webhook HTTP requests, by result: delivered (2xx), retried (failed, another attempt follows), dead_lettered (failed, the record went to the webhook dead-letter topic), failed (failed, abandoned at a revoke or shutdown; sent again by the partition's next owner)",
             ),
             &["result"],
         )
@@ -142,6 +165,26 @@ impl Metrics {
             HistogramOpts::new("aepiot_webhook_latency_seconds", "Webhook request latency")
                 .buckets(buckets()),
             &["result"],
+        )
+        .unwrap();
+        let webhook_retries = IntCounter::new(
+            "aepiot_webhook_retries_total",
+            "Webhook requests that failed and were scheduled again (after a backoff or Retry-After)",
+        )
+        .unwrap();
+        let webhook_dead_letters = IntCounter::new(
+            "aepiot_webhook_dead_letters_total",
+            "Records (per endpoint) written to the webhook dead-letter topic: refused, or still failing after the last attempt",
+        )
+        .unwrap();
+        let webhook_in_flight = IntGauge::new(
+            "aepiot_webhook_in_flight_requests",
+            "Webhook HTTP requests in flight",
+        )
+        .unwrap();
+        let webhook_lag = IntGauge::new(
+            "aepiot_webhook_lag",
+            "Output-topic records not yet delivered or dead-lettered by the webhook consumer group, over its assigned partitions",
         )
         .unwrap();
         let m = Metrics {
@@ -160,8 +203,14 @@ impl Metrics {
             commit_failures,
             producer_queue_messages,
             delivery_failures,
+            state_restore_seconds,
+            state_restored_records,
             webhook_requests,
             webhook_latency,
+            webhook_retries,
+            webhook_dead_letters,
+            webhook_in_flight,
+            webhook_lag,
         };
         m.register();
         // Pre-create label values so every series exists from the start (dashboards and rate()
@@ -174,6 +223,9 @@ impl Metrics {
         }
         for k in ["assign", "revoke", "error"] {
             m.rebalances.with_label_values(&[k]);
+        }
+        for r in WEBHOOK_RESULTS {
+            m.webhook_requests.with_label_values(&[r]);
         }
         m
     }
@@ -199,8 +251,18 @@ impl Metrics {
             .unwrap();
         r.register(Box::new(self.delivery_failures.clone()))
             .unwrap();
+        r.register(Box::new(self.state_restore_seconds.clone()))
+            .unwrap();
+        r.register(Box::new(self.state_restored_records.clone()))
+            .unwrap();
         r.register(Box::new(self.webhook_requests.clone())).unwrap();
         r.register(Box::new(self.webhook_latency.clone())).unwrap();
+        r.register(Box::new(self.webhook_retries.clone())).unwrap();
+        r.register(Box::new(self.webhook_dead_letters.clone()))
+            .unwrap();
+        r.register(Box::new(self.webhook_in_flight.clone()))
+            .unwrap();
+        r.register(Box::new(self.webhook_lag.clone())).unwrap();
         #[cfg(target_os = "linux")]
         r.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

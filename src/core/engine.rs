@@ -192,7 +192,9 @@ impl Engine {
             .or(meta.record_time_ms)
             .unwrap_or(meta.now_ms);
         let key = cache_key(event.event_type.as_deref(), event.severity.as_deref());
-        let (status, judged_at) = self.states.decide(&event.device_id, event_ms, key, meta.now_ms);
+        let (status, judged_at) = self
+            .states
+            .decide(&event.device_id, event_ms, key, meta.now_ms);
 
         // Copied out of the payload-borrowing event so the output can outlive it.
         self.device_id.clear();

@@ -7,6 +7,7 @@ pub mod event;
 pub mod limiter;
 pub mod record;
 pub mod render;
+pub mod snapshot;
 pub mod state;
 pub mod time;
 pub mod urls;

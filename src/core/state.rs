@@ -35,6 +35,11 @@ pub struct DeviceStates {
     sweep_cursor: usize,
     /// Wall clock (epoch ms) of the first event: `seen` times count from here.
     wall_epoch_ms: Option<i64>,
+    /// Devices dropped by the sweep since the last [`DeviceStates::take_expired`], when tracked
+    /// (a changelog writes a tombstone for each, so a restore does not bring them back).
+    expired: Option<Vec<CompactString>>,
+    /// Wall-clock seconds of the latest event.
+    last_wall: u32,
 }
 
 impl DeviceStates {
@@ -47,6 +52,28 @@ impl DeviceStates {
             cache_entries: 0,
             sweep_cursor: 0,
             wall_epoch_ms: None,
+            expired: None,
+            last_wall: 0,
+        }
+    }
+
+    /// Starts recording expired devices for [`DeviceStates::take_expired`].
+    pub fn track_expired(&mut self) {
+        self.expired.get_or_insert_with(Vec::new);
+    }
+
+    /// Devices expired since the last call.
+    pub fn take_expired(&mut self) -> Vec<CompactString> {
+        self.expired
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Forgets a device (a tombstone read back from the changelog).
+    pub fn remove(&mut self, device_id: &str) {
+        if let Some(old) = self.devices.swap_remove(device_id) {
+            self.cache_entries -= old.cache.len();
         }
     }
 
@@ -57,8 +84,15 @@ impl DeviceStates {
     /// Judges one event of `device_id` at `event_ms`; returns the decision and the time it was
     /// judged at (the device clock, never earlier than any event of this device seen before).
     /// `now_ms` is the wall clock, used only for expiry.
-    pub fn decide(&mut self, device_id: &str, event_ms: i64, cache_key: u64, now_ms: i64) -> (Decision, i64) {
+    pub fn decide(
+        &mut self,
+        device_id: &str,
+        event_ms: i64,
+        cache_key: u64,
+        now_ms: i64,
+    ) -> (Decision, i64) {
         let wall = self.wall_secs(now_ms);
+        self.last_wall = wall;
         self.sweep(wall);
         let limits = self.limits;
         let state = match self.devices.get_mut(device_id) {
@@ -101,12 +135,16 @@ impl DeviceStates {
                 .devices
                 .get_index(self.sweep_cursor)
                 .expect("cursor in range");
-            if state.is_idle_at(now, &self.limits) && wall.saturating_sub(state.seen) >= grace_secs {
-                let (_, removed) = self
+            if state.is_idle_at(now, &self.limits) && wall.saturating_sub(state.seen) >= grace_secs
+            {
+                let (id, removed) = self
                     .devices
                     .swap_remove_index(self.sweep_cursor)
                     .expect("cursor in range");
                 self.cache_entries -= removed.cache.len();
+                if let Some(expired) = &mut self.expired {
+                    expired.push(id);
+                }
             } else {
                 self.sweep_cursor += 1;
             }
@@ -126,7 +164,9 @@ impl DeviceStates {
     }
 
     /// Puts a restored device state in place (used when state is restored from a changelog).
-    pub fn restore(&mut self, device_id: &str, state: DeviceState) {
+    pub fn restore(&mut self, device_id: &str, mut state: DeviceState) {
+        // A restored device counts as just seen, so wall-clock expiry starts afresh.
+        state.seen = self.last_wall;
         self.watermark_ms = self.watermark_ms.max(state.clock_ms());
         self.cache_entries += state.cache.len();
         if let Some(old) = self.devices.insert(CompactString::from(device_id), state) {

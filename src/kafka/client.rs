@@ -3,7 +3,7 @@
 
 use rdkafka::ClientConfig;
 
-use crate::config::{Config, OffsetReset};
+use crate::config::{Config, Guarantee, OffsetReset};
 
 fn base(config: &Config, role: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -39,6 +39,12 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
             },
         )
         .set("group.protocol", &config.group_protocol);
+    if config.processing_guarantee == Guarantee::ExactlyOnce {
+        // Offsets are committed inside the transactions, never by the consumer; input written by
+        // transactional producers is read only once committed.
+        c.set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+    }
     if config.group_protocol == "classic" {
         c.set(
             "partition.assignment.strategy",
@@ -61,7 +67,24 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "200000")
         .set("queue.buffering.max.kbytes", "131072");
+    if config.processing_guarantee == Guarantee::ExactlyOnce {
+        // A crashed instance's open transaction holds back read_committed readers until it
+        // times out: keep that short.
+        c.set("transactional.id", transactional_id(config))
+            .set("transaction.timeout.ms", "10000");
+    }
     overlay(c, config)
+}
+
+/// The configured `transactional_id`, or `<group_id>-<hostname>-<pid>`.
+pub fn transactional_id(config: &Config) -> String {
+    if !config.transactional_id.is_empty() {
+        return config.transactional_id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!("{}-{host}-{}", config.group_id, std::process::id())
 }
 
 /// Clients for start-up checks and topic creation.

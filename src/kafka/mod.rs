@@ -4,11 +4,13 @@
 //! flow back (producer → worker), and offsets (worker → consumer's offset store → commit).
 
 pub mod acks;
+pub mod changelog;
 pub mod client;
 pub mod pipeline;
 pub mod progress;
 pub mod rebalance;
 pub mod startup;
+pub mod transactions;
 pub mod worker;
 
 pub use pipeline::{run, RunHooks, RunReport};

@@ -15,12 +15,14 @@ use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{AckRouter, ProducerCtx};
-use super::client::{consumer_config, producer_config};
+use super::changelog;
+use super::client::{admin_config, consumer_config, producer_config};
 use super::progress::log_progress;
 use super::rebalance::ConsumerCtx;
 use super::startup;
-use super::worker::WorkerEnv;
-use crate::config::Config;
+use super::transactions::Transactions;
+use super::worker::{ChangelogEnv, WorkerEnv};
+use crate::config::{Config, Guarantee, OffsetReset};
 use crate::core::Shared;
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
@@ -67,6 +69,25 @@ pub async fn run(
     let _server_guard = server_stop.drop_guard();
 
     startup::check(&config).await?;
+    if config.state_changelog {
+        // Topics matched by a pattern get theirs when first assigned (see the worker's restore).
+        for topic in config
+            .input_topics
+            .iter()
+            .filter(|t| !t.is_empty() && !t.starts_with('^'))
+        {
+            let (admin, topic, changelog) = (
+                admin_config(&config),
+                topic.clone(),
+                config.changelog_topic(topic),
+            );
+            tokio::task::spawn_blocking(move || {
+                changelog::ensure_topic(&admin, &topic, &changelog)
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("state changelog: {e}"))?;
+        }
+    }
 
     let router = Arc::new(AckRouter::default());
     let producer: ThreadedProducer<ProducerCtx> = producer_config(&config)
@@ -76,11 +97,22 @@ pub async fn run(
         })
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
     let producer = Arc::new(producer);
+    let txn = match config.processing_guarantee {
+        Guarantee::AtLeastOnce => None,
+        Guarantee::ExactlyOnce => {
+            let (p, m) = (producer.clone(), metrics.clone());
+            Some(Arc::new(
+                tokio::task::spawn_blocking(move || Transactions::start(p, m)).await??,
+            ))
+        }
+    };
 
+    let earliest = config.auto_offset_reset == OffsetReset::Earliest;
     let ctx = ConsumerCtx::new(
         tokio::runtime::Handle::current(),
         metrics.clone(),
         health.clone(),
+        earliest,
     );
     let consumer: BaseConsumer<ConsumerCtx> = consumer_config(&config)
         .create_with_context(ctx)
@@ -97,8 +129,15 @@ pub async fn run(
         dead_letter_topic: config.dead_letter_topic.clone(),
         drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         fatal: fatal.clone(),
+        gate: txn.as_ref().map(|t| t.gate.clone()),
+        changelog: config.state_changelog.then(|| ChangelogEnv {
+            restore_client: admin_config(&config),
+            prefix: format!("{}-", config.group_id),
+        }),
     });
-    consumer.context().attach(Arc::downgrade(&consumer), env);
+    consumer
+        .context()
+        .attach(Arc::downgrade(&consumer), env, txn.clone());
     let topics: Vec<&str> = config
         .input_topics
         .iter()
@@ -116,13 +155,37 @@ pub async fn run(
         config.progress_interval_secs,
         stop.clone(),
     ));
+    // Exactly-once: commit the transaction every commit interval, from a thread of its own
+    // (the calls block).
+    let committer = match &txn {
+        None => None,
+        Some(_) => {
+            let (weak, stop, every) = (
+                Arc::downgrade(&consumer),
+                stop.clone(),
+                Duration::from_millis(config.commit_interval_ms),
+            );
+            Some(
+                std::thread::Builder::new()
+                    .name("aepiot-commit".into())
+                    .spawn(move || {
+                        while !stop.is_cancelled() {
+                            std::thread::sleep(every);
+                            if let Some(consumer) = weak.upgrade() {
+                                consumer.context().commit_transaction(&consumer);
+                            }
+                        }
+                    })?,
+            )
+        }
+    };
     let poller = {
         let stop = stop.clone();
         let producer = producer.clone();
         let health = health.clone();
         std::thread::Builder::new()
             .name("aepiot-consumer".into())
-            .spawn(move || poll_until_stopped(consumer, producer, stop, health))?
+            .spawn(move || poll_until_stopped(consumer, producer, stop, health, committer))?
     };
     tokio::select! {
         _ = shutdown.cancelled() => tracing::info!("shutting down: draining partitions"),
@@ -147,6 +210,7 @@ fn poll_until_stopped(
     producer: Arc<ThreadedProducer<ProducerCtx>>,
     stop: CancellationToken,
     health: Arc<Health>,
+    committer: Option<std::thread::JoinHandle<()>>,
 ) {
     while !stop.is_cancelled() {
         match consumer.poll(Duration::from_millis(100)) {
@@ -168,6 +232,9 @@ fn poll_until_stopped(
         }
     }
     health.set_ready(false);
+    if let Some(c) = committer {
+        let _ = c.join();
+    }
     consumer.context().stop(&consumer, None);
     // Dropping the last reference closes the consumer: it leaves the group, so the partitions move
     // to the other instances right away instead of after the session timeout.

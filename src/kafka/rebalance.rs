@@ -1,9 +1,10 @@
-//! The consumer's context: turns rebalance callbacks into worker starts and drains, and reports
-//! lag from librdkafka's statistics.
+//! The consumer's context: turns rebalance callbacks into worker starts and stops, commits
+//! (offsets under at-least-once, transactions under exactly-once), and reports lag from
+//! librdkafka's statistics.
 //!
 //! Callbacks run on the thread that polls the consumer's main queue, which is a dedicated thread
-//! (never an async worker), so a revoke may block there while the partition's worker drains its
-//! in-flight outputs: the partition is only handed over once its offsets are committed.
+//! (never an async worker), so a revoke may block there while the partition's worker drains: a
+//! partition is only handed over once what was produced for it is committed.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -12,8 +13,9 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::{ClientContext, Statistics, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
+use super::transactions::Transactions;
 use super::worker::{self, WorkerEnv, WorkerHandle};
 use crate::http::Health;
 use crate::metrics::Metrics;
@@ -24,28 +26,48 @@ pub struct ConsumerCtx {
     /// Set right after the consumer is created: splitting a partition queue needs the `Arc`.
     consumer: OnceLock<Weak<BaseConsumer<ConsumerCtx>>>,
     env: OnceLock<Arc<WorkerEnv>>,
+    /// Exactly-once only.
+    txn: OnceLock<Arc<Transactions>>,
     workers: Mutex<HashMap<Tp, WorkerHandle>>,
     rt: tokio::runtime::Handle,
     metrics: Metrics,
     health: Arc<Health>,
+    /// Where a partition with no committed offset starts when rewound.
+    earliest: bool,
 }
 
 impl ConsumerCtx {
-    pub fn new(rt: tokio::runtime::Handle, metrics: Metrics, health: Arc<Health>) -> Self {
+    pub fn new(
+        rt: tokio::runtime::Handle,
+        metrics: Metrics,
+        health: Arc<Health>,
+        earliest: bool,
+    ) -> Self {
         ConsumerCtx {
             consumer: OnceLock::new(),
             env: OnceLock::new(),
+            txn: OnceLock::new(),
             workers: Mutex::new(HashMap::new()),
             rt,
             metrics,
             health,
+            earliest,
         }
     }
 
-    /// Completes the context once the consumer and the worker environment exist.
-    pub fn attach(&self, consumer: Weak<BaseConsumer<ConsumerCtx>>, env: Arc<WorkerEnv>) {
+    /// Completes the context once the consumer, the worker environment and (exactly-once) the
+    /// transactions exist.
+    pub fn attach(
+        &self,
+        consumer: Weak<BaseConsumer<ConsumerCtx>>,
+        env: Arc<WorkerEnv>,
+        txn: Option<Arc<Transactions>>,
+    ) {
         let _ = self.consumer.set(consumer);
         let _ = self.env.set(env);
+        if let Some(t) = txn {
+            let _ = self.txn.set(t);
+        }
     }
 
     pub fn env(&self) -> Option<&Arc<WorkerEnv>> {
@@ -53,39 +75,38 @@ impl ConsumerCtx {
     }
 
     fn start(&self, tpl: &TopicPartitionList) {
+        let mut workers = self.workers.lock().expect("workers lock");
+        for e in tpl.elements() {
+            self.spawn_worker(&mut workers, (e.topic().to_owned(), e.partition()), -1);
+        }
+        self.metrics.assigned_partitions.set(workers.len() as i64);
+    }
+
+    fn spawn_worker(&self, workers: &mut HashMap<Tp, WorkerHandle>, tp: Tp, position: i64) {
         let (Some(consumer), Some(env)) =
             (self.consumer.get().and_then(Weak::upgrade), self.env.get())
         else {
             tracing::error!("assignment before the consumer was attached");
             return;
         };
-        let mut workers = self.workers.lock().expect("workers lock");
-        for e in tpl.elements() {
-            let tp = (e.topic().to_owned(), e.partition());
-            if workers.contains_key(&tp) {
-                continue;
+        if workers.contains_key(&tp) {
+            return;
+        }
+        match consumer.split_partition_queue(&tp.0, tp.1) {
+            Some(queue) => {
+                let handle = worker::spawn(env.clone(), &self.rt, &tp.0, tp.1, queue, position);
+                workers.insert(tp, handle);
             }
-            match consumer.split_partition_queue(&tp.0, tp.1) {
-                Some(queue) => {
-                    let handle = worker::spawn(env.clone(), &self.rt, &tp.0, tp.1, queue);
-                    workers.insert(tp, handle);
-                }
-                None => {
-                    tracing::error!(topic = %tp.0, partition = tp.1, "cannot split the partition queue");
-                    env.fatal.cancel();
-                }
+            None => {
+                tracing::error!(topic = %tp.0, partition = tp.1, "cannot split the partition queue");
+                env.fatal.cancel();
             }
         }
-        self.metrics.assigned_partitions.set(workers.len() as i64);
     }
 
-    /// Stops the workers of `partitions` (all of them for `None`), waits for their drains within
-    /// the drain deadline, then commits the stored offsets synchronously.
-    pub fn stop(
-        &self,
-        consumer: &BaseConsumer<ConsumerCtx>,
-        partitions: Option<&TopicPartitionList>,
-    ) {
+    /// Takes the workers of `partitions` (all for `None`) out of the map and stops them, waiting
+    /// (within the drain deadline) until they are done. Returns their final positions.
+    fn stop_workers(&self, partitions: Option<&TopicPartitionList>) -> Vec<(Tp, i64)> {
         let stopping: Vec<(Tp, WorkerHandle)> = {
             let mut workers = self.workers.lock().expect("workers lock");
             let keys: Vec<Tp> = match partitions {
@@ -103,9 +124,6 @@ impl ConsumerCtx {
             self.metrics.assigned_partitions.set(workers.len() as i64);
             taken
         };
-        if stopping.is_empty() {
-            return;
-        }
         for (_, h) in &stopping {
             h.stop.cancel();
         }
@@ -115,28 +133,139 @@ impl ConsumerCtx {
             .map(|e| e.drain_timeout)
             .unwrap_or(Duration::from_secs(10))
             + Duration::from_secs(1);
-        let dones = stopping.into_iter().map(|((topic, partition), h)| {
+        let mut positions = Vec::new();
+        let mut dones = Vec::new();
+        for ((topic, partition), h) in stopping {
             let _ = self
                 .metrics
                 .consumer_lag
                 .remove_label_values(&[&topic, &partition.to_string()]);
-            h.done
-        });
-        // On the consumer's own thread, never an async worker: blocking here is what makes the
-        // hand-over wait for the drain.
+            dones.push(h.done);
+            positions.push(((topic, partition), h.position.clone()));
+        }
+        // On the consumer's or the commit thread, never an async worker: blocking here is what
+        // makes a hand-over wait for the drain.
         let drained = self.rt.block_on(async {
             tokio::time::timeout(deadline, futures::future::join_all(dones)).await
         });
         if drained.is_err() {
-            tracing::warn!("workers did not finish draining in time");
+            tracing::warn!("workers did not finish in time");
         }
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                self.metrics.commit_failures.inc();
-                tracing::warn!(error = %e, "offset commit failed");
+        positions
+            .into_iter()
+            .map(|(tp, p)| (tp, p.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Stops the workers of `partitions` (all for `None`) and commits what they did.
+    pub fn stop(
+        &self,
+        consumer: &BaseConsumer<ConsumerCtx>,
+        partitions: Option<&TopicPartitionList>,
+    ) {
+        match self.txn.get() {
+            None => {
+                if self.stop_workers(partitions).is_empty() {
+                    return;
+                }
+                match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                    Err(e) => {
+                        self.metrics.commit_failures.inc();
+                        tracing::warn!(error = %e, "offset commit failed");
+                    }
+                }
+            }
+            Some(txn) => {
+                // Between batches of every worker: the stopped workers' last outputs and their
+                // positions go into the same transaction.
+                let _gate = txn.gate.blocking_write();
+                let stopped = self.stop_workers(partitions);
+                if stopped.is_empty() {
+                    return;
+                }
+                self.commit_locked(consumer, txn, stopped);
             }
         }
+    }
+
+    /// Exactly-once: commits the open transaction with every live worker's position.
+    pub fn commit_transaction(&self, consumer: &BaseConsumer<ConsumerCtx>) {
+        let Some(txn) = self.txn.get() else { return };
+        let _gate = txn.gate.blocking_write();
+        self.commit_locked(consumer, txn, Vec::new());
+    }
+
+    /// Commits with the gate held; on failure aborts and rewinds every partition.
+    fn commit_locked(
+        &self,
+        consumer: &BaseConsumer<ConsumerCtx>,
+        txn: &Transactions,
+        mut positions: Vec<(Tp, i64)>,
+    ) {
+        {
+            let workers = self.workers.lock().expect("workers lock");
+            positions.extend(
+                workers
+                    .iter()
+                    .map(|(tp, h)| (tp.clone(), h.position.load(Ordering::Relaxed))),
+            );
+        }
+        let Err(e) = txn.commit(consumer, &positions) else {
+            return;
+        };
+        if e.fatal {
+            tracing::error!(error = %e.message, "transaction failed fatally (fenced?); stopping");
+            if let Some(env) = self.env.get() {
+                env.fatal.cancel();
+            }
+            return;
+        }
+        tracing::warn!(error = %e.message, "transaction commit failed; aborting and rewinding to the committed offsets");
+        if let Err(error) = self.rewind_locked(consumer, txn) {
+            tracing::error!(%error, "rewind after abort failed; stopping");
+            if let Some(env) = self.env.get() {
+                env.fatal.cancel();
+            }
+        }
+    }
+
+    /// Stops every worker, aborts the transaction, seeks every partition back to its committed
+    /// offset and starts new workers (which restore their state from the changelog, where the
+    /// aborted changes are invisible). Runs with the gate held.
+    fn rewind_locked(
+        &self,
+        consumer: &BaseConsumer<ConsumerCtx>,
+        txn: &Transactions,
+    ) -> Result<(), String> {
+        let stopped = self.stop_workers(None);
+        txn.abort()?;
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), _) in &stopped {
+            tpl.add_partition(topic, *partition);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(30))
+            .map_err(|e| e.to_string())?;
+        let mut workers = self.workers.lock().expect("workers lock");
+        for e in committed.elements() {
+            let (offset, position) = match e.offset() {
+                Offset::Offset(o) => (Offset::Offset(o), o),
+                _ if self.earliest => (Offset::Beginning, -1),
+                _ => (Offset::End, -1),
+            };
+            consumer
+                .seek(e.topic(), e.partition(), offset, Duration::from_secs(30))
+                .map_err(|e| e.to_string())?;
+            self.spawn_worker(
+                &mut workers,
+                (e.topic().to_owned(), e.partition()),
+                position,
+            );
+        }
+        self.metrics.assigned_partitions.set(workers.len() as i64);
+        drop(workers);
+        txn.begin()
     }
 }
 

@@ -1,35 +1,56 @@
-//! One partition's worker: reads its partition queue, runs the engine, produces outputs, and
-//! stores the input offset once everything up to it is acknowledged.
+//! One partition's worker: restores its devices' state, reads its partition queue, runs the
+//! engine, produces outputs and state changes, and tracks what may be committed.
 //!
-//! Delivery guarantee (at-least-once): an offset is stored for commit only after the output or
-//! dead letter of that record and of every earlier record of the partition is acknowledged by the
-//! broker. A crash can therefore repeat outputs produced after the last commit, never lose one.
+//! At-least-once: an offset is stored for commit only after the outputs (URL record or dead
+//! letter, and state-changelog records) of that record and of every earlier record of the
+//! partition are acknowledged by the broker. A crash can repeat outputs, never lose one.
+//!
+//! Exactly-once: the worker processes each batch under the transaction gate's read guard and
+//! publishes its position; the commit (see [`super::transactions`]) puts outputs, state changes
+//! and that position in one transaction.
 //!
 //! The worker owns its partition's engine (device state and buffers): devices are sharded by
 //! partition (producers key events by device_id), so the hot path shares nothing and locks nothing.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
-use rdkafka::Message;
+use rdkafka::{ClientConfig, Message};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{Ack, AckRouter, ProducerCtx};
+use super::changelog;
 use super::rebalance::ConsumerCtx;
-use crate::core::{Engine, Output, RecordMeta, Shared, Source};
+use crate::core::snapshot;
+use crate::core::{Decision, Engine, Output, RecordMeta, Shared, Source};
 use crate::metrics::{Metrics, OutcomeCounters};
 
 /// Records read from the partition queue before the worker looks at acks and yields.
 const BATCH: usize = 256;
+
+/// Where state changes go and are restored from.
+pub struct ChangelogEnv {
+    /// Consumer settings for restoring (brokers, security).
+    pub restore_client: ClientConfig,
+    /// `<group_id>-`: the changelog of input topic `t` is `<prefix><t>-changelog`.
+    pub prefix: String,
+}
+
+impl ChangelogEnv {
+    pub fn topic_for(&self, input_topic: &str) -> String {
+        format!("{}{input_topic}-changelog", self.prefix)
+    }
+}
 
 /// What every worker of a process shares.
 pub struct WorkerEnv {
@@ -43,19 +64,26 @@ pub struct WorkerEnv {
     pub drain_timeout: Duration,
     /// Cancelled when an output cannot be delivered: the process stops without committing past it.
     pub fatal: CancellationToken,
+    /// Exactly-once: the transaction gate (batches under its read guard, commits under its write
+    /// guard). `None` under at-least-once.
+    pub gate: Option<Arc<RwLock<()>>>,
+    pub changelog: Option<ChangelogEnv>,
 }
 
 /// The rebalance handler's side of a worker.
 pub struct WorkerHandle {
     pub stop: CancellationToken,
     pub done: oneshot::Receiver<()>,
-    /// Next offset to process (-1 until the first record): for the lag metric.
+    /// Next offset to process (-1 until the first record): the lag metric, and under exactly-once
+    /// the offset committed with the transaction.
     pub position: Arc<AtomicI64>,
 }
 
 struct Pending {
     offset: i64,
-    done: bool,
+    /// Outputs of this record (and, on a batch's last record, the batch's state changes) not yet
+    /// acknowledged.
+    outstanding: u32,
     consumed_at: Instant,
     record_time_ms: Option<i64>,
 }
@@ -66,6 +94,9 @@ struct Worker {
     id: u32,
     position: Arc<AtomicI64>,
     counters: OutcomeCounters,
+    /// Devices whose state changed in the current batch (written to the changelog at its end).
+    dirty: HashSet<CompactString>,
+    snapshot: Vec<u8>,
     /// Separate from the engine so acks can be taken while an output borrows the engine's buffer.
     tracker: Tracker,
 }
@@ -75,6 +106,7 @@ struct Tracker {
     env: Arc<WorkerEnv>,
     topic: String,
     partition: i32,
+    id: u32,
     acks: UnboundedReceiver<Ack>,
     /// In-flight input records in offset order; `base_seq` is the sequence number of the front.
     pending: VecDeque<Pending>,
@@ -82,13 +114,15 @@ struct Tracker {
     failed: bool,
 }
 
-/// Starts the worker of one partition on the runtime.
+/// Starts the worker of one partition on the runtime. `position` is the offset it starts from,
+/// when known (a rewind), else -1.
 pub fn spawn(
     env: Arc<WorkerEnv>,
     rt: &tokio::runtime::Handle,
     topic: &str,
     partition: i32,
     mut queue: PartitionQueue<ConsumerCtx>,
+    position: i64,
 ) -> WorkerHandle {
     let notify = Arc::new(Notify::new());
     let n = notify.clone();
@@ -97,17 +131,20 @@ pub fn spawn(
     let (id, acks) = env.router.register();
     let stop = CancellationToken::new();
     let (done_tx, done) = oneshot::channel();
-    let position = Arc::new(AtomicI64::new(-1));
+    let position = Arc::new(AtomicI64::new(position));
     let worker = Worker {
         engine: Engine::new(env.shared.clone()),
         counters: env.metrics.outcome_counters(),
         notify,
         id,
         position: position.clone(),
+        dirty: HashSet::new(),
+        snapshot: Vec::with_capacity(64),
         tracker: Tracker {
             env,
             topic: topic.to_owned(),
             partition,
+            id,
             acks,
             pending: VecDeque::new(),
             base_seq: 0,
@@ -134,7 +171,20 @@ impl Worker {
         let devices = env.metrics.state_devices.with_label_values(&labels);
         let cache = env.metrics.state_cache_entries.with_label_values(&labels);
         tracing::info!(%topic, partition, "partition worker started");
+        if env.changelog.is_some() && !self.restore().await {
+            env.fatal.cancel();
+            return;
+        }
         while !self.tracker.failed && !stop.is_cancelled() {
+            // Exactly-once: a batch runs inside one transaction, never across a commit.
+            let guard = match &env.gate {
+                None => None,
+                Some(gate) => tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    g = gate.clone().read_owned() => Some(g),
+                },
+            };
             let mut read = 0;
             while read < BATCH {
                 match queue.poll(Duration::ZERO) {
@@ -149,6 +199,10 @@ impl Worker {
                     }
                 }
             }
+            if read > 0 {
+                self.write_state_changes().await;
+            }
+            drop(guard);
             self.tracker.take_acks();
             self.tracker.store_progress();
             devices.set(self.engine.states().device_count() as i64);
@@ -164,11 +218,58 @@ impl Worker {
                 _ = self.notify.notified() => {}
             }
         }
-        self.tracker.drain().await;
+        if env.gate.is_none() {
+            self.tracker.drain().await;
+        }
         let _ = env.metrics.state_devices.remove_label_values(&labels);
         let _ = env.metrics.state_cache_entries.remove_label_values(&labels);
         env.router.unregister(self.id);
         tracing::info!(%topic, partition, "partition worker stopped");
+    }
+
+    /// Restores the partition's device state from its changelog; false if that failed.
+    async fn restore(&mut self) -> bool {
+        let env = self.tracker.env.clone();
+        let Some(cl) = &env.changelog else {
+            return true;
+        };
+        let changelog_topic = cl.topic_for(&self.tracker.topic);
+        let client = cl.restore_client.clone();
+        let partition = self.tracker.partition;
+        let mut engine = std::mem::replace(&mut self.engine, Engine::new(env.shared.clone()));
+        let result = tokio::task::spawn_blocking(move || {
+            let r = changelog::restore(&client, &changelog_topic, partition, engine.states_mut());
+            (engine, r)
+        })
+        .await;
+        let (engine, result) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "state restore panicked");
+                return false;
+            }
+        };
+        self.engine = engine;
+        self.engine.states_mut().track_expired();
+        match result {
+            Ok(r) => {
+                env.metrics.state_restore_seconds.observe(r.seconds);
+                env.metrics.state_restored_records.inc_by(r.records);
+                tracing::info!(
+                    topic = %self.tracker.topic,
+                    partition,
+                    records = r.records,
+                    devices = r.devices,
+                    seconds = r.seconds,
+                    "state restored"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.tracker.topic, partition, error = %e, "state restore failed; stopping");
+                false
+            }
+        }
     }
 
     async fn handle(&mut self, msg: &BorrowedMessage<'_>) {
@@ -186,7 +287,7 @@ impl Worker {
             }),
         };
         let seq = t.base_seq + t.pending.len() as u64;
-        let opaque = AckRouter::opaque(self.id, seq as u32);
+        let opaque = AckRouter::opaque(t.id, seq as u32);
         let out = self.engine.process(msg.payload(), &meta);
         if let Some(device) = out.device_id() {
             if msg.key() != Some(device.as_bytes()) {
@@ -203,6 +304,9 @@ impl Worker {
                 urls,
             } => {
                 self.counters.decision(status, urls);
+                if status == Decision::Success && env.changelog.is_some() {
+                    self.dirty.insert(CompactString::from(device_id));
+                }
                 let mut headers = OwnedHeaders::new_with_capacity(3)
                     .insert(Header {
                         key: "aepiot.status",
@@ -262,35 +366,87 @@ impl Worker {
                 Some(record)
             }
         };
-        let done = produced.is_none();
+        let outstanding = produced.is_some() as u32;
         t.pending.push_back(Pending {
             offset,
-            done,
+            outstanding,
             consumed_at: Instant::now(),
             record_time_ms,
         });
-        if let Some(mut record) = produced {
-            // Back-pressure: a full producer queue waits for acks; nothing is dropped.
-            loop {
-                match env.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        record = r;
-                        t.take_acks();
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Err((e, _)) => {
-                        t.fail(&e);
-                        return;
-                    }
-                }
-            }
+        if let Some(record) = produced {
+            t.send(record).await;
         }
         self.position.store(offset + 1, Ordering::Relaxed);
+    }
+
+    /// Writes the batch's state changes to the changelog: the latest state of each device that
+    /// had a success, and a tombstone for each expired device. Their acks count towards the
+    /// batch's last record, so its offset is committed only once they are durable.
+    async fn write_state_changes(&mut self) {
+        let env = self.tracker.env.clone();
+        let Some(cl) = &env.changelog else { return };
+        let expired = self.engine.states_mut().take_expired();
+        if self.dirty.is_empty() && expired.is_empty() {
+            return;
+        }
+        let topic = cl.topic_for(&self.tracker.topic);
+        let t = &mut self.tracker;
+        let seq = t.base_seq + t.pending.len() as u64 - 1;
+        let Some(last) = t.pending.back_mut() else {
+            return;
+        };
+        last.outstanding += (self.dirty.len() + expired.len()) as u32;
+        let opaque = AckRouter::opaque(t.id, seq as u32);
+        for device in self.dirty.drain() {
+            match self.engine.states().get(&device) {
+                Some(state) => snapshot::encode(state, &mut self.snapshot),
+                // Expired within the batch: its tombstone follows.
+                None => {
+                    t.on_ack(Ack {
+                        seq: seq as u32,
+                        error: None,
+                    });
+                    continue;
+                }
+            }
+            let record = BaseRecord::with_opaque_to(&topic, opaque)
+                .partition(t.partition)
+                .key(device.as_bytes())
+                .payload(self.snapshot.as_slice());
+            t.send(record).await;
+        }
+        for device in expired {
+            let record: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(&topic, opaque)
+                    .partition(t.partition)
+                    .key(device.as_bytes());
+            t.send(record).await;
+        }
     }
 }
 
 impl Tracker {
+    /// Produces with back-pressure: a full producer queue waits for acks; nothing is dropped.
+    async fn send<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
+        &mut self,
+        mut record: BaseRecord<'_, K, P, usize>,
+    ) {
+        loop {
+            match self.env.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.take_acks();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => {
+                    self.fail(&e);
+                    return;
+                }
+            }
+        }
+    }
+
     fn take_acks(&mut self) {
         while let Ok(ack) = self.acks.try_recv() {
             self.on_ack(ack);
@@ -300,7 +456,7 @@ impl Tracker {
     /// Waits for the acks of everything produced, within the drain deadline, and stores the offset.
     async fn drain(&mut self) {
         let deadline = tokio::time::Instant::now() + self.env.drain_timeout;
-        while !self.failed && self.pending.iter().any(|p| !p.done) {
+        while !self.failed && self.pending.iter().any(|p| p.outstanding > 0) {
             match tokio::time::timeout_at(deadline, self.acks.recv()).await {
                 Ok(Some(ack)) => self.on_ack(ack),
                 Ok(None) => break,
@@ -308,7 +464,7 @@ impl Tracker {
                     tracing::warn!(
                         topic = %self.topic,
                         partition = self.partition,
-                        in_flight = self.pending.iter().filter(|p| !p.done).count(),
+                        in_flight = self.pending.iter().filter(|p| p.outstanding > 0).count(),
                         "drain deadline passed with outputs unacknowledged; their inputs will be reprocessed"
                     );
                     break;
@@ -324,13 +480,15 @@ impl Tracker {
             self.fail(error);
         }
         if let Some(p) = self.pending.get_mut(idx) {
-            p.done = true;
-            let m = &self.env.metrics;
-            m.processing_latency
-                .observe(p.consumed_at.elapsed().as_secs_f64());
-            if let Some(ts) = p.record_time_ms {
-                m.event_age
-                    .observe(((now_ms() - ts).max(0)) as f64 / 1000.0);
+            p.outstanding = p.outstanding.saturating_sub(1);
+            if p.outstanding == 0 {
+                let m = &self.env.metrics;
+                m.processing_latency
+                    .observe(p.consumed_at.elapsed().as_secs_f64());
+                if let Some(ts) = p.record_time_ms {
+                    m.event_age
+                        .observe(((now_ms() - ts).max(0)) as f64 / 1000.0);
+                }
             }
         }
     }
@@ -349,15 +507,19 @@ impl Tracker {
         }
     }
 
-    /// Stores the offset after the longest acknowledged prefix of the partition.
+    /// Drops the acknowledged prefix of the partition; under at-least-once, stores the offset
+    /// after it for the next commit (exactly-once commits positions with the transaction).
     fn store_progress(&mut self) {
         if self.failed {
             return;
         }
         let mut last = None;
-        while self.pending.front().is_some_and(|p| p.done) {
+        while self.pending.front().is_some_and(|p| p.outstanding == 0) {
             last = self.pending.pop_front().map(|p| p.offset);
             self.base_seq += 1;
+        }
+        if self.env.gate.is_some() {
+            return;
         }
         let (Some(offset), Some(consumer)) = (last, self.env.consumer.upgrade()) else {
             return;

@@ -10,12 +10,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use aepiot_stream::config::Config;
+use aepiot_stream::generate::{Generator, Profile};
+use aepiot_stream::kafka::{self, RunHooks};
+use aepiot_stream::metrics::Metrics;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::HashSet;
+use tokio_util::sync::CancellationToken;
 
 /// The broker's bootstrap address: `KAFKA_BOOTSTRAP`, or the project's broker, started on demand.
 pub fn brokers() -> &'static str {
@@ -25,14 +31,22 @@ pub fn brokers() -> &'static str {
             return b;
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-        let out = Command::new("bash").arg(&script).arg("start").output().expect("run scripts/kafka.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .output()
+            .expect("run scripts/kafka.sh");
         assert!(
             out.status.success(),
             "scripts/kafka.sh start failed:\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let out = Command::new("bash").arg(&script).arg("bootstrap").output().expect("run scripts/kafka.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("bootstrap")
+            .output()
+            .expect("run scripts/kafka.sh");
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     })
 }
@@ -40,16 +54,33 @@ pub fn brokers() -> &'static str {
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
-    format!("{prefix}-{}-{t}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!(
+        "{prefix}-{}-{t}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub fn create_topics(topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
-    let new: Vec<NewTopic> = topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let results = rt.block_on(admin.create_topics(&new, &AdminOptions::new())).unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = rt
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .unwrap();
     for r in results {
         r.unwrap();
     }
@@ -57,8 +88,14 @@ pub fn create_topics(topics: &[(&str, i32)]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for (t, p) in topics {
         loop {
-            let md = admin.inner().fetch_metadata(Some(t), Duration::from_secs(5));
-            if md.is_ok_and(|m| m.topics().first().is_some_and(|x| x.partitions().len() == *p as usize && x.error().is_none())) {
+            let md = admin
+                .inner()
+                .fetch_metadata(Some(t), Duration::from_secs(5));
+            if md.is_ok_and(|m| {
+                m.topics()
+                    .first()
+                    .is_some_and(|x| x.partitions().len() == *p as usize && x.error().is_none())
+            }) {
                 break;
             }
             assert!(Instant::now() < deadline, "topic {t} did not appear");
@@ -122,10 +159,50 @@ pub fn consume(topic: &str, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
     out
 }
 
-/// Reads everything currently in a topic: until the end offsets of every partition are reached.
+/// Reads everything committed in a topic: every partition up to its end (read_committed, so
+/// transaction markers and aborted records are skipped).
 pub fn consume_all(topic: &str, timeout: Duration) -> Vec<OwnedMessage> {
-    let total: i64 = end_offsets(topic).values().sum();
-    consume(topic, total as usize, timeout)
+    let ends = end_offsets(topic);
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in ends.keys() {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut at_end: HashSet<i32> = ends
+        .iter()
+        .filter(|(_, e)| **e == 0)
+        .map(|(p, _)| *p)
+        .collect();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while at_end.len() < ends.len() {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                // EOF counts only once the position has reached the end taken at the start.
+                let pos = c.position().unwrap();
+                let reached = pos.elements().iter().any(|e| {
+                    e.partition() == p && matches!(e.offset(), Offset::Offset(o) if o >= ends[&p])
+                });
+                if reached {
+                    at_end.insert(p);
+                }
+            }
+            Some(Err(e)) => eprintln!("reader: {e}"),
+            None => {}
+        }
+    }
+    out
 }
 
 /// Retries a broker query through transient client errors (a connection being re-established).
@@ -145,27 +222,55 @@ fn retry<T, E: std::fmt::Display>(what: &str, mut f: impl FnMut() -> Result<T, E
 
 /// High watermarks per partition.
 pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).create().unwrap();
-    let md = retry("metadata", || c.fetch_metadata(Some(topic), Duration::from_secs(10)));
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let md = retry("metadata", || {
+        c.fetch_metadata(Some(topic), Duration::from_secs(10))
+    });
     md.topics()[0]
         .partitions()
         .iter()
-        .map(|p| (p.id(), retry("watermarks", || c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))).1))
+        .map(|p| {
+            (
+                p.id(),
+                retry("watermarks", || {
+                    c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                })
+                .1,
+            )
+        })
         .collect()
 }
 
 /// Offsets committed by `group` for each partition of `topic` (-1 when none).
 pub fn committed_offsets(group: &str, topic: &str) -> HashMap<i32, i64> {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", group).create().unwrap();
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
     let parts = end_offsets(topic);
     let mut tpl = TopicPartitionList::new();
     for p in parts.keys() {
         tpl.add_partition(topic, *p);
     }
-    let got = retry("committed offsets", || c.committed_offsets(tpl.clone(), Duration::from_secs(10)));
+    let got = retry("committed offsets", || {
+        c.committed_offsets(tpl.clone(), Duration::from_secs(10))
+    });
     got.elements()
         .iter()
-        .map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { o } else { -1 }))
+        .map(|e| {
+            (
+                e.partition(),
+                if let Offset::Offset(o) = e.offset() {
+                    o
+                } else {
+                    -1
+                },
+            )
+        })
         .collect()
 }
 
@@ -180,7 +285,10 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 
 pub fn header<'a>(m: &'a OwnedMessage, key: &str) -> Option<&'a str> {
     let h = m.headers()?;
-    h.iter().find(|x| x.key == key).and_then(|x| x.value).and_then(|v| std::str::from_utf8(v).ok())
+    h.iter()
+        .find(|x| x.key == key)
+        .and_then(|x| x.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 pub fn json(m: &OwnedMessage) -> serde_json::Value {
@@ -190,7 +298,10 @@ pub fn json(m: &OwnedMessage) -> serde_json::Value {
 /// `(partition, offset)` of the input record an output or dead letter came from.
 pub fn source_of(m: &OwnedMessage) -> (i64, i64) {
     let v = json(m);
-    (v["source"]["partition"].as_i64().unwrap(), v["source"]["offset"].as_i64().unwrap())
+    (
+        v["source"]["partition"].as_i64().unwrap(),
+        v["source"]["offset"].as_i64().unwrap(),
+    )
 }
 
 pub fn vectors_dir() -> std::path::PathBuf {
@@ -199,4 +310,105 @@ pub fn vectors_dir() -> std::path::PathBuf {
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_aepiot-stream")
+}
+
+pub struct Topics {
+    pub input: String,
+    pub output: String,
+    pub dlq: String,
+    pub group: String,
+}
+
+pub fn topics(name: &str, partitions: i32) -> Topics {
+    let t = Topics {
+        input: unique(&format!("{name}-in")),
+        output: unique(&format!("{name}-out")),
+        dlq: unique(&format!("{name}-dlq")),
+        group: unique(&format!("{name}-group")),
+    };
+    create_topics(&[(&t.input, partitions), (&t.output, 3), (&t.dlq, 1)]);
+    t
+}
+
+pub fn config(t: &Topics, emit_suppressed: bool) -> Config {
+    Config {
+        brokers: brokers().to_string(),
+        input_topics: vec![t.input.clone()],
+        output_topic: t.output.clone(),
+        dead_letter_topic: t.dlq.clone(),
+        group_id: t.group.clone(),
+        emit_suppressed,
+        metrics_addr: String::new(),
+        progress_interval_secs: 0,
+        ..Config::default()
+    }
+}
+
+/// A pipeline running in this process on its own runtime.
+pub struct Running {
+    pub rt: tokio::runtime::Runtime,
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<kafka::RunReport>>,
+    pub metrics: Metrics,
+}
+
+pub fn start(config: Config) -> Running {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = CancellationToken::new();
+    let metrics = Metrics::new();
+    let hooks = RunHooks {
+        metrics: Some(metrics.clone()),
+        on_metrics_bound: None,
+    };
+    let task = rt.spawn(kafka::run(config, stop.clone(), hooks));
+    Running {
+        rt,
+        stop,
+        task,
+        metrics,
+    }
+}
+
+impl Running {
+    pub fn shutdown(self) {
+        self.stop.cancel();
+        self.rt.block_on(self.task).unwrap().unwrap();
+    }
+}
+
+pub fn all_committed(group: &str, topic: &str) -> bool {
+    let end = end_offsets(topic);
+    let committed = committed_offsets(group, topic);
+    end.iter()
+        .all(|(p, e)| *e == 0 || committed.get(p) == Some(e))
+}
+
+pub fn generated(n: usize, devices: u64, seed: u64) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut g = Generator::new(Profile::City, devices, seed, 0.01);
+    (0..n)
+        .map(|_| {
+            let r = g.next(aepiot_stream::kafka::worker::now_ms());
+            (Some(r.key.into_bytes()), Some(r.payload))
+        })
+        .collect()
+}
+
+pub fn all_sources(t: &Topics) -> (usize, HashSet<(i64, i64)>) {
+    let msgs: Vec<_> = consume_all(&t.output, Duration::from_secs(60))
+        .into_iter()
+        .chain(consume_all(&t.dlq, Duration::from_secs(30)))
+        .collect();
+    let total = msgs.len();
+    (total, msgs.iter().map(source_of).collect())
+}
+
+pub fn expected_sources(topic: &str) -> HashSet<(i64, i64)> {
+    end_offsets(topic)
+        .iter()
+        .flat_map(|(p, e)| (0..*e).map(move |o| (*p as i64, o)))
+        .collect()
 }

@@ -1,0 +1,140 @@
+//! The state changelog: a compacted topic per input topic, co-partitioned with it, holding each
+//! device's latest state (key = device_id, value = [`crate::core::snapshot`], tombstone when the
+//! device expired). A worker restores its partition from it before processing its first record.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::core::snapshot;
+use crate::core::state::DeviceStates;
+
+/// What a restore read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Restored {
+    pub records: u64,
+    pub devices: usize,
+    pub seconds: f64,
+}
+
+/// Creates the changelog topic of `input_topic` if missing, with as many partitions as the input
+/// (co-partitioning is what makes a partition's state travel with it). Blocking.
+pub fn ensure_topic(
+    admin_config: &ClientConfig,
+    input_topic: &str,
+    changelog_topic: &str,
+) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> =
+        admin_config.create().map_err(|e| e.to_string())?;
+    let partitions_of = |topic: &str| -> Result<usize, String> {
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        Ok(md
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map_or(0, |t| t.partitions().len()))
+    };
+    let wanted = partitions_of(input_topic)?;
+    if wanted == 0 {
+        return Err(format!("input topic {input_topic:?} has no partitions"));
+    }
+    match partitions_of(changelog_topic)? {
+        0 => {}
+        n if n == wanted => return Ok(()),
+        n => {
+            return Err(format!(
+                "changelog topic {changelog_topic:?} has {n} partitions but input topic {input_topic:?} has {wanted}: \
+                 they must match (delete the changelog to rebuild it, or set state_changelog = false)"
+            ))
+        }
+    }
+    let topic = NewTopic::new(changelog_topic, wanted as i32, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact")
+        .set("min.compaction.lag.ms", "0");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let results = rt
+        .block_on(admin.create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .map_err(|e| e.to_string())?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => return Err(format!("cannot create changelog topic {t:?}: {code}")),
+        }
+    }
+    tracing::info!(
+        topic = changelog_topic,
+        partitions = wanted,
+        "created state changelog topic"
+    );
+    Ok(())
+}
+
+/// Reads one changelog partition from the beginning to its end into `states`. Blocking.
+/// `client` is a consumer configuration (brokers, security); committed data only.
+pub fn restore(
+    client: &ClientConfig,
+    changelog_topic: &str,
+    partition: i32,
+    states: &mut DeviceStates,
+) -> Result<Restored, KafkaError> {
+    let start = Instant::now();
+    let mut cfg = client.clone();
+    cfg.set("group.id", "aepiot-stream-restore")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer = cfg.create()?;
+    let (low, high) =
+        consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))?;
+    let mut restored = Restored::default();
+    if high <= low {
+        return Ok(restored);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(changelog_topic, partition, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    loop {
+        match consumer.poll(Duration::from_secs(30)) {
+            None => return Err(KafkaError::NoMessageReceived),
+            // End of the committed data: under read_committed this is the last stable offset.
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => return Err(e),
+            Some(Ok(m)) => {
+                restored.records += 1;
+                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                    continue;
+                };
+                match m.payload() {
+                    None => states.remove(key),
+                    Some(value) => match snapshot::decode(value) {
+                        Ok(state) => states.restore(key, state),
+                        Err(e) => {
+                            tracing::warn!(topic = changelog_topic, partition, error = %e, "unreadable state record skipped")
+                        }
+                    },
+                }
+                if m.offset() + 1 >= high {
+                    break;
+                }
+            }
+        }
+    }
+    restored.devices = states.device_count();
+    restored.seconds = start.elapsed().as_secs_f64();
+    Ok(restored)
+}

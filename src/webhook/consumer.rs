@@ -1,0 +1,182 @@
+//! The webhook consumer's context: rebalance callbacks start and stop partition readers, and
+//! librdkafka's statistics feed the lag gauge. Same shape as the main pipeline's
+//! (`kafka::rebalance`): callbacks run on the dedicated thread that polls the consumer's main
+//! queue, so a revoke may block there while readers drain, and the stored offsets are committed
+//! before a partition is handed over.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
+
+use super::partition::{self, PartitionEnv, PartitionHandle};
+use crate::http::Health;
+use crate::metrics::Metrics;
+
+type Tp = (String, i32);
+
+pub struct WebhookConsumerCtx {
+    consumer: OnceLock<Weak<BaseConsumer<WebhookConsumerCtx>>>,
+    env: OnceLock<Arc<PartitionEnv>>,
+    readers: Mutex<HashMap<Tp, PartitionHandle>>,
+    rt: tokio::runtime::Handle,
+    metrics: Metrics,
+    health: Arc<Health>,
+}
+
+impl WebhookConsumerCtx {
+    pub fn new(rt: tokio::runtime::Handle, metrics: Metrics, health: Arc<Health>) -> Self {
+        WebhookConsumerCtx {
+            consumer: OnceLock::new(),
+            env: OnceLock::new(),
+            readers: Mutex::new(HashMap::new()),
+            rt,
+            metrics,
+            health,
+        }
+    }
+
+    /// Completes the context once the consumer and the readers' environment exist.
+    pub fn attach(&self, consumer: Weak<BaseConsumer<WebhookConsumerCtx>>, env: Arc<PartitionEnv>) {
+        let _ = self.consumer.set(consumer);
+        let _ = self.env.set(env);
+    }
+
+    pub fn env(&self) -> Option<&Arc<PartitionEnv>> {
+        self.env.get()
+    }
+
+    fn start(&self, tpl: &TopicPartitionList) {
+        let (Some(consumer), Some(env)) =
+            (self.consumer.get().and_then(Weak::upgrade), self.env.get())
+        else {
+            tracing::error!("assignment before the webhook consumer was attached");
+            return;
+        };
+        let mut readers = self.readers.lock().expect("readers lock");
+        for e in tpl.elements() {
+            let tp = (e.topic().to_owned(), e.partition());
+            if readers.contains_key(&tp) {
+                continue;
+            }
+            match consumer.split_partition_queue(&tp.0, tp.1) {
+                Some(queue) => {
+                    let handle = partition::spawn(env.clone(), &self.rt, &tp.0, tp.1, queue);
+                    readers.insert(tp, handle);
+                }
+                None => {
+                    tracing::error!(topic = %tp.0, partition = tp.1, "cannot split the partition queue");
+                    env.fatal.cancel();
+                }
+            }
+        }
+    }
+
+    /// Stops the readers of `partitions` (all for `None`), waits for their drains, then commits
+    /// the stored offsets synchronously.
+    pub fn stop(
+        &self,
+        consumer: &BaseConsumer<WebhookConsumerCtx>,
+        partitions: Option<&TopicPartitionList>,
+    ) {
+        let stopping: Vec<PartitionHandle> = {
+            let mut readers = self.readers.lock().expect("readers lock");
+            let keys: Vec<Tp> = match partitions {
+                Some(tpl) => tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect(),
+                None => readers.keys().cloned().collect(),
+            };
+            keys.into_iter()
+                .filter_map(|k| readers.remove(&k))
+                .collect()
+        };
+        if stopping.is_empty() {
+            return;
+        }
+        for h in &stopping {
+            h.stop.cancel();
+        }
+        let deadline = self
+            .env
+            .get()
+            .map(|e| e.drain_timeout)
+            .unwrap_or(Duration::from_secs(10))
+            + Duration::from_secs(1);
+        let dones = stopping.into_iter().map(|h| h.done);
+        // On the consumer's own thread, never an async worker.
+        let drained = self.rt.block_on(async {
+            tokio::time::timeout(deadline, futures::future::join_all(dones)).await
+        });
+        if drained.is_err() {
+            tracing::warn!("webhook partition readers did not finish draining in time");
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                self.metrics.commit_failures.inc();
+                tracing::warn!(error = %e, "webhook offset commit failed");
+            }
+        }
+    }
+}
+
+impl ClientContext for WebhookConsumerCtx {
+    fn stats(&self, statistics: Statistics) {
+        let readers = self.readers.lock().expect("readers lock");
+        let mut lag = 0;
+        for ((topic, partition), handle) in readers.iter() {
+            let Some(p) = statistics
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(partition))
+            else {
+                continue;
+            };
+            let committed = handle.committed.load(Ordering::Relaxed);
+            lag += if committed >= 0 && p.hi_offset >= 0 {
+                (p.hi_offset - committed).max(0)
+            } else {
+                p.consumer_lag.max(0)
+            };
+        }
+        self.metrics.webhook_lag.set(lag);
+    }
+}
+
+impl ConsumerContext for WebhookConsumerCtx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "webhook partitions revoked");
+            self.stop(consumer, Some(tpl));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "webhook partitions assigned");
+                self.start(tpl);
+                self.health.set_ready(true);
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "webhook rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                self.metrics.commit_failures.inc();
+                tracing::warn!(error = %e, "webhook offset commit failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Endpoints and their lanes: where records wait for their turn, and the attempt loop that
+//! delivers each one (retries, backoff, dead letter).
+//!
+//! An endpoint has `webhooks.concurrency` lanes; a record goes to lane `hash(device_id) % lanes`
+//! and each lane sends one request at a time, in arrival order. So an endpoint sees at most
+//! `concurrency` requests at once, and a device's records reach it in order (a record being
+//! retried holds back the later ones of its lane — that is the price of the order). Lanes are
+//! shared by all partitions; each partition hands its records over in offset order.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::{Histogram, IntCounter};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::dead_letter::{
+    self, EndpointRef, RecordSource, WebhookDeadLetter, HEADER_ATTEMPTS, HEADER_ENDPOINT,
+    HEADER_ERROR,
+};
+use super::payload::lane_of;
+use super::policy::{Attempt, RetryPolicy, Verdict};
+use super::request::{self, Request};
+use super::sign::Secret;
+use crate::metrics::Metrics;
+
+/// Records waiting per lane before a partition's hand-over waits (back-pressure).
+const LANE_CAPACITY: usize = 32;
+
+/// One record on its way to its endpoints.
+pub struct Delivery {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub idempotency_key: String,
+    pub device_id: String,
+    pub body: Vec<u8>,
+    /// The URL record as read, for dead letters.
+    pub record: Vec<u8>,
+    /// Endpoints still to finish; the last one reports `seq` on `finished`.
+    pub remaining: AtomicUsize,
+    pub seq: u64,
+    pub finished: mpsc::UnboundedSender<u64>,
+    /// Cancelled when the partition is given up (revoked after its drain deadline, fatal error):
+    /// the record is then left to the partition's next owner.
+    pub abandon: CancellationToken,
+}
+
+impl Delivery {
+    fn finish_one(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = self.finished.send(self.seq);
+        }
+    }
+}
+
+/// One configured endpoint.
+pub struct Endpoint {
+    pub index: usize,
+    pub url: reqwest::Url,
+    pub origin: String,
+    pub regions: Vec<String>,
+    pub secret: Option<Secret>,
+    lanes: Vec<mpsc::Sender<Arc<Delivery>>>,
+}
+
+impl Endpoint {
+    /// Hands a record to its device's lane, waiting while the lane is full.
+    pub async fn enqueue(&self, d: Arc<Delivery>) -> Result<(), ()> {
+        let lane = lane_of(&d.device_id, self.lanes.len());
+        self.lanes[lane].send(d).await.map_err(|_| ())
+    }
+}
+
+/// What every lane shares.
+pub struct LaneEnv {
+    pub client: reqwest::Client,
+    pub policy: RetryPolicy,
+    pub producer: Arc<FutureProducer>,
+    pub dead_letter_topic: String,
+    pub metrics: Metrics,
+    /// Cancelled when a dead letter cannot be written: the service stops without committing
+    /// past it.
+    pub fatal: CancellationToken,
+}
+
+/// Pre-resolved metric children of the attempt loop.
+struct Counters {
+    delivered: (IntCounter, Histogram),
+    retried: (IntCounter, Histogram),
+    dead_lettered: (IntCounter, Histogram),
+    failed: (IntCounter, Histogram),
+}
+
+impl Counters {
+    fn new(m: &Metrics) -> Self {
+        let pair = |r: &str| {
+            (
+                m.webhook_requests.with_label_values(&[r]),
+                m.webhook_latency.with_label_values(&[r]),
+            )
+        };
+        Counters {
+            delivered: pair("delivered"),
+            retried: pair("retried"),
+            dead_lettered: pair("dead_lettered"),
+            failed: pair("failed"),
+        }
+    }
+}
+
+/// Creates an endpoint and starts its lanes on the current runtime. The lanes end when the
+/// endpoint is dropped (and their queues are empty).
+pub fn start(
+    env: Arc<LaneEnv>,
+    index: usize,
+    url: reqwest::Url,
+    regions: Vec<String>,
+    secret: Option<Secret>,
+    lanes: usize,
+) -> Arc<Endpoint> {
+    let origin = dead_letter::origin(&url);
+    let mut senders = Vec::with_capacity(lanes);
+    let mut receivers = Vec::with_capacity(lanes);
+    for _ in 0..lanes {
+        let (tx, rx) = mpsc::channel(LANE_CAPACITY);
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let endpoint = Arc::new(Endpoint {
+        index,
+        url,
+        origin,
+        regions,
+        secret,
+        lanes: senders,
+    });
+    for rx in receivers {
+        // The lane holds a weak reference: dropping the endpoint closes its queues.
+        tokio::spawn(run_lane(env.clone(), Arc::downgrade(&endpoint), rx));
+    }
+    endpoint
+}
+
+enum Finished {
+    Done,
+    Abandoned,
+}
+
+async fn run_lane(
+    env: Arc<LaneEnv>,
+    endpoint: std::sync::Weak<Endpoint>,
+    mut rx: mpsc::Receiver<Arc<Delivery>>,
+) {
+    let counters = Counters::new(&env.metrics);
+    while let Some(d) = rx.recv().await {
+        let Some(ep) = endpoint.upgrade() else { break };
+        if d.abandon.is_cancelled() {
+            continue;
+        }
+        if let Finished::Done = deliver(&env, &counters, &ep, &d).await {
+            d.finish_one();
+        }
+    }
+}
+
+/// Attempts until delivered, given up (then dead-lettered) or abandoned.
+async fn deliver(env: &LaneEnv, counters: &Counters, ep: &Endpoint, d: &Delivery) -> Finished {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let request = Request {
+            url: &ep.url,
+            body: &d.body,
+            idempotency_key: &d.idempotency_key,
+            secret: ep.secret.as_ref(),
+            attempt,
+        };
+        let started = Instant::now();
+        env.metrics.webhook_in_flight.inc();
+        let sent = tokio::select! {
+            biased;
+            _ = d.abandon.cancelled() => None,
+            sent = request::post(&env.client, &request) => Some(sent),
+        };
+        env.metrics.webhook_in_flight.dec();
+        let elapsed = started.elapsed().as_secs_f64();
+        let Some(sent) = sent else {
+            observe(&counters.failed, elapsed);
+            return Finished::Abandoned;
+        };
+        match env
+            .policy
+            .decide(attempt, &sent.attempt, rand::random::<f64>())
+        {
+            Verdict::Delivered => {
+                observe(&counters.delivered, elapsed);
+                return Finished::Done;
+            }
+            Verdict::Retry(delay) => {
+                observe(&counters.retried, elapsed);
+                env.metrics.webhook_retries.inc();
+                tracing::debug!(
+                    endpoint = ep.index,
+                    origin = %ep.origin,
+                    key = %d.idempotency_key,
+                    attempt,
+                    error = %sent.error,
+                    delay_ms = delay.as_millis() as u64,
+                    "webhook attempt failed; retrying"
+                );
+                tokio::select! {
+                    biased;
+                    _ = d.abandon.cancelled() => return Finished::Abandoned,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Verdict::GiveUp { retryable } => {
+                observe(&counters.dead_lettered, elapsed);
+                return dead_letter(env, ep, d, attempt, retryable, &sent).await;
+            }
+        }
+    }
+}
+
+fn observe(c: &(IntCounter, Histogram), secs: f64) {
+    c.0.inc();
+    c.1.observe(secs);
+}
+
+/// Writes the dead letter and waits for the broker's ack.
+async fn dead_letter(
+    env: &LaneEnv,
+    ep: &Endpoint,
+    d: &Delivery,
+    attempts: u32,
+    retryable: bool,
+    sent: &request::Sent,
+) -> Finished {
+    let failed_at = crate::core::time::format_rfc3339_ms(now_ms());
+    let http_status = match sent.attempt {
+        Attempt::Response { status, .. } => Some(status),
+        _ => None,
+    };
+    let json = WebhookDeadLetter {
+        endpoint: EndpointRef {
+            index: ep.index,
+            origin: &ep.origin,
+        },
+        error: &sent.error,
+        http_status,
+        attempts,
+        retryable,
+        idempotency_key: &d.idempotency_key,
+        failed_at: &failed_at,
+        source: RecordSource {
+            topic: &d.topic,
+            partition: d.partition,
+            offset: d.offset,
+        },
+        record: &d.record,
+    }
+    .to_json();
+    let index = ep.index.to_string();
+    let attempts_text = attempts.to_string();
+    let partition = d.partition.to_string();
+    let offset = d.offset.to_string();
+    let headers = OwnedHeaders::new_with_capacity(6)
+        .insert(Header {
+            key: HEADER_ENDPOINT,
+            value: Some(index.as_str()),
+        })
+        .insert(Header {
+            key: HEADER_ERROR,
+            value: Some(dead_letter::truncate(&sent.error, 512)),
+        })
+        .insert(Header {
+            key: HEADER_ATTEMPTS,
+            value: Some(attempts_text.as_str()),
+        })
+        .insert(Header {
+            key: "aepiot.source.topic",
+            value: Some(&*d.topic),
+        })
+        .insert(Header {
+            key: "aepiot.source.partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "aepiot.source.offset",
+            value: Some(offset.as_str()),
+        });
+    let record = FutureRecord::to(&env.dead_letter_topic)
+        .key(d.device_id.as_bytes())
+        .payload(&json)
+        .headers(headers);
+    let result = tokio::select! {
+        biased;
+        _ = d.abandon.cancelled() => return Finished::Abandoned,
+        r = env.producer.send(record, Timeout::After(Duration::from_secs(60))) => r,
+    };
+    match result {
+        Ok(_) => {
+            env.metrics.webhook_dead_letters.inc();
+            tracing::warn!(
+                endpoint = ep.index,
+                origin = %ep.origin,
+                key = %d.idempotency_key,
+                attempts,
+                error = %dead_letter::truncate(&sent.error, 300),
+                "webhook undeliverable; record dead-lettered"
+            );
+            Finished::Done
+        }
+        Err((e, _)) => {
+            tracing::error!(
+                topic = %env.dead_letter_topic,
+                error = %e,
+                "cannot write a webhook dead letter; stopping without committing past it"
+            );
+            env.fatal.cancel();
+            Finished::Abandoned
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

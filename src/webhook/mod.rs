@@ -1,0 +1,53 @@
+//! Webhook delivery: every `success` URL record of the output topic is POSTed to each configured
+//! endpoint, reliably, without ever slowing URL generation.
+//!
+//! # Design
+//!
+//! - **Decoupled from URL generation.** The service is a separate consumer group
+//!   (`webhooks.group_id`, default `<group_id>-webhooks`) on `output_topic`, read_committed. It
+//!   runs as `aepiot-stream webhooks` or inside `run` (`run --webhooks`). A slow or dead receiver
+//!   only grows this group's lag (`aepiot_webhook_lag`); the pipeline never waits for it.
+//! - **Per partition, in order** ([`partition`]): each assigned output partition has a reader that
+//!   reads in offset order, skips records that are not `success` (their offsets are committed
+//!   with the rest), and hands each `success` record to the endpoints whose `regions` filter
+//!   takes it. At most `max_pending_per_partition` records are read ahead of the commit.
+//! - **Bounded concurrency, per-device order** ([`lane`]): each endpoint has `concurrency` lanes;
+//!   a record goes to lane `hash(device_id) % concurrency`, and a lane sends one request at a time.
+//!   (The output topic is keyed by region, so a partition holds many devices: the lanes are what
+//!   make delivery concurrent.)
+//! - **Retries** ([`policy`], pure): timeouts, connection errors, 5xx, 408 and 429 are retried with
+//!   exponential backoff and jitter, or after `Retry-After` (429/503); other statuses are not. A
+//!   record that is refused or still failing after `max_attempts` goes to
+//!   `webhooks.dead_letter_topic` ([`dead_letter`]) with the endpoint, the last error, the attempt
+//!   count and the original record.
+//! - **At-least-once, one effect** ([`tracker`], pure): a record's offset is committed only when
+//!   it is finished at every endpoint (delivered, or its dead letter acknowledged by the broker),
+//!   and only after every earlier record of its partition. A crash or rebalance can send a record
+//!   again; every request carries `Idempotency-Key: <topic>-<partition>-<offset>`, the same across
+//!   retries, redeliveries and instances, so a receiver that dedupes on it sees each record once.
+//! - **Receiver-friendly** ([`request`], [`sign`]): `User-Agent: aepiot-stream/<version>`,
+//!   `X-Aepiot-Attempt`, and with a secret (`secret_env` or `secret_file`; never logged)
+//!   `X-Aepiot-Signature: sha256=<hex HMAC-SHA256 of the body>`. The body
+//!   ([`payload`], pure) is the same bytes on every attempt.
+//! - **Observable**: `aepiot_webhook_requests_total{result}` (delivered, retried, dead_lettered,
+//!   failed), `aepiot_webhook_latency_seconds{result}`, `aepiot_webhook_retries_total`,
+//!   `aepiot_webhook_dead_letters_total`, `aepiot_webhook_in_flight_requests`,
+//!   `aepiot_webhook_lag`.
+//!
+//! Pure logic ([`payload`], [`policy`], [`sign`], [`dead_letter`], [`tracker`]) is apart from I/O
+//! ([`request`]: HTTP; [`lane`], [`partition`], [`consumer`], [`startup`], [`service`]: tasks and
+//! Kafka).
+
+pub mod consumer;
+pub mod dead_letter;
+pub mod lane;
+pub mod partition;
+pub mod payload;
+pub mod policy;
+pub mod request;
+pub mod service;
+pub mod sign;
+pub mod startup;
+pub mod tracker;
+
+pub use service::{run, WebhookHooks};

@@ -1,0 +1,249 @@
+//! One output partition's reader: reads the partition's queue in offset order, skips what is not
+//! to be delivered, hands each `success` record to its endpoints' lanes, and stores the offset
+//! after the longest prefix of records finished at every endpoint (delivered or dead-lettered).
+//!
+//! At most `webhooks.max_pending_per_partition` records are read ahead of that offset: when a
+//! receiver stalls, the reader stops reading and the group's lag grows, memory does not. On a
+//! revoke or shutdown the reader stops reading, waits for its in-flight records within
+//! `drain_timeout_ms`, and then abandons the rest (the lanes skip them; their offsets are not
+//! committed, so the partition's next owner sends them again, with the same idempotency keys).
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::consumer::WebhookConsumerCtx;
+use super::lane::{Delivery, Endpoint};
+use super::payload::{self, accepts, Parsed};
+use super::tracker::OffsetTracker;
+
+/// Records read before the reader looks at completions and yields.
+const BATCH: usize = 256;
+
+/// What every partition reader shares.
+pub struct PartitionEnv {
+    pub consumer: Weak<BaseConsumer<WebhookConsumerCtx>>,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    pub max_pending: usize,
+    pub drain_timeout: Duration,
+    /// Cancelled on an error that stops the service (a dead letter that cannot be written).
+    pub fatal: CancellationToken,
+}
+
+/// The rebalance handler's side of a reader.
+pub struct PartitionHandle {
+    pub stop: CancellationToken,
+    pub done: oneshot::Receiver<()>,
+    /// The next offset to commit (-1 until the first one): for the lag metric.
+    pub committed: Arc<AtomicI64>,
+}
+
+struct Reader {
+    env: Arc<PartitionEnv>,
+    topic: Arc<str>,
+    partition: i32,
+    tracker: OffsetTracker,
+    finished_tx: mpsc::UnboundedSender<u64>,
+    finished_rx: mpsc::UnboundedReceiver<u64>,
+    abandon: CancellationToken,
+    committed: Arc<AtomicI64>,
+    /// Set when a stop interrupted handing a record to its lanes: that record cannot finish.
+    interrupted: bool,
+}
+
+/// Starts the reader of one partition.
+pub fn spawn(
+    env: Arc<PartitionEnv>,
+    rt: &tokio::runtime::Handle,
+    topic: &str,
+    partition: i32,
+    mut queue: PartitionQueue<WebhookConsumerCtx>,
+) -> PartitionHandle {
+    let notify = Arc::new(Notify::new());
+    let n = notify.clone();
+    queue.set_nonempty_callback(move || n.notify_one());
+    let stop = CancellationToken::new();
+    let (done_tx, done) = oneshot::channel();
+    let committed = Arc::new(AtomicI64::new(-1));
+    let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+    let reader = Reader {
+        abandon: env.fatal.child_token(),
+        env,
+        topic: topic.into(),
+        partition,
+        tracker: OffsetTracker::default(),
+        finished_tx,
+        finished_rx,
+        committed: committed.clone(),
+        interrupted: false,
+    };
+    let stop_r = stop.clone();
+    rt.spawn(async move {
+        reader.run(queue, notify, stop_r).await;
+        let _ = done_tx.send(());
+    });
+    PartitionHandle {
+        stop,
+        done,
+        committed,
+    }
+}
+
+impl Reader {
+    async fn run(
+        mut self,
+        queue: PartitionQueue<WebhookConsumerCtx>,
+        notify: Arc<Notify>,
+        stop: CancellationToken,
+    ) {
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        let fatal = self.env.fatal.clone();
+        tracing::info!(%topic, partition, "webhook partition reader started");
+        'outer: while !stop.is_cancelled() && !fatal.is_cancelled() {
+            let mut read = 0;
+            while read < BATCH && self.tracker.len() < self.env.max_pending {
+                match queue.poll(Duration::ZERO) {
+                    None => break,
+                    Some(Ok(msg)) => {
+                        read += 1;
+                        let offset = msg.offset();
+                        let payload = msg.payload().map(<[u8]>::to_vec);
+                        drop(msg);
+                        if !self.dispatch(offset, payload, &stop).await {
+                            break 'outer;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(%topic, partition, error = %e, "consumer error");
+                        break;
+                    }
+                }
+            }
+            self.take_finished();
+            self.store();
+            if read == BATCH {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                _ = fatal.cancelled() => break,
+                Some(seq) = self.finished_rx.recv() => self.tracker.finish(seq),
+                _ = notify.notified() => {}
+            }
+        }
+        self.drain().await;
+        tracing::info!(%topic, partition, "webhook partition reader stopped");
+    }
+
+    /// Hands one record over. False when a stop interrupted it.
+    async fn dispatch(
+        &mut self,
+        offset: i64,
+        payload: Option<Vec<u8>>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let record = match payload::parse(payload.as_deref()) {
+            Ok(Parsed::Deliver(r)) => r,
+            Ok(Parsed::Skip) => {
+                self.tracker.push(offset, true);
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, partition = self.partition, offset, error = %e, "skipping a record that is not a URL record");
+                self.tracker.push(offset, true);
+                return true;
+            }
+        };
+        let targets: Vec<Arc<Endpoint>> = self
+            .env
+            .endpoints
+            .iter()
+            .filter(|e| accepts(&e.regions, &record.region))
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            self.tracker.push(offset, true);
+            return true;
+        }
+        let seq = self.tracker.push(offset, false);
+        let delivery = Arc::new(Delivery {
+            idempotency_key: payload::idempotency_key(&self.topic, self.partition, offset),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset,
+            device_id: record.device_id,
+            body: record.body,
+            record: payload.unwrap_or_default(),
+            remaining: AtomicUsize::new(targets.len()),
+            seq,
+            finished: self.finished_tx.clone(),
+            abandon: self.abandon.clone(),
+        });
+        for ep in targets {
+            let handed = tokio::select! {
+                biased;
+                _ = stop.cancelled() => false,
+                _ = self.env.fatal.cancelled() => false,
+                r = ep.enqueue(delivery.clone()) => r.is_ok(),
+            };
+            if !handed {
+                self.interrupted = true;
+                return false;
+            }
+        }
+        true
+    }
+
+    fn take_finished(&mut self) {
+        while let Ok(seq) = self.finished_rx.try_recv() {
+            self.tracker.finish(seq);
+        }
+    }
+
+    /// Stores the offset after the finished prefix, for the next commit.
+    fn store(&mut self) {
+        let Some(offset) = self.tracker.take_committable() else {
+            return;
+        };
+        self.committed.store(offset + 1, Ordering::Relaxed);
+        let Some(consumer) = self.env.consumer.upgrade() else {
+            return;
+        };
+        // rd_kafka_offset_store commits offset + 1: the next record to read.
+        if let Err(e) = consumer.store_offset(&self.topic, self.partition, offset) {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "could not store offset");
+        }
+    }
+
+    /// Waits for the in-flight records within the drain deadline, abandons the rest, stores.
+    async fn drain(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.env.drain_timeout;
+        let unfinishable = usize::from(self.interrupted);
+        while !self.env.fatal.is_cancelled() && self.tracker.unfinished() > unfinishable {
+            match tokio::time::timeout_at(deadline, self.finished_rx.recv()).await {
+                Ok(Some(seq)) => self.tracker.finish(seq),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        topic = %self.topic,
+                        partition = self.partition,
+                        in_flight = self.tracker.unfinished(),
+                        "drain deadline passed with webhooks undelivered; the partition's next owner sends them again"
+                    );
+                    break;
+                }
+            }
+        }
+        self.abandon.cancel();
+        self.take_finished();
+        self.store();
+    }
+}

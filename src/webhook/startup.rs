@@ -1,0 +1,143 @@
+//! Start-up of the webhook service: its Kafka client settings, and the checks that the brokers
+//! answer, the output topic exists (waiting for it within `startup_timeout_ms`: with
+//! `run --webhooks` the pipeline may be creating it) and the webhook dead-letter topic exists (or
+//! is created with `create_topics`).
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+
+use crate::config::{Config, OffsetReset};
+
+fn base(config: &Config, role: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("client.id", format!("aepiot-stream-webhooks-{role}"))
+        .set("statistics.interval.ms", "5000");
+    c
+}
+
+fn overlay(mut c: ClientConfig, config: &Config) -> ClientConfig {
+    for (k, v) in config.kafka_properties() {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The consumer of the output topic: its own group, read_committed (only records of committed
+/// transactions are delivered), offsets stored only once a record is finished and committed from
+/// the store every second and at every revoke and shutdown.
+pub fn consumer_config(config: &Config) -> ClientConfig {
+    let mut c = base(config, "consumer");
+    c.set("group.id", config.webhooks_group_id())
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set(
+            "auto.offset.reset",
+            match config.auto_offset_reset {
+                OffsetReset::Earliest => "earliest",
+                OffsetReset::Latest => "latest",
+            },
+        )
+        .set("group.protocol", &config.group_protocol);
+    if config.group_protocol == "classic" {
+        c.set(
+            "partition.assignment.strategy",
+            &config.partition_assignment_strategy,
+        )
+        .set("session.timeout.ms", "45000");
+    }
+    overlay(c, config)
+}
+
+/// The dead-letter producer: idempotent, acknowledged by all in-sync replicas.
+pub fn producer_config(config: &Config) -> ClientConfig {
+    let mut c = base(config, "producer");
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5");
+    overlay(c, config)
+}
+
+/// Runs the checks, creating the dead-letter topic if configured.
+pub async fn check(config: &Config) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = overlay(base(config, "admin"), config)
+        .create()
+        .map_err(|e| anyhow::anyhow!("invalid Kafka client settings: {e}"))?;
+    let deadline = Instant::now() + Duration::from_millis(config.startup_timeout_ms);
+    let dlq = &config.webhooks.dead_letter_topic;
+    let mut last_error = String::from("no answer");
+    loop {
+        // fetch_metadata blocks: keep it off the async workers.
+        let client = admin.inner();
+        let md =
+            tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(5)));
+        match md {
+            Ok(m) if !m.brokers().is_empty() => {
+                let exists = |t: &str| {
+                    m.topics()
+                        .iter()
+                        .any(|x| x.name() == t && !x.partitions().is_empty())
+                };
+                let (out, dl) = (exists(&config.output_topic), exists(dlq));
+                if out && dl {
+                    return Ok(());
+                }
+                if out && config.create_topics {
+                    return create(&admin, config, dlq).await;
+                }
+                if Instant::now() >= deadline {
+                    if !out {
+                        anyhow::bail!(
+                            "output topic {:?} does not exist (the webhook service reads it)",
+                            config.output_topic
+                        );
+                    }
+                    anyhow::bail!("webhook dead-letter topic {dlq:?} does not exist (create it, or set create_topics = true)");
+                }
+            }
+            Ok(_) => last_error = "no brokers in metadata".into(),
+            Err(e) => last_error = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "cannot reach the Kafka brokers at {} within {} s: {last_error}",
+                config.brokers,
+                config.startup_timeout_ms / 1000
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn create(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+    topic: &str,
+) -> anyhow::Result<()> {
+    let new = NewTopic::new(
+        topic,
+        config.create_topics_partitions,
+        TopicReplication::Fixed(-1),
+    );
+    let results = admin
+        .create_topics(
+            &[new],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create topic {topic:?}: {e}"))?;
+    for r in results {
+        match r {
+            Ok(t) => tracing::info!(topic = %t, "created topic"),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => anyhow::bail!("cannot create topic {t:?}: {code}"),
+        }
+    }
+    Ok(())
+}
