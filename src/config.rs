@@ -120,6 +120,7 @@ pub struct Config {
     pub urls: UrlsConfig,
     pub input: InputConfig,
     pub webhooks: WebhooksConfig,
+    pub security: crate::security::SecurityConfig,
     /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
     /// They override the processor's own client settings.
     pub kafka: BTreeMap<String, toml::Value>,
@@ -192,6 +193,7 @@ impl Default for Config {
             urls: UrlsConfig::default(),
             input: InputConfig::default(),
             webhooks: WebhooksConfig::default(),
+            security: Default::default(),
             kafka: BTreeMap::new(),
         }
     }
@@ -399,9 +401,10 @@ impl Config {
             }
         }
         merge(&mut table, overrides);
-        let config: Config = toml::Value::Table(table)
+        let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        config.security.resolve().map_err(ConfigError::Invalid)?;
         config.validate()?;
         Ok(config)
     }

@@ -21,5 +21,6 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod process;
+pub mod security;
 pub mod simulate;
 pub mod webhook;

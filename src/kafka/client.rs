@@ -11,6 +11,7 @@ fn base(config: &Config, role: &str) -> ClientConfig {
         .set("client.id", format!("aepiot-stream-{role}"))
         // Lag per partition comes from librdkafka's statistics.
         .set("statistics.interval.ms", "5000");
+    config.security.apply(&mut c);
     c
 }
 

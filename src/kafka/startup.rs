@@ -5,8 +5,12 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use std::sync::Mutex;
+
+use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 
 use super::client::admin_config;
 use crate::config::Config;
@@ -27,12 +31,42 @@ pub enum StartupError {
     CreateTopic { topic: String, error: String },
     #[error("invalid Kafka client settings: {0}")]
     Client(String),
+    #[error("Kafka refused the connection to {brokers}: {error} (check security.* credentials and certificates)")]
+    Refused { brokers: String, error: String },
+}
+
+/// Keeps the client's last error: fetch_metadata only says "transport failure", the client's
+/// error callback says why (wrong password, untrusted certificate, …).
+#[derive(Default)]
+pub struct LastError(Mutex<Option<(bool, String)>>);
+
+impl ClientContext for LastError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Authentication and TLS failures will not fix themselves by retrying.
+        let refused = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+                    | RDKafkaErrorCode::SSL
+            )
+        ) || reason.contains("SSL handshake failed")
+            || reason.contains("certificate verify failed");
+        tracing::warn!(error = %error, reason, "Kafka client error");
+        *self.0.lock().expect("last error lock") = Some((refused, reason.to_string()));
+    }
+}
+
+impl LastError {
+    fn get(&self) -> Option<(bool, String)> {
+        self.0.lock().expect("last error lock").clone()
+    }
 }
 
 /// Runs the checks, creating output topics if configured.
 pub async fn check(config: &Config) -> Result<(), StartupError> {
-    let admin: AdminClient<DefaultClientContext> = admin_config(config)
-        .create()
+    let admin: AdminClient<LastError> = admin_config(config)
+        .create_with_context(LastError::default())
         .map_err(|e| StartupError::Client(e.to_string()))?;
     let deadline = Instant::now() + Duration::from_millis(config.startup_timeout_ms);
     let metadata = metadata_until(&admin, config, deadline).await?;
@@ -112,7 +146,7 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
 }
 
 async fn metadata_until(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<LastError>,
     config: &Config,
     deadline: Instant,
 ) -> Result<Metadata, StartupError> {
@@ -133,12 +167,23 @@ async fn metadata_until(
                     last_error: "no brokers in metadata".into(),
                 })
             }
-            Err(e) if Instant::now() >= deadline => {
-                return Err(StartupError::Unreachable {
-                    brokers: config.brokers.clone(),
-                    secs: config.startup_timeout_ms / 1000,
-                    last_error: e.to_string(),
-                })
+            Err(e) => {
+                let why = client.context().get();
+                if let Some((true, reason)) = &why {
+                    return Err(StartupError::Refused {
+                        brokers: config.brokers.clone(),
+                        error: reason.clone(),
+                    });
+                }
+                if Instant::now() >= deadline {
+                    return Err(StartupError::Unreachable {
+                        brokers: config.brokers.clone(),
+                        secs: config.startup_timeout_ms / 1000,
+                        last_error: why.map_or_else(|| e.to_string(), |(_, reason)| reason),
+                    });
+                }
+                tracing::warn!(brokers = %config.brokers, "Kafka not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             _ => {
                 tracing::warn!(brokers = %config.brokers, "Kafka not reachable yet; retrying");
