@@ -105,7 +105,7 @@ impl Mechanism {
 }
 
 /// How every Kafka client of the processor connects.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
@@ -130,6 +130,24 @@ pub struct SecurityConfig {
     pub ssl_key_password_file: Option<PathBuf>,
     /// Check that the broker's certificate names the host connected to (`true`, recommended).
     pub ssl_verify_hostname: bool,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            protocol: Protocol::Plaintext,
+            sasl_mechanism: Mechanism::ScramSha512,
+            sasl_username: String::new(),
+            sasl_password: Secret::default(),
+            sasl_password_file: None,
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_key_password: Secret::default(),
+            ssl_key_password_file: None,
+            ssl_verify_hostname: true,
+        }
+    }
 }
 
 impl SecurityConfig {
@@ -236,7 +254,7 @@ mod tests {
         s.apply(&mut c);
         assert_eq!(c.get("sasl.password"), Some("hunter2"));
         assert_eq!(c.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
-        assert_eq!(c.get("ssl.endpoint.identification.algorithm"), Some("none"));
+        assert_eq!(c.get("ssl.endpoint.identification.algorithm"), Some("https"));
     }
 
     #[test]
