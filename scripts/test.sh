@@ -11,3 +11,5 @@ if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   export KAFKA_BOOTSTRAP="$(bash scripts/kafka.sh bootstrap)"
 fi
 cargo test "$@"
+# The Helm chart: lint, render (default and full values), config check of the rendered config.
+bash scripts/helm-check.sh

@@ -34,6 +34,8 @@ pub struct ConsumerCtx {
     health: Arc<Health>,
     /// Where a partition with no committed offset starts when rewound.
     earliest: bool,
+    /// Set when the instance shuts down: readiness must not come back.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl ConsumerCtx {
@@ -52,6 +54,7 @@ impl ConsumerCtx {
             metrics,
             health,
             earliest,
+            closing: Default::default(),
         }
     }
 
@@ -271,6 +274,18 @@ impl ConsumerCtx {
 
 impl ClientContext for ConsumerCtx {
     fn stats(&self, statistics: Statistics) {
+        // Ready once in the group, assigned partitions or not: with the `consumer` protocol an
+        // instance that gets no partition (more replicas than partitions) sees no rebalance
+        // callback at all, and would otherwise never report ready. Such a member reports
+        // coordinator state `up` with join state `init` (seen with librdkafka 2.12), an assigned
+        // one `steady`; the `wait-*` states are a rebalance in progress.
+        let joined = statistics
+            .cgrp
+            .as_ref()
+            .is_some_and(|g| g.state == "up" && matches!(g.join_state.as_str(), "steady" | "init"));
+        if joined && !self.closing.load(Ordering::Relaxed) {
+            self.health.set_ready(true);
+        }
         // Lag only for partitions this instance owns now: a revoked partition's series is removed
         // when it is revoked, and never set again.
         let workers = self.workers.lock().expect("workers lock");

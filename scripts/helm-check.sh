@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# scripts/helm-check.sh — checks the Helm chart (helm/aepiot-stream) the way CI does:
+#   1. `helm lint` and `helm template`, with the default values and with values-full.yaml
+#      (everything enabled: ServiceMonitor, KEDA, secrets, dashboard);
+#   2. the rendered ConfigMap's config.toml, for both, through `aepiot-stream config check` with the
+#      AEPIOT_* environment the Deployment gives the pod (Secret-backed values as placeholders);
+#   3. the dashboard ConfigMap carries the dashboard JSON unchanged, labelled for the Grafana sidecar;
+#   4. render-time guards: a termination grace period not longer than the drain deadline, and a
+#      chart-managed key repeated in `config`, must fail; an unknown key must fail config check.
+# Helm is built once from source (scripts/install-helm.sh). Needs python3 (standard library only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CHART=helm/aepiot-stream
+HELM="$(bash scripts/install-helm.sh)"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+log() { echo "helm-check: $*" >&2; }
+die() { echo "helm-check: FAILED: $*" >&2; exit 1; }
+
+BIN=target/debug/aepiot-stream
+# A no-op when `cargo test` just built it (scripts/test.sh); builds it when missing or stale.
+cargo build --quiet --bin aepiot-stream
+
+# Prints the value of `data.<key>` (a `|` or `|-` block scalar) of the one ConfigMap in the YAML
+# on stdin. Standard library only: PyYAML is not always installed.
+extract() {
+  python3 -c '
+import sys
+key = sys.argv[1] + ":"
+lines = sys.stdin.read().split("\n")
+out, indent, inside = [], None, False
+for line in lines:
+    if not inside:
+        s = line.strip()
+        if s.startswith(key) and s[len(key):].strip() in ("|", "|-", "|+"):
+            inside, key_indent = True, len(line) - len(line.lstrip())
+        continue
+    if line.strip() == "":
+        out.append("")
+        continue
+    ind = len(line) - len(line.lstrip())
+    if indent is None:
+        indent = ind
+    if ind < indent or ind <= key_indent:
+        break
+    out.append(line[indent:])
+if not inside:
+    sys.exit("no data." + sys.argv[1] + " block in the rendered ConfigMap")
+print("\n".join(out).rstrip("\n"))
+' "$1"
+}
+
+# Prints the env of the rendered Deployment's container as NAME=VALUE lines: plain values as they
+# are, Secret-backed ones (secretKeyRef) as a placeholder, so `config check` sees what a pod sees.
+pod_env() {
+  python3 -c '
+import re, sys
+lines = sys.stdin.read().split("\n")
+out, i = [], 0
+while i < len(lines):
+    m = re.match(r"^(\s*)- name: (AEPIOT_\S+)\s*$", lines[i])
+    if m:
+        nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if nxt.startswith("value:"):
+            v = nxt[len("value:"):].strip()
+            if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"\x27":
+                v = v[1:-1]
+            out.append(m.group(2) + "=" + v)
+        elif nxt.startswith("valueFrom:") and "secretKeyRef:" in "".join(lines[i + 2:i + 3]):
+            out.append(m.group(2) + "=placeholder-from-secret")
+    i += 1
+print("\n".join(out))
+'
+}
+
+check_values() { # NAME [helm args...]
+  local name="$1"; shift
+  log "[$name] helm lint"
+  "$HELM" lint --strict "$CHART" "$@" >"$WORK/lint.out" 2>&1 || { cat "$WORK/lint.out" >&2; die "[$name] helm lint"; }
+  log "[$name] helm template"
+  "$HELM" template aepiot "$CHART" --namespace iot "$@" >"$WORK/$name.yaml" || die "[$name] helm template"
+  local kinds
+  kinds="$(grep -E '^kind: ' "$WORK/$name.yaml" | sort | uniq -c | awk '{printf "%s×%s ", $1, $3}')"
+  log "[$name] rendered: $kinds"
+  for k in Deployment ConfigMap Service PodDisruptionBudget ServiceAccount; do
+    grep -q "^kind: $k\$" "$WORK/$name.yaml" || die "[$name] no $k rendered"
+  done
+
+  "$HELM" template aepiot "$CHART" --namespace iot "$@" --show-only templates/configmap.yaml \
+    | extract config.toml >"$WORK/$name.config.toml" || die "[$name] cannot extract config.toml"
+  local envs=()
+  mapfile -t envs < <("$HELM" template aepiot "$CHART" --namespace iot "$@" --show-only templates/deployment.yaml | pod_env)
+  log "[$name] aepiot-stream config check (pod env: ${envs[*]%%=*})"
+  # Only the pod's AEPIOT_* variables: none leak in from the environment running this script.
+  local unset=()
+  for v in $(compgen -e | grep '^AEPIOT_' || true); do unset+=(-u "$v"); done
+  env "${unset[@]}" "${envs[@]}" "$BIN" config check --config "$WORK/$name.config.toml" >"$WORK/check.out" 2>&1 || {
+    echo "--- rendered config.toml ---" >&2; cat -n "$WORK/$name.config.toml" >&2
+    echo "--- config check ---" >&2; cat "$WORK/check.out" >&2
+    die "[$name] the rendered config.toml does not pass aepiot-stream config check"
+  }
+  # The chart's own keys made it into the effective config.
+  grep -q '^metrics_addr = "0.0.0.0:9464"' "$WORK/check.out" || { cat "$WORK/check.out" >&2; die "[$name] metrics_addr not 0.0.0.0:9464 in the effective config"; }
+
+  if grep -q 'grafana_dashboard: "1"' "$WORK/$name.yaml"; then
+    "$HELM" template aepiot "$CHART" --namespace iot "$@" --show-only templates/dashboard-configmap.yaml \
+      | extract aepiot-stream.json >"$WORK/$name.dashboard.json"
+    python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+sys.exit(0 if a == b else "the dashboard ConfigMap differs from " + sys.argv[2])
+' "$WORK/$name.dashboard.json" "$CHART/dashboards/aepiot-stream.json" || die "[$name] dashboard ConfigMap"
+    log "[$name] dashboard ConfigMap: the dashboard JSON, labelled grafana_dashboard=\"1\""
+  fi
+}
+
+expect_failure() { # WHAT PATTERN [helm args...]
+  local what="$1" pattern="$2"; shift 2
+  if "$HELM" template aepiot "$CHART" "$@" >"$WORK/fail.out" 2>&1; then
+    die "helm template should have failed: $what"
+  fi
+  grep -q "$pattern" "$WORK/fail.out" || { cat "$WORK/fail.out" >&2; die "unexpected error for: $what"; }
+  log "rejected as expected: $what"
+}
+
+check_values default
+check_values full -f "$CHART/values-full.yaml"
+
+# values-full enables everything: make sure it did.
+for k in ServiceMonitor ScaledObject TriggerAuthentication; do
+  grep -q "^kind: $k\$" "$WORK/full.yaml" || die "[full] no $k rendered"
+done
+grep -q 'secretKeyRef' "$WORK/full.yaml" || die "[full] no secretKeyRef env"
+grep -q '^  replicas:' "$WORK/full.yaml" && die "[full] KEDA on: the Deployment must not set replicas"
+grep -q '^  replicas: 3$' "$WORK/default.yaml" || die "[default] replicas: 3 expected"
+
+expect_failure "terminationGracePeriodSeconds <= drain" "must be longer than drainTimeoutMs" \
+  --set terminationGracePeriodSeconds=10 --set drainTimeoutMs=10000
+expect_failure "brokers repeated in config" "is set by the chart" \
+  --set-string 'config=brokers = "x:9092"'
+
+# And config check has teeth: an unknown key in `config` renders, but must not pass the check.
+"$HELM" template aepiot "$CHART" --set-string 'config=no_such_key = 1' --show-only templates/configmap.yaml \
+  | extract config.toml >"$WORK/bad.config.toml"
+if "$BIN" config check --config "$WORK/bad.config.toml" >"$WORK/check.out" 2>&1; then
+  die "aepiot-stream config check accepted an unknown key"
+fi
+grep -q no_such_key "$WORK/check.out" || { cat "$WORK/check.out" >&2; die "config check failed for another reason"; }
+log "rejected as expected: an unknown key in config (by aepiot-stream config check)"
+
+log "OK (helm $("$HELM" version --short))"
