@@ -2,7 +2,7 @@
 //!
 //! Little-endian, fixed width, versioned:
 //! `v=1 | base_ms i64 | clock u32 | hits n u8 | n × u32 | cache m u8 | m × (key u64, at u32)`.
-//! A device with one success and one cache entry is 32 bytes; the most it can be with the default
+//! A device with one success and one cache entry is 31 bytes; the most it can be with the default
 //! limits (10 hits, a handful of cache entries) is well under 200. `seen` (wall-clock bookkeeping
 //! for expiry) is not written: a restored device counts as just seen.
 
@@ -95,7 +95,7 @@ mod tests {
         s.decide(cache_key(Some("temp"), None), &limits);
         let mut buf = Vec::new();
         encode(&s, &mut buf);
-        assert_eq!(buf.len(), 32);
+        assert_eq!(buf.len(), 31);
         assert_eq!(decode(&buf).unwrap(), s);
         for i in 1..20 {
             s.advance(1_795_680_000_500 + i * 1000, &limits);

@@ -7,7 +7,7 @@
 //! retried holds back the later ones of its lane — that is the price of the order). Lanes are
 //! shared by all partitions; each partition hands its records over in offset order.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,16 +45,44 @@ pub struct Delivery {
     pub remaining: AtomicUsize,
     pub seq: u64,
     pub finished: mpsc::UnboundedSender<u64>,
-    /// Cancelled when the partition is given up (revoked after its drain deadline, fatal error):
-    /// the record is then left to the partition's next owner.
+    /// Cancelled when the partition is given up (drain deadline passed, fatal error): attempts
+    /// stop at once, and the record is left to the partition's next owner.
     pub abandon: CancellationToken,
+    /// [`QUEUED`], [`STARTED`] or [`SKIPPED`].
+    pub state: AtomicU8,
 }
+
+/// No lane has started the record yet.
+pub const QUEUED: u8 = 0;
+/// A lane has started attempts: a stopping partition waits for it (within its drain deadline).
+pub const STARTED: u8 = 1;
+/// The partition is stopping and no lane had started the record: lanes skip it, and the
+/// partition does not wait for it (its next owner sends it).
+pub const SKIPPED: u8 = 2;
 
 impl Delivery {
     fn finish_one(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _ = self.finished.send(self.seq);
         }
+    }
+
+    /// Called by a lane before the first attempt: false when the record was skipped.
+    fn try_start(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(state) => state == STARTED,
+        }
+    }
+
+    /// Called by a stopping partition: true when no lane had started the record (it is skipped).
+    pub fn try_skip(&self) -> bool {
+        self.state
+            .compare_exchange(QUEUED, SKIPPED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 
@@ -159,7 +187,7 @@ async fn run_lane(
     let counters = Counters::new(&env.metrics);
     while let Some(d) = rx.recv().await {
         let Some(ep) = endpoint.upgrade() else { break };
-        if d.abandon.is_cancelled() {
+        if d.abandon.is_cancelled() || !d.try_start() {
             continue;
         }
         if let Finished::Done = deliver(&env, &counters, &ep, &d).await {

@@ -4,10 +4,13 @@
 //!
 //! At most `webhooks.max_pending_per_partition` records are read ahead of that offset: when a
 //! receiver stalls, the reader stops reading and the group's lag grows, memory does not. On a
-//! revoke or shutdown the reader stops reading, waits for its in-flight records within
-//! `drain_timeout_ms`, and then abandons the rest (the lanes skip them; their offsets are not
-//! committed, so the partition's next owner sends them again, with the same idempotency keys).
+//! revoke or shutdown the reader stops reading, withdraws the records no lane has started yet,
+//! waits for those being attempted within `drain_timeout_ms`, then abandons what is left (attempts
+//! stop). Withdrawn and abandoned records are not committed: the partition's next owner sends
+//! them again, with the same idempotency keys, after this reader has committed (a revoked
+//! partition is handed over only once its revoke returns), so a device's order holds.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -19,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::consumer::WebhookConsumerCtx;
-use super::lane::{Delivery, Endpoint};
+use super::lane::{Delivery, Endpoint, QUEUED};
 use super::payload::{self, accepts, Parsed};
 use super::tracker::OffsetTracker;
 
@@ -52,9 +55,12 @@ struct Reader {
     finished_tx: mpsc::UnboundedSender<u64>,
     finished_rx: mpsc::UnboundedReceiver<u64>,
     abandon: CancellationToken,
+    /// Records handed to lanes and not finished, by sequence number.
+    in_flight: HashMap<u64, Arc<Delivery>>,
+    /// Records that cannot finish here: skipped because the partition is stopping, or whose
+    /// hand-over to the lanes a stop interrupted.
+    unfinishable: HashSet<u64>,
     committed: Arc<AtomicI64>,
-    /// Set when a stop interrupted handing a record to its lanes: that record cannot finish.
-    interrupted: bool,
 }
 
 /// Starts the reader of one partition.
@@ -73,6 +79,8 @@ pub fn spawn(
     let committed = Arc::new(AtomicI64::new(-1));
     let (finished_tx, finished_rx) = mpsc::unbounded_channel();
     let reader = Reader {
+        in_flight: HashMap::new(),
+        unfinishable: HashSet::new(),
         abandon: env.fatal.child_token(),
         env,
         topic: topic.into(),
@@ -81,7 +89,6 @@ pub fn spawn(
         finished_tx,
         finished_rx,
         committed: committed.clone(),
-        interrupted: false,
     };
     let stop_r = stop.clone();
     rt.spawn(async move {
@@ -131,11 +138,14 @@ impl Reader {
                 tokio::task::yield_now().await;
                 continue;
             }
+            if self.tracker.is_empty() {
+                self.store_position();
+            }
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 _ = fatal.cancelled() => break,
-                Some(seq) = self.finished_rx.recv() => self.tracker.finish(seq),
+                Some(seq) = self.finished_rx.recv() => self.finish(seq),
                 _ = notify.notified() => {}
             }
         }
@@ -186,7 +196,9 @@ impl Reader {
             seq,
             finished: self.finished_tx.clone(),
             abandon: self.abandon.clone(),
+            state: QUEUED.into(),
         });
+        self.in_flight.insert(seq, delivery.clone());
         for ep in targets {
             let handed = tokio::select! {
                 biased;
@@ -195,7 +207,7 @@ impl Reader {
                 r = ep.enqueue(delivery.clone()) => r.is_ok(),
             };
             if !handed {
-                self.interrupted = true;
+                self.unfinishable.insert(seq);
                 return false;
             }
         }
@@ -204,8 +216,13 @@ impl Reader {
 
     fn take_finished(&mut self) {
         while let Ok(seq) = self.finished_rx.try_recv() {
-            self.tracker.finish(seq);
+            self.finish(seq);
         }
+    }
+
+    fn finish(&mut self, seq: u64) {
+        self.in_flight.remove(&seq);
+        self.tracker.finish(seq);
     }
 
     /// Stores the offset after the finished prefix, for the next commit.
@@ -223,13 +240,46 @@ impl Reader {
         }
     }
 
-    /// Waits for the in-flight records within the drain deadline, abandons the rest, stores.
+    /// With everything read finished and the queue drained, stores the consumer's position when it
+    /// is past the last stored offset: on a transactional output topic (exactly-once pipeline) a
+    /// transaction marker follows the last records, and the committed offset should reach the
+    /// end, past it, not stop one short.
+    fn store_position(&mut self) {
+        let Some(consumer) = self.env.consumer.upgrade() else {
+            return;
+        };
+        let Ok(positions) = consumer.position() else {
+            return;
+        };
+        let Some(rdkafka::Offset::Offset(position)) = positions
+            .find_partition(&self.topic, self.partition)
+            .map(|e| e.offset())
+        else {
+            return;
+        };
+        if position > self.committed.load(Ordering::Relaxed) && position > 0 {
+            self.committed.store(position, Ordering::Relaxed);
+            if let Err(e) = consumer.store_offset(&self.topic, self.partition, position - 1) {
+                tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "could not store offset");
+            }
+        }
+    }
+
+    /// Skips the records no lane has started, waits for those whose attempts have started within
+    /// the drain deadline, abandons the rest, stores.
     async fn drain(&mut self) {
         let deadline = tokio::time::Instant::now() + self.env.drain_timeout;
-        let unfinishable = usize::from(self.interrupted);
-        while !self.env.fatal.is_cancelled() && self.tracker.unfinished() > unfinishable {
+        self.take_finished();
+        for (seq, d) in &self.in_flight {
+            if d.try_skip() {
+                self.unfinishable.insert(*seq);
+            }
+        }
+        while !self.env.fatal.is_cancelled()
+            && self.tracker.unfinished() > self.unfinishable.len()
+        {
             match tokio::time::timeout_at(deadline, self.finished_rx.recv()).await {
-                Ok(Some(seq)) => self.tracker.finish(seq),
+                Ok(Some(seq)) => self.finish(seq),
                 Ok(None) => break,
                 Err(_) => {
                     tracing::warn!(

@@ -16,6 +16,8 @@ fn base(config: &Config, role: &str) -> ClientConfig {
     c.set("bootstrap.servers", &config.brokers)
         .set("client.id", format!("aepiot-stream-webhooks-{role}"))
         .set("statistics.interval.ms", "5000");
+    // The same TLS/SASL settings as the pipeline's clients.
+    config.security.apply(&mut c);
     c
 }
 
