@@ -5,7 +5,8 @@ use rdkafka::ClientConfig;
 
 use crate::config::{Config, Guarantee, OffsetReset};
 
-fn base(config: &Config, role: &str) -> ClientConfig {
+/// Settings every client shares: brokers, a client id naming its role, statistics, security.
+pub fn base(config: &Config, role: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.brokers)
         .set("client.id", format!("aepiot-stream-{role}"))
@@ -15,7 +16,8 @@ fn base(config: &Config, role: &str) -> ClientConfig {
     c
 }
 
-fn overlay(mut c: ClientConfig, config: &Config) -> ClientConfig {
+/// The user's `[kafka]` properties on top of the processor's own.
+pub fn overlay(mut c: ClientConfig, config: &Config) -> ClientConfig {
     for (k, v) in config.kafka_properties() {
         c.set(k, v);
     }

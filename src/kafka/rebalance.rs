@@ -171,13 +171,11 @@ impl ConsumerCtx {
                 if self.stop_workers(partitions).is_empty() {
                     return;
                 }
-                match consumer.commit_consumer_state(CommitMode::Sync) {
-                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                    Err(e) => {
-                        self.metrics.commit_failures.inc();
-                        tracing::warn!(error = %e, "offset commit failed");
-                    }
-                }
+                count_commit(
+                    &self.metrics,
+                    consumer.commit_consumer_state(CommitMode::Sync),
+                    "offset commit failed",
+                );
             }
             Some(txn) => {
                 // Between batches of every worker: the stopped workers' last outputs and their
@@ -337,12 +335,17 @@ impl ConsumerContext for ConsumerCtx {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                self.metrics.commit_failures.inc();
-                tracing::warn!(error = %e, "offset commit failed");
-            }
+        count_commit(&self.metrics, result, "offset commit failed");
+    }
+}
+
+/// Counts and logs a failed offset commit; "nothing to commit" is not a failure.
+pub fn count_commit(metrics: &Metrics, result: KafkaResult<()>, what: &str) {
+    match result {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => {
+            metrics.commit_failures.inc();
+            tracing::warn!(error = %e, "{what}");
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
 use super::partition::{self, PartitionEnv, PartitionHandle};
@@ -117,13 +117,11 @@ impl WebhookConsumerCtx {
         if drained.is_err() {
             tracing::warn!("webhook partition readers did not finish draining in time");
         }
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                self.metrics.commit_failures.inc();
-                tracing::warn!(error = %e, "webhook offset commit failed");
-            }
-        }
+        crate::kafka::rebalance::count_commit(
+            &self.metrics,
+            consumer.commit_consumer_state(CommitMode::Sync),
+            "webhook offset commit failed",
+        );
     }
 }
 
@@ -171,12 +169,10 @@ impl ConsumerContext for WebhookConsumerCtx {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                self.metrics.commit_failures.inc();
-                tracing::warn!(error = %e, "webhook offset commit failed");
-            }
-        }
+        crate::kafka::rebalance::count_commit(
+            &self.metrics,
+            result,
+            "webhook offset commit failed",
+        );
     }
 }

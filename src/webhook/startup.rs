@@ -10,29 +10,13 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
 use crate::config::{Config, OffsetReset};
-
-fn base(config: &Config, role: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers)
-        .set("client.id", format!("aepiot-stream-webhooks-{role}"))
-        .set("statistics.interval.ms", "5000");
-    // The same TLS/SASL settings as the pipeline's clients.
-    config.security.apply(&mut c);
-    c
-}
-
-fn overlay(mut c: ClientConfig, config: &Config) -> ClientConfig {
-    for (k, v) in config.kafka_properties() {
-        c.set(k, v);
-    }
-    c
-}
+use crate::kafka::client::{base, overlay};
 
 /// The consumer of the output topic: its own group, read_committed (only records of committed
 /// transactions are delivered), offsets stored only once a record is finished and committed from
 /// the store every second and at every revoke and shutdown.
 pub fn consumer_config(config: &Config) -> ClientConfig {
-    let mut c = base(config, "consumer");
+    let mut c = base(config, "webhooks-consumer");
     c.set("group.id", config.webhooks_group_id())
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "true")
@@ -59,7 +43,7 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
 
 /// The dead-letter producer: idempotent, acknowledged by all in-sync replicas.
 pub fn producer_config(config: &Config) -> ClientConfig {
-    let mut c = base(config, "producer");
+    let mut c = base(config, "webhooks-producer");
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5");
@@ -68,7 +52,7 @@ pub fn producer_config(config: &Config) -> ClientConfig {
 
 /// Runs the checks, creating the dead-letter topic if configured.
 pub async fn check(config: &Config) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = overlay(base(config, "admin"), config)
+    let admin: AdminClient<DefaultClientContext> = overlay(base(config, "webhooks-admin"), config)
         .create()
         .map_err(|e| anyhow::anyhow!("invalid Kafka client settings: {e}"))?;
     let deadline = Instant::now() + Duration::from_millis(config.startup_timeout_ms);
