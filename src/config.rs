@@ -392,11 +392,21 @@ impl Config {
             table =
                 toml::from_str(&text).map_err(|source| ConfigError::Toml { path: p, source })?;
         }
+        // Variables whose first part names no configuration key are not ours: Kubernetes, for
+        // one, injects `<SERVICE>_PORT`-style variables for every Service in the namespace, and a
+        // Service named `aepiot-…` makes `AEPIOT_…` ones. They are ignored; a typo inside a known
+        // section (`AEPIOT_LIMITS__TYPO`) still fails as an unknown key.
+        let known = toml::Value::try_from(Config::default()).expect("defaults serialize");
         for (name, value) in env {
             if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
                 let path = env_path(rest);
-                if !path.is_empty() {
+                let ours = path
+                    .first()
+                    .is_some_and(|first| known.get(first.as_str()).is_some());
+                if ours {
                     set_path(&mut table, &path, env_value(&path, &value));
+                } else if !path.is_empty() {
+                    tracing::debug!(variable = %name, "environment variable ignored: no such configuration key");
                 }
             }
         }
@@ -721,6 +731,23 @@ mod tests {
         let shown = c.to_redacted_toml();
         assert!(shown.contains("[redacted]"));
         assert!(!shown.contains("hunter2"));
+    }
+
+    #[test]
+    fn foreign_environment_variables_are_ignored() {
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        // What Kubernetes injects for a Service named `aepiot-stream`.
+        assert!(load(
+            "",
+            &[
+                ("AEPIOT_STREAM_SERVICE_HOST", "10.0.0.1"),
+                ("AEPIOT_STREAM_PORT", "tcp://x")
+            ]
+        )
+        .is_ok());
+        assert!(Config::load(None, env("AEPIOT_LIMITS__TYPO", "1"), toml::Table::new()).is_err());
+        let c = Config::load(None, env("AEPIOT_OUTPUT_TOPIC", "o"), toml::Table::new()).unwrap();
+        assert_eq!(c.output_topic, "o");
     }
 
     #[test]
