@@ -7,12 +7,13 @@
 #   pkg-config libssl-dev zlib1g-dev cmake build-essential
 #                 native build deps of rdkafka-sys (librdkafka built from source)
 #   curl jq       HTTP checks and JSON in scripts
+#   openssl       CLI that makes the test CA and certificates (tests/security.rs)
 #
 # Usage: scripts/install-ci-deps.sh [extra-debian-package ...]
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq "$@")
+PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq openssl "$@")
 
 installed() { # PKG -> 0 when dpkg has it fully installed
   [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" == "installed" ]]

@@ -1,17 +1,52 @@
-//! The HTTP server for `/metrics`, `/healthz` and `/readyz`. GET only, known paths only.
+//! The HTTP server for `/metrics`, `/healthz` and `/readyz`.
+//!
+//! It listens on `metrics_addr` (loopback by default) and is hardened for a hostile network:
+//! - only `GET` and `HEAD` on the three known paths: other methods get 405 (with `Allow`), other
+//!   paths 404;
+//! - bounded requests: a request head (request line and headers) larger than
+//!   [`MAX_REQUEST_HEAD_BYTES`] or with more than [`MAX_HEADERS`] headers is refused by hyper
+//!   (431), and a request announcing a body larger than [`MAX_REQUEST_BODY_BYTES`] (or a chunked
+//!   body, whose size is unknown) gets 413 without the body being read;
+//! - bounded time: a connection must deliver each request head within [`HEADER_READ_TIMEOUT`]
+//!   (also while idle between keep-alive requests), so a client that connects and sends nothing,
+//!   or trickles its headers (slowloris), is disconnected; a request is answered within
+//!   [`REQUEST_TIMEOUT`] (else 408 / 503); no connection lives longer than [`CONNECTION_LIFETIME`];
+//! - bounded concurrency: at most [`MAX_CONNECTIONS`] connections at once; further ones are
+//!   closed at once.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+
+/// Largest request head (request line and headers) accepted, in bytes.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+/// Most headers in one request.
+pub const MAX_HEADERS: usize = 64;
+/// Largest request body accepted, in bytes (no endpoint reads one).
+pub const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024;
+/// How long a connection may take to deliver a request head, counted from the connection (or the
+/// previous response on a kept-alive connection).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the answer to one request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest life of one connection: then it is closed after its current request.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Most connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// What the probes report.
 #[derive(Debug, Default)]
@@ -36,6 +71,55 @@ struct AppState {
     health: Arc<Health>,
 }
 
+/// The routes, with the request limits (without the connection-level ones of [`serve`]).
+fn app(metrics: Metrics, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready_handler))
+        .method_not_allowed_fallback(|| async {
+            (StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n")
+        })
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(AppState { metrics, health })
+        .layer(axum::middleware::from_fn(limits))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+}
+
+/// Refuses oversized or unsized bodies before anything else runs; bounds the answer's time.
+async fn limits(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()));
+    let too_large = match declared {
+        Some(Some(n)) => n > MAX_REQUEST_BODY_BYTES as u64,
+        Some(None) => true, // unparsable Content-Length
+        None => req.headers().contains_key(header::TRANSFER_ENCODING),
+    };
+    if too_large {
+        let mut r = (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+        // The body is not read: do not reuse the connection.
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    let head = req.method() == Method::HEAD;
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(mut r) => {
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut().insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            r
+        }
+        Err(_) if head => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "timed out\n").into_response(),
+    }
+}
+
 /// Binds `addr` and serves until `shutdown`; returns the bound address (port 0 picks a free one).
 pub async fn serve(
     addr: &str,
@@ -47,17 +131,54 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind the metrics server to {addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    let app = Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready_handler))
-        .with_state(AppState { metrics, health });
+    let service = TowerToHyperService::new(app(metrics, health));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .keep_alive(true);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "metrics server stopped");
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // E.g. out of file descriptors: back off instead of spinning.
+                        tracing::warn!(error = %e, "metrics server: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "metrics server: too many connections; closing");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let conn = http.serve_connection(TokioIo::new(stream), service.clone());
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let mut conn = std::pin::pin!(conn);
+                let end = tokio::select! {
+                    r = conn.as_mut() => Some(r),
+                    _ = tokio::time::sleep(CONNECTION_LIFETIME) => None,
+                    _ = shutdown.cancelled() => None,
+                };
+                if let Some(r) = end {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "metrics server connection closed");
+                    }
+                    return;
+                }
+                // Finish the request in flight (if any), then close; hard stop after a grace.
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+            });
         }
     });
     Ok(bound)

@@ -13,6 +13,8 @@
 //! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
 //! - [`webhook`]: webhook delivery of URL records, a consumer group of its own on the output topic
 //!   (`aepiot-stream webhooks`, `run --webhooks`), with retries, dead letters and signatures.
+//! - [`passthrough`]: the benchmarks' reference, a no-op consume → produce with `run`'s client
+//!   settings (hidden `aepiot-stream passthrough`, used by `benches/e2e.sh`).
 pub mod config;
 pub mod core;
 pub mod demo;
@@ -20,6 +22,7 @@ pub mod generate;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod passthrough;
 pub mod process;
 pub mod security;
 pub mod simulate;

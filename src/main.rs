@@ -45,6 +45,28 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Benchmark reference: copy the input topic's records unchanged to the output topic with the
+    /// processor's client settings and offset handling (see src/passthrough.rs, benches/e2e.sh).
+    #[command(hide = true)]
+    Passthrough(PassthroughArgs),
+}
+
+#[derive(Args)]
+struct PassthroughArgs {
+    /// TOML configuration file (client settings, `[kafka]` properties, processing_guarantee).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    brokers: Option<String>,
+    #[arg(long)]
+    input_topic: String,
+    #[arg(long)]
+    output_topic: String,
+    #[arg(long)]
+    group_id: Option<String>,
+    /// Address for /metrics (empty string disables).
+    #[arg(long)]
+    metrics_addr: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -203,6 +225,7 @@ fn main() -> ExitCode {
         Command::Process(args) => process(args),
         Command::Webhooks(args) => runtime().and_then(|rt| rt.block_on(run_webhooks(args))),
         Command::Config(ConfigCommand::Check { config }) => config_check(config),
+        Command::Passthrough(args) => runtime().and_then(|rt| rt.block_on(run_passthrough(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -312,6 +335,27 @@ async fn run_with_webhooks(config: Config) -> anyhow::Result<()> {
     p??;
     w??;
     Ok(())
+}
+
+async fn run_passthrough(args: PassthroughArgs) -> anyhow::Result<()> {
+    let mut o = toml::Table::new();
+    if let Some(b) = args.brokers {
+        o.insert("brokers".into(), b.into());
+    }
+    o.insert(
+        "input_topics".into(),
+        toml::Value::Array(vec![args.input_topic.into()]),
+    );
+    o.insert("output_topic".into(), args.output_topic.into());
+    if let Some(g) = args.group_id {
+        o.insert("group_id".into(), g.into());
+    }
+    if let Some(m) = args.metrics_addr {
+        o.insert("metrics_addr".into(), m.into());
+    }
+    let config = load_config(args.config.as_deref(), o)?;
+    init_logging(config.log_format, "info,rdkafka=warn");
+    aepiot_stream::passthrough::run(config, shutdown_on_signals()).await
 }
 
 async fn run_webhooks(args: WebhooksArgs) -> anyhow::Result<()> {

@@ -254,7 +254,10 @@ mod tests {
         s.apply(&mut c);
         assert_eq!(c.get("sasl.password"), Some("hunter2"));
         assert_eq!(c.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
-        assert_eq!(c.get("ssl.endpoint.identification.algorithm"), Some("https"));
+        assert_eq!(
+            c.get("ssl.endpoint.identification.algorithm"),
+            Some("https")
+        );
     }
 
     #[test]

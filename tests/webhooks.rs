@@ -738,7 +738,9 @@ fn refused_and_hopeless_records_are_dead_lettered() {
     wait_webhooks_done(&c, Duration::from_secs(60));
 
     assert_eq!(ok.accepted_keys(), expected);
-    assert_eq!(ok.max_accepts(), 1);
+    // No `max_accepts() == 1` here: with a 300 ms timeout, a loaded machine can time out a request
+    // the healthy receiver did accept, and the retry (same Idempotency-Key) is accepted again.
+    // That is the at-least-once contract; the key lets the receiver dedupe.
     assert_eq!(down.requests(), 3 * n, "500: every attempt made");
     assert_eq!(refuses.requests(), n, "400: not retried");
     assert_eq!(down.total_accepts() + refuses.total_accepts(), 0);

@@ -156,18 +156,18 @@ impl<'de> Visitor<'de> for FieldsVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = RawFields::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let (name, slot) = match key.as_ref() {
-                "device_id" => ("device_id", &mut fields.device_id),
-                "event_type" => ("event_type", &mut fields.event_type),
-                "severity" => ("severity", &mut fields.severity),
-                "location" => ("location", &mut fields.location),
-                "description" => ("description", &mut fields.description),
-                "dashboard_url" => ("dashboard_url", &mut fields.dashboard_url),
-                "region" => ("region", &mut fields.region),
-                "value" => ("value", &mut fields.value),
-                "timestamp" => ("timestamp", &mut fields.timestamp),
-                _ => {
+        while let Some(FieldName(key)) = map.next_key()? {
+            let (name, slot) = match key {
+                Some(Field::DeviceId) => ("device_id", &mut fields.device_id),
+                Some(Field::EventType) => ("event_type", &mut fields.event_type),
+                Some(Field::Severity) => ("severity", &mut fields.severity),
+                Some(Field::Location) => ("location", &mut fields.location),
+                Some(Field::Description) => ("description", &mut fields.description),
+                Some(Field::DashboardUrl) => ("dashboard_url", &mut fields.dashboard_url),
+                Some(Field::Region) => ("region", &mut fields.region),
+                Some(Field::Value) => ("value", &mut fields.value),
+                Some(Field::Timestamp) => ("timestamp", &mut fields.timestamp),
+                None => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
@@ -181,6 +181,55 @@ impl<'de> Visitor<'de> for FieldsVisitor<'_> {
             *slot = Some(value);
         }
         Ok(fields)
+    }
+}
+
+/// The known fields.
+#[derive(Clone, Copy)]
+enum Field {
+    DeviceId,
+    EventType,
+    Severity,
+    Location,
+    Description,
+    DashboardUrl,
+    Region,
+    Value,
+    Timestamp,
+}
+
+/// A key of the top-level object: a known field, or `None` for any other key. Matched without
+/// allocating (a key with escapes is decoded by serde_json into its scratch buffer first).
+struct FieldName(Option<Field>);
+
+impl<'de> de::Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(FieldNameVisitor)
+    }
+}
+
+struct FieldNameVisitor;
+
+impl<'de> Visitor<'de> for FieldNameVisitor {
+    type Value = FieldName;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<FieldName, E> {
+        Ok(FieldName(match key {
+            "device_id" => Some(Field::DeviceId),
+            "event_type" => Some(Field::EventType),
+            "severity" => Some(Field::Severity),
+            "location" => Some(Field::Location),
+            "description" => Some(Field::Description),
+            "dashboard_url" => Some(Field::DashboardUrl),
+            "region" => Some(Field::Region),
+            "value" => Some(Field::Value),
+            "timestamp" => Some(Field::Timestamp),
+            _ => None,
+        }))
     }
 }
 
@@ -347,6 +396,21 @@ mod tests {
         assert_eq!(e.severity, None);
         assert_eq!(e.value.as_deref(), Some("true"));
         assert_eq!(e.location.as_deref(), Some(r#"[1,"a"]"#));
+    }
+
+    #[test]
+    fn keys_with_escapes_are_decoded_before_matching() {
+        let e = parse(r#"{"device\u005fid":"a","\u0076alue":1.50,"other\n":{"x":[1]}}"#).unwrap();
+        assert_eq!(e.device_id, "a");
+        assert_eq!(e.value.as_deref(), Some("1.5"));
+        assert_eq!(
+            kind(r#"{"device_id":"a","device\u005fid":"b"}"#),
+            (ErrorKind::DuplicateField, Some("device_id"))
+        );
+        assert_eq!(
+            kind(r#"{"device\ud800id":"a"}"#),
+            (ErrorKind::InvalidJson, None)
+        );
     }
 
     #[test]

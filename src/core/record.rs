@@ -184,9 +184,26 @@ impl<'a, U: Iterator<Item = &'a str> + Clone> UrlRecord<'a, U> {
         json_str(out, self.event_time);
         out.extend_from_slice(b",\"processed_at\":");
         json_str(out, self.processed_at);
-        if let Some(source) = &self.source {
-            out.extend_from_slice(b",\"source\":");
-            serde_json::to_writer(&mut *out, source).expect("a source serializes to JSON");
+        match self.source {
+            None => {}
+            Some(Source::Kafka {
+                topic,
+                partition,
+                offset,
+            }) => {
+                out.extend_from_slice(b",\"source\":{\"topic\":");
+                json_str(out, topic);
+                out.extend_from_slice(b",\"partition\":");
+                json_int(out, partition.into());
+                out.extend_from_slice(b",\"offset\":");
+                json_int(out, offset.into());
+                out.push(b'}');
+            }
+            Some(Source::Line { line }) => {
+                out.extend_from_slice(b",\"source\":{\"line\":");
+                json_int(out, line.into());
+                out.push(b'}');
+            }
         }
         out.push(b'}');
     }
@@ -205,6 +222,25 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// An integer in decimal, as serde_json writes it.
+fn json_int(out: &mut Vec<u8>, v: i128) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    let mut v = v.unsigned_abs();
+    let mut digits = [0u8; 39];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => json_str(out, s),
@@ -214,15 +250,19 @@ fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 
 /// Whether serde_json would escape any byte: `"`, `\` and the control characters below 0x20.
 fn needs_escape(bytes: &[u8]) -> bool {
-    let escapes = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
-    let mut chunks = bytes.chunks_exact(16);
-    // Without early exit within a chunk, so that the compiler vectorizes the check.
-    for chunk in &mut chunks {
-        if chunk.iter().fold(false, |any, &b| any | escapes(b)) {
-            return true;
-        }
+    const W: usize = 16;
+    let escapes = |b: u8| u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\');
+    // A branch-free OR over a fixed-size window, which the compiler vectorizes.
+    let window = |w: &[u8]| w.iter().fold(0, |any, &b| any | escapes(b)) != 0;
+    if bytes.len() < W {
+        return bytes.iter().any(|&b| escapes(b) != 0);
     }
-    chunks.remainder().iter().any(|&b| escapes(b))
+    let mut chunks = bytes.chunks_exact(W);
+    if chunks.any(window) {
+        return true;
+    }
+    // The tail, as the last full window (overlapping the previous one).
+    !chunks.remainder().is_empty() && window(&bytes[bytes.len() - W..])
 }
 
 #[cfg(test)]
@@ -241,6 +281,9 @@ mod tests {
             "exactly sixteen!",
             "exactly sixteen\"",
             "seventeen chars \n",
+            "0123456789abcdef0123456789abcdef0123\"",
+            "0123456789abcdef0123456789abcdef0123456789abcde\u{1}fghijklmnopqrstuv",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         ];
         let sources = [
             None,
@@ -250,6 +293,18 @@ mod tests {
                 offset: 1 << 40,
             }),
             Some(Source::Line { line: 7 }),
+            Some(Source::Kafka {
+                topic: "odd \"topic\"\n",
+                partition: -1,
+                offset: i64::MIN,
+            }),
+            Some(Source::Kafka {
+                topic: "t",
+                partition: i32::MAX,
+                offset: 0,
+            }),
+            Some(Source::Line { line: u64::MAX }),
+            Some(Source::Line { line: 0 }),
         ];
         let statuses = [Decision::Success, Decision::Cached, Decision::RateLimited];
         let (mut fast, mut serde) = (Vec::new(), Vec::new());

@@ -99,8 +99,20 @@ pub fn restore(
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest");
     let consumer: BaseConsumer = cfg.create()?;
-    let (low, high) =
-        consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))?;
+    // Right after the changelog is created (the first start of a group, several instances at
+    // once) or while a broker restarts, the partition can answer "not leader" for a moment:
+    // retry such transient errors for a while instead of stopping the instance.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (low, high) = loop {
+        match consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30)) {
+            Ok(w) => break w,
+            Err(e) if is_transient(&e) && Instant::now() < deadline => {
+                tracing::warn!(topic = changelog_topic, partition, error = %e, "changelog not ready; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let mut restored = Restored::default();
     if high <= low {
         return Ok(restored);
@@ -137,4 +149,23 @@ pub fn restore(
     restored.devices = states.device_count();
     restored.seconds = start.elapsed().as_secs_f64();
     Ok(restored)
+}
+
+/// Errors a partition's leader election, a new topic's propagation or a broker restart cause.
+fn is_transient(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            NotLeaderForPartition
+                | LeaderNotAvailable
+                | UnknownTopicOrPartition
+                | UnknownPartition
+                | UnknownTopic
+                | BrokerTransportFailure
+                | AllBrokersDown
+                | RequestTimedOut
+                | OperationTimedOut
+        )
+    )
 }

@@ -5,10 +5,13 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
 use rdkafka::metadata::Metadata;
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
@@ -36,9 +39,13 @@ pub enum StartupError {
 }
 
 /// Keeps the client's last error: fetch_metadata only says "transport failure", the client's
-/// error callback says why (wrong password, untrusted certificate, …).
+/// error callback says why (wrong password, untrusted certificate, …). A refusal is kept even when
+/// later errors (e.g. "all brokers are down", which follows it) arrive.
+///
+/// The callback only runs for a client whose main queue is polled: rdkafka's `AdminClient` never
+/// polls it, so the probe is a `BaseProducer` (polled after each attempt) and not the admin client.
 #[derive(Default)]
-pub struct LastError(Mutex<Option<(bool, String)>>);
+pub struct LastError(Mutex<Option<(bool, String)>>, Mutex<HashSet<String>>);
 
 impl ClientContext for LastError {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -52,9 +59,35 @@ impl ClientContext for LastError {
             )
         ) || reason.contains("SSL handshake failed")
             || reason.contains("certificate verify failed");
-        tracing::warn!(error = %error, reason, "Kafka client error");
-        *self.0.lock().expect("last error lock") = Some((refused, reason.to_string()));
+        // Retries repeat the same errors (and rdkafka hands a producer's error events to the
+        // context twice): log each distinct one once; "all brokers down" only at debug.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            tracing::debug!(error = %error, reason, "Kafka client error");
+        } else if self
+            .1
+            .lock()
+            .expect("logged lock")
+            // "… (after 12ms in state SSL_HANDSHAKE, 1 identical error(s) suppressed)"
+            .insert(
+                reason
+                    .split(" (after ")
+                    .next()
+                    .unwrap_or(reason)
+                    .to_string(),
+            )
+        {
+            tracing::warn!(error = %error, reason, "Kafka client error");
+        }
+        let mut last = self.0.lock().expect("last error lock");
+        if refused || !last.as_ref().is_some_and(|(was_refused, _)| *was_refused) {
+            *last = Some((refused, reason.to_string()));
+        }
     }
+}
+
+impl ProducerContext for LastError {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
 }
 
 impl LastError {
@@ -68,8 +101,11 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
     let admin: AdminClient<LastError> = admin_config(config)
         .create_with_context(LastError::default())
         .map_err(|e| StartupError::Client(e.to_string()))?;
+    let probe: BaseProducer<LastError> = admin_config(config)
+        .create_with_context(LastError::default())
+        .map_err(|e| StartupError::Client(e.to_string()))?;
     let deadline = Instant::now() + Duration::from_millis(config.startup_timeout_ms);
-    let metadata = metadata_until(&admin, config, deadline).await?;
+    let metadata = metadata_until(&probe, config, deadline).await?;
     let exists = |t: &str| {
         metadata
             .topics()
@@ -82,7 +118,7 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
         // A topic being created right now shows up shortly: retry within the start-up deadline.
         while !found && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            found = metadata_until(&admin, config, deadline)
+            found = metadata_until(&probe, config, deadline)
                 .await?
                 .topics()
                 .iter()
@@ -146,7 +182,7 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
 }
 
 async fn metadata_until(
-    admin: &AdminClient<LastError>,
+    probe: &BaseProducer<LastError>,
     config: &Config,
     deadline: Instant,
 ) -> Result<Metadata, StartupError> {
@@ -154,10 +190,15 @@ async fn metadata_until(
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(500));
-        let client = admin.inner();
+        let client = probe.client();
         let attempt = left.min(Duration::from_secs(5));
-        // fetch_metadata blocks: keep it off the async workers.
-        let result = tokio::task::block_in_place(|| client.fetch_metadata(None, attempt));
+        // fetch_metadata blocks: keep it off the async workers. Then serve the client's queued
+        // error events, so that `LastError` learns why an attempt failed.
+        let result = tokio::task::block_in_place(|| {
+            let result = client.fetch_metadata(None, attempt);
+            probe.poll(Duration::from_millis(50));
+            result
+        });
         match result {
             Ok(m) if !m.brokers().is_empty() => return Ok(m),
             Ok(_) if Instant::now() >= deadline => {

@@ -275,8 +275,7 @@ impl Reader {
                 self.unfinishable.insert(*seq);
             }
         }
-        while !self.env.fatal.is_cancelled()
-            && self.tracker.unfinished() > self.unfinishable.len()
+        while !self.env.fatal.is_cancelled() && self.tracker.unfinished() > self.unfinishable.len()
         {
             match tokio::time::timeout_at(deadline, self.finished_rx.recv()).await {
                 Ok(Some(seq)) => self.finish(seq),
