@@ -1,0 +1,532 @@
+#!/usr/bin/env bash
+# benches/e2e.sh — end-to-end benchmarks of `aepiot-stream run` on a real Apache Kafka broker
+# (issue 6): drain throughput beside a no-op passthrough, latency at a fixed offered rate, memory
+# with 1M devices. A benchmark, not a test: CI never runs it (timings are never asserted).
+#
+# drain    One input topic, 12 partitions, preloaded once with
+#            simulate --rate 0 --count EVENTS --devices DEVICES --profile city --seed 1
+#          (2M events, 100k devices). Then, for each run and each variant (interleaved: run 1 of
+#          every variant, then run 2, ...), a fresh output topic (12 partitions), dead-letter
+#          topic (3) and consumer group (so it starts at the earliest offset), and the timer
+#          starts just before the process is started:
+#            run               aepiot-stream run, default settings (at_least_once, changelog on)
+#            passthrough       aepiot-stream passthrough (hidden subcommand, src/passthrough.rs):
+#                              the same bytes to the output, the same client settings and offset
+#                              handling, no processing — the practical limit of broker + client
+#            run-eos           run with AEPIOT_PROCESSING_GUARANTEE=exactly_once
+#            passthrough-eos   passthrough with exactly_once (transactions every 100 ms)
+#            run-no-changelog  run with AEPIOT_STATE_CHANGELOG=false
+#          "Done" = every input record processed (sum of aepiot_events_total == EVENTS) and every
+#          output acknowledged: the first /metrics poll (every 50 ms) at which
+#          aepiot_processing_latency_seconds_count reached its final value (unchanged for 2 s
+#          afterwards; see e2e_stats.py wait-drain for why not "== success + invalid"). Then
+#          SIGTERM, and the group's committed offsets must equal the input's end offsets
+#          (ConsumerGroupCommand --describe): offsets are stored only once all outputs up to them
+#          are acknowledged, so this proves nothing was left unacknowledged. Polling committed
+#          offsets instead would quantise the time to the 1 s auto-commit interval.
+#          Reported: events/s = EVENTS / seconds from process start (start-up, group join and
+#          the changelog's creation included), steady events/s from the first processed record,
+#          per-thread CPU seconds of the process, the broker's CPU seconds, the machine's busy
+#          share and the CPU seconds of everything else on the machine during the run.
+#          Ratios per run: run/passthrough, run-eos/passthrough-eos, run-eos/run.
+# latency  Fresh input topic (12), output topic with message.timestamp.type=LogAppendTime (12);
+#          the processor is started and joined first, then
+#            simulate --rate RATE --duration DURATION --devices 100000 --profile city --seed RUN
+#          (10k events/s for 60 s). Afterwards the input is read with kcat -f '%p %o %T' and the
+#          output with kcat -f '%T %s'; each output's `source` (partition, offset) gives its
+#          input's timestamp (CreateTime, set by simulate's producer when it produced the event);
+#          latency = output broker append time - input timestamp. p50/p90/p99/p99.9/max over all
+#          outputs and after the first 5 s. Variants (--latency-variants): run (default
+#          settings), run-linger0 (AEPIOT_KAFKA__LINGER_MS=0), run-eos (exactly_once; output read
+#          with read_committed), run-appendtime (input topic also LogAppendTime: the input's
+#          timestamp is then the broker's append time, which leaves simulate's own batching out).
+# Extra variants (for drain or latency) to try producer settings through the `[kafka]` overlay:
+#   run-linger0 / run-linger1 / run-linger20 (AEPIOT_KAFKA__LINGER_MS=0/1/20; default 5),
+#   run-zstd / run-uncompressed (AEPIOT_KAFKA__COMPRESSION_TYPE=zstd/none; default lz4),
+#   run-prefetch (consumer prefetch bounded: queued.min.messages=20000,
+#   queued.max.messages.kbytes=16384 (both per partition, as the pipeline splits the partition
+#   queues), fetch.queue.backoff.ms=100; librdkafka defaults 100000, 65536, 1000).
+# memory   Fresh input (12); the processor is started and joined, RSS (VmRSS, /proc/PID/status)
+#          is taken 2 s later ("before"), then
+#            simulate --rate 0 --count MEM_COUNT --devices MEM_DEVICES --profile city --seed RUN
+#          (3M events over 1M devices: the city generator picks devices at random, so ~95% of
+#          them appear, 1 - e^-3; the exact number is sum(aepiot_state_devices), reported with the
+#          expected coverage) and RSS once drained ("after"), with VmHWM (peak) and the state's
+#          device and cache-entry counts. Growth = after - before. --memory-rate R offers the
+#          events at R/s instead of as fast as possible (default 0): at full speed the processor
+#          lags the producer, so librdkafka's prefetch queues (per partition: the pipeline
+#          splits each partition's queue) fill up and count in the RSS too. A time series
+#          (VmRSS, devices, cache entries, events; every 2 s) goes to WORK/memory/*.samples.jsonl
+#          (every 10 s of it into the results).
+#
+# Every measured run first waits (up to --quiet-wait s, 600) for the 1-minute load average to be
+# below --max-load (1.5), and records the load average before and after it; the machine's other
+# CPU use during the run is recorded too (other_cpu_s). Once a wait has timed out (a machine busy
+# with other work), later runs wait at most --busy-wait s (60) each, so that a busy machine does
+# not make the benchmark take hours; such runs are flagged "quiet": false.
+#
+# Usage: benches/e2e.sh [--smoke] [--benches "drain latency memory"] [--runs N]
+#          [--drain-variants "run passthrough run-eos passthrough-eos run-no-changelog"]
+#          [--events N] [--devices N] [--latency-runs N] [--latency-rate R]
+#          [--latency-duration S] [--latency-variants "run"] [--memory-runs N]
+#          [--memory-devices N] [--memory-count N] [--memory-rate R] [--memory-variants "run"]
+#          [--max-load L] [--quiet-wait S] [--busy-wait S]
+#          [--perf] [--out FILE]
+#   defaults: --runs 3, --events 2000000, --devices 100000, --latency-runs 1, --latency-rate 10000,
+#   --latency-duration 60, --memory-runs 1, --memory-devices 1000000, --memory-count 3000000,
+#   --out bench-results.json (repository root; git-ignored). Results are also written after
+#   every run, so an interrupted benchmark keeps what it measured.
+#   --perf     one extra processor drain (bench "drain-profile", not in the medians) under
+#              `perf record -F 999 -p PID` for 10 s from 4 s after start (flat profile: the
+#              release build has no frame pointers); reports by thread (WORK/perf-run-threads.txt)
+#              and by thread, library and symbol (WORK/perf-run.txt); the top 40 lines of each and
+#              the shares by thread and category (e2e_stats.py perf-summary) go into the results
+#              (bench "perf").
+#   --smoke    a tiny version (20k events, 1k devices, 1 run, latency 2k/s for 5 s, memory 20k
+#              devices, no load wait) to check that the harness works; its figures mean nothing.
+#
+# Environment:
+#   KAFKA_PORT=19592, KAFKA_DATA_DIR=/tmp/aepiot-kafka-bench: the broker (scripts/kafka.sh),
+#       started if not running, never stopped here (`scripts/kafka.sh stop` with the same env).
+#       A broker of its own keeps other users' traffic out of the figures.
+#   BENCH_WORK_DIR=/tmp/aepiot-e2e-bench: logs, per-run JSON, kcat dumps (deleted after use).
+#   AEPIOT_BIN: binary to use; default target/release/aepiot-stream (built with
+#       `cargo build --release` if missing); copied to BENCH_WORK_DIR first so that a concurrent
+#       rebuild cannot change it mid-benchmark.
+#   METRICS_PORT=19610: where the measured process serves /metrics.
+#
+# Needs: bash, python3, kcat, Java (scripts/kafka.sh), perf for --perf.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATS="$ROOT/benches/e2e_stats.py"
+export KAFKA_PORT="${KAFKA_PORT:-19592}"
+export KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-/tmp/aepiot-kafka-bench}"
+KAFKA=(bash "$ROOT/scripts/kafka.sh")
+WORK="${BENCH_WORK_DIR:-/tmp/aepiot-e2e-bench}"
+METRICS_PORT="${METRICS_PORT:-19610}"
+MURL="http://127.0.0.1:$METRICS_PORT"
+
+BENCHES="drain latency memory"
+RUNS=3 EVENTS=2000000 DEVICES=100000
+DRAIN_VARIANTS="run passthrough run-eos passthrough-eos run-no-changelog"
+LAT_RUNS=1 LAT_RATE=10000 LAT_DURATION=60 LAT_DEVICES=100000 LAT_VARIANTS="run"
+MEM_RUNS=1 MEM_DEVICES=1000000 MEM_COUNT=3000000 MEM_RATE=0 MEM_VARIANTS="run"
+MAX_LOAD=1.5 QUIET_WAIT=600 BUSY_WAIT=60 PERF=0 SMOKE=0
+OUT="$ROOT/bench-results.json"
+OUT_SET=0
+while (($#)); do
+  case "$1" in
+    --smoke) SMOKE=1; shift ;;
+    --benches) BENCHES="$2"; shift 2 ;;
+    --runs) RUNS="$2"; shift 2 ;;
+    --drain-variants) DRAIN_VARIANTS="$2"; shift 2 ;;
+    --events) EVENTS="$2"; shift 2 ;;
+    --devices) DEVICES="$2"; shift 2 ;;
+    --latency-runs) LAT_RUNS="$2"; shift 2 ;;
+    --latency-rate) LAT_RATE="$2"; shift 2 ;;
+    --latency-duration) LAT_DURATION="$2"; shift 2 ;;
+    --latency-variants) LAT_VARIANTS="$2"; shift 2 ;;
+    --memory-runs) MEM_RUNS="$2"; shift 2 ;;
+    --memory-devices) MEM_DEVICES="$2"; shift 2 ;;
+    --memory-count) MEM_COUNT="$2"; shift 2 ;;
+    --memory-rate) MEM_RATE="$2"; shift 2 ;;
+    --memory-variants) MEM_VARIANTS="$2"; shift 2 ;;
+    --max-load) MAX_LOAD="$2"; shift 2 ;;
+    --quiet-wait) QUIET_WAIT="$2"; shift 2 ;;
+    --busy-wait) BUSY_WAIT="$2"; shift 2 ;;
+    --perf) PERF=1; shift ;;
+    --out) OUT="$2"; OUT_SET=1; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "e2e.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+if ((SMOKE)); then
+  RUNS=1 EVENTS=20000 DEVICES=1000
+  LAT_RUNS=1 LAT_RATE=2000 LAT_DURATION=5 LAT_DEVICES=1000
+  MEM_RUNS=1 MEM_DEVICES=20000 MEM_COUNT=60000
+  QUIET_WAIT=0
+  ((OUT_SET)) || OUT="$ROOT/bench-results-smoke.json"
+fi
+
+log() { echo "e2e.sh: $(date -u +%H:%M:%S) $*" >&2; }
+die() { log "error: $*"; exit 1; }
+for t in python3 kcat; do command -v "$t" >/dev/null || die "$t is needed"; done
+((PERF)) && { command -v perf >/dev/null || die "perf is needed for --perf"; }
+
+# ------------------------------------------------------------------ binary, broker
+mkdir -p "$WORK"
+SRC_BIN="${AEPIOT_BIN:-$ROOT/target/release/aepiot-stream}"
+if [[ ! -x "$SRC_BIN" ]]; then
+  log "building $SRC_BIN (cargo build --release; minutes the first time)"
+  (cd "$ROOT" && cargo build --release)
+fi
+BIN="$WORK/aepiot-stream"
+cp "$SRC_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+"$BIN" passthrough --help >/dev/null 2>&1 || die "$SRC_BIN has no passthrough subcommand (rebuild)"
+
+"${KAFKA[@]}" start >&2
+BROKERS="$("${KAFKA[@]}" bootstrap)"
+BROKER_PID="$(cat "$KAFKA_DATA_DIR/kafka.pid")"
+STAMP="$(date +%s)"
+RUNS_FILE="$WORK/runs-$STAMP.jsonl"
+: >"$RUNS_FILE"
+
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------------ helpers
+load1() { cut -d' ' -f1 /proc/loadavg; }
+
+# Waits until the 1-minute load average is below MAX_LOAD (at most QUIET_WAIT s); sets
+# LOAD_BEFORE and QUIET (true/false).
+wait_quiet() {
+  local waited=0
+  QUIET=true
+  while awk -v l="$(load1)" -v m="$MAX_LOAD" 'BEGIN { exit !(l >= m) }'; do
+    if ((waited >= QUIET_WAIT)); then
+      QUIET=false
+      log "load $(load1) still >= $MAX_LOAD after ${QUIET_WAIT}s; measuring anyway (flagged)"
+      ((QUIET_WAIT > BUSY_WAIT)) && QUIET_WAIT=$BUSY_WAIT
+      break
+    fi
+    ((waited % 60 == 0)) && log "waiting for load < $MAX_LOAD (now $(load1), ${waited}s)"
+    sleep 5
+    waited=$((waited + 5))
+  done
+  LOAD_BEFORE="$(load1)"
+  QUIET_WAITED=$waited
+}
+
+create_topic() { "${KAFKA[@]}" create-topic "$@" >/dev/null 2>&1 || die "cannot create topic $1"; }
+delete_topic() { "${KAFKA[@]}" delete-topic "$1" >/dev/null 2>&1 || true; }
+
+describe() { # GROUP FILE
+  "${KAFKA[@]}" tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+    --bootstrap-server "$BROKERS" --describe --group "$1" >"$2" 2>&1 || true
+}
+
+variant_env() { # VARIANT -> env assignments, one per line
+  case "$1" in
+    run|passthrough) ;;
+    run-eos|passthrough-eos) echo "AEPIOT_PROCESSING_GUARANTEE=exactly_once" ;;
+    run-no-changelog) echo "AEPIOT_STATE_CHANGELOG=false" ;;
+    run-linger0) echo "AEPIOT_KAFKA__LINGER_MS=0" ;;
+    run-linger1) echo "AEPIOT_KAFKA__LINGER_MS=1" ;;
+    run-linger20) echo "AEPIOT_KAFKA__LINGER_MS=20" ;;
+    run-zstd) echo "AEPIOT_KAFKA__COMPRESSION_TYPE=zstd" ;;
+    run-uncompressed) echo "AEPIOT_KAFKA__COMPRESSION_TYPE=none" ;;
+    run-prefetch) printf '%s\n' AEPIOT_KAFKA__QUEUED_MIN_MESSAGES=20000 \
+      AEPIOT_KAFKA__QUEUED_MAX_MESSAGES_KBYTES=16384 AEPIOT_KAFKA__FETCH_QUEUE_BACKOFF_MS=100 ;;
+    run-appendtime) ;;
+    *) die "unknown variant $1" ;;
+  esac
+}
+
+LAST_PID=
+start_process() { # VARIANT INPUT OUTPUT DLQ GROUP LOG
+  local variant="$1" envs=()
+  mapfile -t envs < <(variant_env "$variant")
+  case "$variant" in
+    passthrough*)
+      env "${envs[@]+"${envs[@]}"}" RUST_LOG=info "$BIN" passthrough --brokers "$BROKERS" \
+        --input-topic "$2" --output-topic "$3" --group-id "$5" --metrics-addr "127.0.0.1:$METRICS_PORT" \
+        >"$6" 2>&1 &
+      ;;
+    *)
+      env "${envs[@]+"${envs[@]}"}" RUST_LOG=info "$BIN" run --brokers "$BROKERS" \
+        --input-topics "$2" --output-topic "$3" --dead-letter-topic "$4" --group-id "$5" \
+        --metrics-addr "127.0.0.1:$METRICS_PORT" >"$6" 2>&1 &
+      ;;
+  esac
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+
+LAST_RC=
+stop_process() { # PID
+  LAST_RC=0
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" || LAST_RC=$?
+}
+
+# Appends one run record: the JSON objects given as arguments merged left to right.
+record() {
+  python3 -c 'import json,sys
+d={}
+for a in sys.argv[1:]: d.update(json.loads(a))
+print(json.dumps(d))' "$@" >>"$RUNS_FILE"
+  tail -n1 "$RUNS_FILE" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("e2e.sh: result", json.dumps({k: d.get(k) for k in ("bench","variant","run","ok","seconds","events_per_s","steady_events_per_s","load_before","rss_growth_bytes","state_devices")}))' >&2
+  write_results
+}
+
+machine_json() {
+  python3 - "$BROKERS" "$ROOT" <<'EOF'
+import json, os, platform, subprocess, sys
+model = ""
+with open("/proc/cpuinfo") as f:
+    for line in f:
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip(); break
+mem = 0
+with open("/proc/meminfo") as f:
+    for line in f:
+        if line.startswith("MemTotal"):
+            mem = int(line.split()[1]) * 1024
+def sh(c):
+    try: return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception: return ""
+print(json.dumps({"nproc": os.cpu_count(), "cpu_model": model, "mem_total_bytes": mem,
+  "kernel": platform.release(), "hypervisor": sh("lscpu | sed -n 's/^Hypervisor vendor: *//p'"),
+  "java": sh("java -version 2>&1 | head -n1"), "kafka": "4.4.0 (scripts/kafka.sh, single node KRaft)",
+  "brokers": sys.argv[1], "aepiot_commit": sh(f"git -C '{sys.argv[2]}' rev-parse --short HEAD 2>/dev/null")}))
+EOF
+}
+MACHINE="$(machine_json)"
+PARAMS="$(python3 -c 'import json,sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \
+  benches "$BENCHES" runs "$RUNS" events "$EVENTS" devices "$DEVICES" drain_variants "$DRAIN_VARIANTS" \
+  latency_runs "$LAT_RUNS" latency_rate "$LAT_RATE" latency_duration_s "$LAT_DURATION" \
+  latency_devices "$LAT_DEVICES" latency_variants "$LAT_VARIANTS" memory_runs "$MEM_RUNS" \
+  memory_devices "$MEM_DEVICES" memory_count "$MEM_COUNT" max_load "$MAX_LOAD" smoke "$SMOKE")"
+
+write_results() {
+  python3 "$STATS" summary "$RUNS_FILE" --machine "$MACHINE" --params "$PARAMS" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+}
+
+df_check() {
+  local avail
+  avail="$(df -Pk "$KAFKA_DATA_DIR" | awk 'NR==2 { print $4 }')"
+  ((avail > 5 * 1024 * 1024)) || die "less than 5 GB free under $KAFKA_DATA_DIR"
+}
+
+# ------------------------------------------------------------------ drain
+drain_one() { # VARIANT RUN INPUT [perf]
+  local variant="$1" run="$2" in="$3" perf="${4:-}"
+  local group="e2e-$STAMP-$variant-r$run${perf:+-perf}" dir="$WORK/drain"
+  local out="$group-out" dlq="$group-dlq"
+  mkdir -p "$dir"
+  df_check
+  create_topic "$out" 12
+  [[ "$variant" == passthrough* ]] || create_topic "$dlq" 3
+  wait_quiet
+  local t0 pid res rc perf_pid=""
+  t0="$(date +%s.%N)"
+  start_process "$variant" "$in" "$out" "$dlq" "$group" "$dir/$group.log"
+  pid=$LAST_PID
+  if [[ -n "$perf" ]]; then
+    (sleep 4; perf record -F 999 -p "$pid" -o "$WORK/perf-run.data" -- sleep 10 >"$WORK/perf-record.log" 2>&1) &
+    perf_pid=$!
+  fi
+  res="$(python3 "$STATS" wait-drain --url "$MURL" --expect "$EVENTS" --t0 "$t0" --pid "$pid" \
+    --broker-pid "$BROKER_PID")" || true
+  [[ -n "$res" ]] || res='{"ok": false}'
+  local load_after
+  load_after="$(load1)"
+  stop_process "$pid"
+  rc=$LAST_RC
+  [[ -n "$perf_pid" ]] && wait "$perf_pid" 2>/dev/null || true
+  describe "$group" "$dir/$group.describe"
+  local desc
+  desc="$(python3 "$STATS" describe --file "$dir/$group.describe" --expect "$EVENTS")"
+  local ok
+  ok="$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); d=json.loads(sys.argv[2]); print("true" if r.get("ok") and d["ok"] and sys.argv[3]=="0" else "false")' "$res" "$desc" "$rc")"
+  [[ "$ok" == true ]] || log "drain $variant run $run NOT ok (rc $rc, describe $desc); log: $dir/$group.log"
+  local bench=drain
+  [[ -n "$perf" ]] && bench=drain-profile
+  record "$res" "{\"bench\": \"$bench\", \"variant\": \"$variant\", \"run\": $run, \"ok\": $ok, \"exit_code\": $rc, \"load_before\": $LOAD_BEFORE, \"load_after\": $load_after, \"quiet\": $QUIET, \"quiet_waited_s\": $QUIET_WAITED, \"committed\": $desc, \"group\": \"$group\"}"
+  delete_topic "$out"
+  [[ "$variant" == passthrough* ]] || { delete_topic "$dlq"; delete_topic "$group-$in-changelog"; }
+}
+
+bench_drain() {
+  local in="e2e-$STAMP-drain-in"
+  create_topic "$in" 12
+  log "drain: preloading $EVENTS events ($DEVICES devices, city) into $in"
+  local sim
+  sim="$("$BIN" simulate --brokers "$BROKERS" --topic "$in" --rate 0 --count "$EVENTS" \
+    --devices "$DEVICES" --profile city --seed 1 2>"$WORK/simulate-drain.log")"
+  log "drain: preloaded: $sim"
+  record "$sim" '{"bench": "preload", "variant": "simulate", "run": 0, "ok": true}'
+  local run v
+  for ((run = 1; run <= RUNS; run++)); do
+    for v in $DRAIN_VARIANTS; do
+      log "drain: run $run/$RUNS, $v"
+      drain_one "$v" "$run" "$in"
+    done
+  done
+  if ((PERF)); then
+    log "drain: profile run (perf record, not in the medians)"
+    drain_one run 0 "$in" perf
+    perf report -i "$WORK/perf-run.data" --no-children --sort comm,dso,sym --stdio \
+      >"$WORK/perf-run.txt" 2>/dev/null || true
+    perf report -i "$WORK/perf-run.data" --no-children --sort comm --stdio \
+      >"$WORK/perf-run-threads.txt" 2>/dev/null || true
+    log "drain: perf report in $WORK/perf-run.txt"
+    python3 "$STATS" perf-summary "$WORK/perf-run.txt" >"$WORK/perf-run-summary.json" || echo '{}' >"$WORK/perf-run-summary.json"
+    record "$(python3 - "$WORK/perf-run-threads.txt" "$WORK/perf-run.txt" "$WORK/perf-run-summary.json" <<'EOF'
+import json, sys
+def top(path, n=40):
+    try:
+        with open(path) as f:
+            return [l.rstrip() for l in f if l.strip() and not l.startswith("#")][:n]
+    except OSError:
+        return []
+with open(sys.argv[3]) as f:
+    summary = json.load(f)
+print(json.dumps({"bench": "perf", "variant": "run", "run": 0, "ok": True, "summary": summary,
+                  "by_thread": top(sys.argv[1]), "by_symbol": top(sys.argv[2])}))
+EOF
+)"
+  fi
+  delete_topic "$in"
+}
+
+# ------------------------------------------------------------------ latency
+latency_one() { # VARIANT RUN
+  local variant="$1" run="$2"
+  local group="e2e-$STAMP-lat-$variant-r$run" dir="$WORK/latency"
+  local in="$group-in" out="$group-out" dlq="$group-dlq"
+  mkdir -p "$dir"
+  df_check
+  if [[ "$variant" == run-appendtime ]]; then
+    create_topic "$in" 12 --config message.timestamp.type=LogAppendTime
+  else
+    create_topic "$in" 12
+  fi
+  create_topic "$out" 12 --config message.timestamp.type=LogAppendTime
+  create_topic "$dlq" 3
+  wait_quiet
+  local t0 pid
+  t0="$(date +%s.%N)"
+  start_process "$variant" "$in" "$out" "$dlq" "$group" "$dir/$group.log"
+  pid=$LAST_PID
+  python3 "$STATS" wait-ready --url "$MURL" --partitions 12 >/dev/null || die "processor not ready: $dir/$group.log"
+  sleep 1
+  local sim sent
+  sim="$("$BIN" simulate --brokers "$BROKERS" --topic "$in" --rate "$LAT_RATE" \
+    --duration "$LAT_DURATION" --devices "$LAT_DEVICES" --profile city --seed "$run" 2>"$dir/$group.simulate.log")"
+  sent="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["acked"])' "$sim")"
+  local res
+  res="$(python3 "$STATS" wait-drain --url "$MURL" --expect "$sent" --t0 "$t0" --pid "$pid" \
+    --broker-pid "$BROKER_PID" --timeout 300)" || true
+  [[ -n "$res" ]] || res='{"ok": false}'
+  local load_after
+  load_after="$(load1)"
+  stop_process "$pid"
+  local rc=$LAST_RC iso=()
+  [[ "$variant" == run-eos ]] && iso=(-X isolation.level=read_committed)
+  kcat -b "$BROKERS" -C -t "$in" -o beginning -e -q -f '%p %o %T\n' >"$dir/inputs.txt"
+  local lat
+  lat="$(kcat -b "$BROKERS" -C -t "$out" -o beginning -e -q "${iso[@]+"${iso[@]}"}" -f '%T %s\n' \
+    | python3 "$STATS" latency --inputs "$dir/inputs.txt")"
+  rm -f "$dir/inputs.txt"
+  local ok
+  ok="$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); l=json.loads(sys.argv[2]); print("true" if r.get("ok") and sys.argv[3]=="0" and l["unmatched"]==0 and l["all"]["count"]>0 else "false")' "$res" "$lat" "$rc")"
+  record "{\"drain\": $res}" "{\"bench\": \"latency\", \"variant\": \"$variant\", \"run\": $run, \"ok\": $ok, \"exit_code\": $rc, \"load_before\": $LOAD_BEFORE, \"load_after\": $load_after, \"quiet\": $QUIET, \"simulate\": $sim, \"latency\": $lat}"
+  delete_topic "$in"; delete_topic "$out"; delete_topic "$dlq"; delete_topic "$group-$in-changelog"
+}
+
+bench_latency() {
+  local run v
+  for ((run = 1; run <= LAT_RUNS; run++)); do
+    for v in $LAT_VARIANTS; do
+      log "latency: run $run/$LAT_RUNS, $v, $LAT_RATE events/s for ${LAT_DURATION}s"
+      latency_one "$v" "$run"
+    done
+  done
+}
+
+# ------------------------------------------------------------------ memory
+memory_one() { # VARIANT RUN
+  local variant="$1" run="$2" group="e2e-$STAMP-mem-$1-r$2" dir="$WORK/memory"
+  local in="$group-in" out="$group-out" dlq="$group-dlq"
+  mkdir -p "$dir"
+  df_check
+  create_topic "$in" 12; create_topic "$out" 12; create_topic "$dlq" 3
+  wait_quiet
+  local t0 pid
+  t0="$(date +%s.%N)"
+  start_process "$variant" "$in" "$out" "$dlq" "$group" "$dir/$group.log"
+  pid=$LAST_PID
+  python3 "$STATS" wait-ready --url "$MURL" --partitions 12 >/dev/null || die "processor not ready: $dir/$group.log"
+  sleep 2
+  local before mbefore
+  before="$(python3 "$STATS" rss --pid "$pid")"
+  mbefore="$(python3 "$STATS" metrics --url "$MURL")"
+  python3 "$STATS" sample --pid "$pid" --url "$MURL" --every 2 --out "$dir/$group.samples.jsonl" &
+  local sampler=$!
+  local sim sent
+  sim="$("$BIN" simulate --brokers "$BROKERS" --topic "$in" --rate "$MEM_RATE" --count "$MEM_COUNT" \
+    --devices "$MEM_DEVICES" --profile city --seed "$run" 2>"$dir/$group.simulate.log")"
+  sent="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["acked"])' "$sim")"
+  local res
+  res="$(python3 "$STATS" wait-drain --url "$MURL" --expect "$sent" --t0 "$t0" --pid "$pid" \
+    --broker-pid "$BROKER_PID" --timeout 900)" || true
+  [[ -n "$res" ]] || res='{"ok": false}'
+  local after mafter
+  after="$(python3 "$STATS" rss --pid "$pid")"
+  mafter="$(python3 "$STATS" metrics --url "$MURL")"
+  local load_after
+  load_after="$(load1)"
+  stop_process "$pid"
+  local rc=$LAST_RC
+  wait "$sampler" 2>/dev/null || true
+  local extra
+  extra="$(python3 - "$before" "$after" "$mafter" "$res" "$MEM_DEVICES" "$MEM_COUNT" "$rc" "$dir/$group.samples.jsonl" <<'EOF'
+import json, sys
+b, a, m, r = (json.loads(x) for x in sys.argv[1:5])
+n, c, rc = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+samples = []
+try:
+    with open(sys.argv[8]) as f:
+        samples = [json.loads(l) for l in f if l.strip()]
+except OSError:
+    pass
+# Every 5th sample (10 s apart) goes into the results; the file has them all.
+series = [s for i, s in enumerate(samples) if i % 5 == 0 or i == len(samples) - 1]
+growth = a["VmRSS"] - b["VmRSS"]
+print(json.dumps({
+  "ok": bool(r.get("ok")) and rc == 0,
+  "rss_growth_bytes": growth,
+  "state_devices": m["state_devices"],
+  "state_cache_entries": m["state_cache_entries"],
+  "coverage": round(m["state_devices"] / n, 4),
+  "expected_coverage": round(1 - (1 - 1 / n) ** c, 4),
+  "rss_growth_per_device_bytes": round(growth / max(m["state_devices"], 1), 1),
+  "peak_rss_bytes": a.get("VmHWM"),
+  "series": series,
+}))
+EOF
+)"
+  record "{\"drain\": $res}" "$extra" "{\"bench\": \"memory\", \"variant\": \"$variant\", \"run\": $run, \"rate\": $MEM_RATE, \"exit_code\": $rc, \"load_before\": $LOAD_BEFORE, \"load_after\": $load_after, \"quiet\": $QUIET, \"simulate\": $sim, \"rss_before\": $before, \"rss_after\": $after, \"metrics_before\": $mbefore, \"metrics_after\": $mafter}"
+  delete_topic "$in"; delete_topic "$out"; delete_topic "$dlq"; delete_topic "$group-$in-changelog"
+}
+
+bench_memory() {
+  local run v
+  for ((run = 1; run <= MEM_RUNS; run++)); do
+    for v in $MEM_VARIANTS; do
+      log "memory: run $run/$MEM_RUNS, $v, $MEM_COUNT events over $MEM_DEVICES devices (rate $MEM_RATE)"
+      memory_one "$v" "$run"
+    done
+  done
+}
+
+# ------------------------------------------------------------------ main
+log "machine: $MACHINE"
+log "runs file: $RUNS_FILE; results: $OUT"
+for b in $BENCHES; do
+  case "$b" in
+    drain) bench_drain ;;
+    latency) bench_latency ;;
+    memory) bench_memory ;;
+    *) die "unknown bench $b" ;;
+  esac
+done
+write_results
+python3 "$STATS" summary "$RUNS_FILE" --machine "$MACHINE" --params "$PARAMS" --markdown >/dev/null
+log "done: $OUT"

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# scripts/faults.sh — the fault-injection suite (tests/faults.rs, issue 7 item 3) on a broker of its
+# own: SIGKILL of one of three instances, kill -9 of the broker, and a rolling restart, each under
+# at_least_once and exactly_once, with the accounting (lost, duplicates, committed offsets, the
+# rate limit across partition moves) checked after each.
+#
+# Usage: scripts/faults.sh [--short | --all] [TEST FILTER...]
+#
+#   (default)  the long versions (~90 k events over 90 s, each fault injected twice; about
+#              15 minutes on a 2-core machine), which `cargo test` skips (#[ignore])
+#   --short    the short versions (16 k events, one fault each; about 4 minutes), which
+#              `cargo test` skips too (#[ignore]): CI does not kill brokers
+#   --all      both
+#
+# The suite starts its own broker with scripts/kafka.sh on port $FAULTS_KAFKA_PORT (19192), data in
+# $FAULTS_KAFKA_DATA_DIR (/tmp/aepiot-kafka-faults, wiped at start), and stops it at the end: it
+# never touches the shared broker on 9092 (scenario (b) kills its broker). A run waits while
+# another run of the suite (e.g. another `cargo test`) holds that broker. FAULTS_STRICT=1 fails a
+# scenario when an instance crashes instead of restarting it (see tests/faults.rs);
+# FAULTS_KEEP_BROKER=1 leaves the broker running at the end.
+#
+# Output: the test log in target/tmp/faults/faults-<time>.log, instance logs under
+# target/tmp/faults/<group>/, and a table of the figures (one FAULTS-RESULT line per scenario).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=(--ignored long_)
+case "${1:-}" in
+  --short) mode=(--ignored --skip long_); shift ;;
+  --all) mode=(--ignored); shift ;;
+  -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+esac
+
+mkdir -p target/tmp/faults
+log="target/tmp/faults/faults-$(date -u +%Y%m%dT%H%M%SZ).log"
+echo "faults.sh: log in $log" >&2
+start=$SECONDS
+set +e
+cargo test --test faults -- "${mode[@]+"${mode[@]}"}" --nocapture --test-threads 1 "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+echo "faults.sh: $((SECONDS - start)) s, exit $status" >&2
+
+if command -v python3 >/dev/null; then
+  grep '^FAULTS-RESULT ' "$log" | sed 's/^FAULTS-RESULT //' | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+if not rows:
+    sys.exit(0)
+def f(xs):
+    if isinstance(xs, list):
+        return "/".join(f(x) for x in xs) or "-"
+    return "-" if xs is None else f"{xs:.1f}"
+cols = ["scenario", "events", "dead", "lost", "dups", "max/dev-h", "recovery s", "stall s", "crashes", "total s"]
+out = [cols]
+for r in rows:
+    out.append([r["scenario"], str(r["events"]), str(r["dead_letters"]), str(r["lost"]),
+                str(r["duplicates"]), str(r["max_success_per_device_hour"]),
+                f(r["recovery_s"]), f(r["max_stall_s"]), str(r["crashes"]), f(r["scenario_s"])])
+w = [max(len(row[i]) for row in out) for i in range(len(cols))]
+for row in out:
+    print("  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(row)))
+'
+else
+  grep '^FAULTS-RESULT ' "$log" || true
+fi
+exit "$status"
