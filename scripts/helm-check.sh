@@ -19,7 +19,7 @@ trap 'rm -rf "$WORK"' EXIT
 log() { echo "helm-check: $*" >&2; }
 die() { echo "helm-check: FAILED: $*" >&2; exit 1; }
 
-BIN=target/debug/aepiot-stream
+BIN="${CARGO_TARGET_DIR:-target}/debug/aepiot-stream"
 # A no-op when `cargo test` just built it (scripts/test.sh); builds it when missing or stale.
 cargo build --quiet --bin aepiot-stream
 
