@@ -9,7 +9,7 @@
 #
 # Environment:
 #   FUZZ_TARGETS="parse_event engine"   targets to run
-#   FUZZ_RUNS=N                         stop each target after N executions instead of a time
+#   FUZZ_RUNS=N                         also stop each target after N executions
 #   FUZZ_ARGS="..."                     extra libFuzzer flags (e.g. -jobs=2 -workers=2)
 #
 # Needs the nightly toolchain (`rustup toolchain install nightly`) and cargo-fuzz, installed from
@@ -55,8 +55,12 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
   log="fuzz/artifacts/$t/last-run.log"
   limit=(-max_total_time="$SECONDS_PER_TARGET")
-  [[ -n "${FUZZ_RUNS:-}" ]] && limit=(-runs="$FUZZ_RUNS")
-  echo "fuzz.sh: $t (${FUZZ_RUNS:+$FUZZ_RUNS runs}${FUZZ_RUNS:-$SECONDS_PER_TARGET s}), log $log" >&2
+  what="$SECONDS_PER_TARGET s"
+  if [[ -n "${FUZZ_RUNS:-}" ]]; then
+    limit+=(-runs="$FUZZ_RUNS")
+    what="$FUZZ_RUNS runs or $SECONDS_PER_TARGET s, whichever comes first"
+  fi
+  echo "fuzz.sh: $t ($what), log $log" >&2
   # shellcheck disable=SC2086
   if cargo +nightly fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
       "${limit[@]}" -max_len="$(max_len "$t")" -dict=fuzz/json.dict \
