@@ -45,7 +45,9 @@
 #   run-zstd / run-uncompressed (AEPIOT_KAFKA__COMPRESSION_TYPE=zstd/none; default lz4),
 #   run-prefetch (consumer prefetch bounded: queued.min.messages=20000,
 #   queued.max.messages.kbytes=16384 (both per partition, as the pipeline splits the partition
-#   queues), fetch.queue.backoff.ms=100; librdkafka defaults 100000, 65536, 1000).
+#   queues), fetch.queue.backoff.ms=100; librdkafka defaults 100000, 65536, 1000),
+#   run-jemalloc (glibc malloc replaced by jemalloc through LD_PRELOAD, for Rust and librdkafka
+#   alike; needs the Debian package libjemalloc2, or JEMALLOC=/path/to/libjemalloc.so).
 # memory   Fresh input (12); the processor is started and joined, RSS (VmRSS, /proc/PID/status)
 #          is taken 2 s later ("before"), then
 #            simulate --rate 0 --count MEM_COUNT --devices MEM_DEVICES --profile city --seed RUN
@@ -222,6 +224,7 @@ variant_env() { # VARIANT -> env assignments, one per line
     run-uncompressed) echo "AEPIOT_KAFKA__COMPRESSION_TYPE=none" ;;
     run-prefetch) printf '%s\n' AEPIOT_KAFKA__QUEUED_MIN_MESSAGES=20000 \
       AEPIOT_KAFKA__QUEUED_MAX_MESSAGES_KBYTES=16384 AEPIOT_KAFKA__FETCH_QUEUE_BACKOFF_MS=100 ;;
+    run-jemalloc) echo "LD_PRELOAD=${JEMALLOC:-/usr/lib/x86_64-linux-gnu/libjemalloc.so.2}" ;;
     run-appendtime) ;;
     *) die "unknown variant $1" ;;
   esac

@@ -85,6 +85,11 @@ pub fn ensure_topic(
 
 /// Reads one changelog partition from the beginning to its end into `states`. Blocking.
 /// `client` is a consumer configuration (brokers, security); committed data only.
+///
+/// Transient errors (a changelog created a moment ago, by several instances starting at once; a
+/// broker restarting or briefly unavailable) are retried, reading the partition again from the
+/// beginning (replaying it is idempotent: the latest record of each device wins), for up to
+/// [`RESTORE_RETRY`], instead of stopping the instance.
 pub fn restore(
     client: &ClientConfig,
     changelog_topic: &str,
@@ -92,6 +97,32 @@ pub fn restore(
     states: &mut DeviceStates,
 ) -> Result<Restored, KafkaError> {
     let start = Instant::now();
+    let deadline = start + RESTORE_RETRY;
+    loop {
+        match restore_once(client, changelog_topic, partition, states) {
+            Ok(mut restored) => {
+                restored.seconds = start.elapsed().as_secs_f64();
+                return Ok(restored);
+            }
+            Err(e) if is_transient(&e) && Instant::now() < deadline => {
+                tracing::warn!(topic = changelog_topic, partition, error = %e, "changelog not readable yet; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How long [`restore`] retries transient errors: about as long as an output is retried
+/// (librdkafka's default `message.timeout.ms`).
+pub const RESTORE_RETRY: Duration = Duration::from_secs(300);
+
+fn restore_once(
+    client: &ClientConfig,
+    changelog_topic: &str,
+    partition: i32,
+    states: &mut DeviceStates,
+) -> Result<Restored, KafkaError> {
     let mut cfg = client.clone();
     cfg.set("group.id", "aepiot-stream-restore")
         .set("enable.auto.commit", "false")
@@ -99,20 +130,8 @@ pub fn restore(
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest");
     let consumer: BaseConsumer = cfg.create()?;
-    // Right after the changelog is created (the first start of a group, several instances at
-    // once) or while a broker restarts, the partition can answer "not leader" for a moment:
-    // retry such transient errors for a while instead of stopping the instance.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (low, high) = loop {
-        match consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30)) {
-            Ok(w) => break w,
-            Err(e) if is_transient(&e) && Instant::now() < deadline => {
-                tracing::warn!(topic = changelog_topic, partition, error = %e, "changelog not ready; retrying");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let (low, high) =
+        consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))?;
     let mut restored = Restored::default();
     if high <= low {
         return Ok(restored);
@@ -147,13 +166,16 @@ pub fn restore(
         }
     }
     restored.devices = states.device_count();
-    restored.seconds = start.elapsed().as_secs_f64();
     Ok(restored)
 }
 
 /// Errors a partition's leader election, a new topic's propagation or a broker restart cause.
 fn is_transient(e: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
+    if matches!(e, KafkaError::NoMessageReceived) {
+        // Nothing read for 30 s although the partition has records: the broker is away.
+        return true;
+    }
     matches!(
         e.rdkafka_error_code(),
         Some(
