@@ -5,14 +5,16 @@
 #
 # drain    One input topic, 12 partitions, preloaded once with
 #            simulate --rate 0 --count EVENTS --devices DEVICES --profile city --seed 1
-#          (2M events, 100k devices). Then, for each run and each variant (interleaved: run 1 of
+#          (2M events, 100k devices). One unmeasured warm-up drain each of `run` and
+#          `passthrough` (the broker's JIT). Then, for each run and each variant (interleaved: run 1 of
 #          every variant, then run 2, ...), a fresh output topic (12 partitions), dead-letter
 #          topic (3) and consumer group (so it starts at the earliest offset), and the timer
 #          starts just before the process is started:
 #            run               aepiot-stream run, default settings (at_least_once, changelog on)
 #            passthrough       aepiot-stream passthrough (hidden subcommand, src/passthrough.rs):
-#                              the same bytes to the output, the same client settings and offset
-#                              handling, no processing — the practical limit of broker + client
+#                              `run` with the engine taken out: the same bytes to the output,
+#                              the same pipeline (partition tasks, producer, acks, offsets),
+#                              no processing — the practical limit of broker + client
 #            run-eos           run with AEPIOT_PROCESSING_GUARANTEE=exactly_once
 #            passthrough-eos   passthrough with exactly_once (transactions every 100 ms)
 #            run-no-changelog  run with AEPIOT_STATE_CHANGELOG=false
@@ -307,14 +309,15 @@ df_check() {
 }
 
 # ------------------------------------------------------------------ drain
-drain_one() { # VARIANT RUN INPUT [perf]
-  local variant="$1" run="$2" in="$3" perf="${4:-}"
-  local group="e2e-$STAMP-$variant-r$run${perf:+-perf}" dir="$WORK/drain"
+drain_one() { # VARIANT RUN INPUT [perf|warmup]
+  local variant="$1" run="$2" in="$3" kind="${4:-}" perf=""
+  [[ "$kind" == perf ]] && perf=1
+  local group="e2e-$STAMP-$variant-r$run${kind:+-$kind}" dir="$WORK/drain"
   local out="$group-out" dlq="$group-dlq"
   mkdir -p "$dir"
   df_check
   create_topic "$out" 12
-  [[ "$variant" == passthrough* ]] || create_topic "$dlq" 3
+  create_topic "$dlq" 3
   wait_quiet
   local t0 pid res rc perf_pid=""
   t0="$(date +%s.%N)"
@@ -339,10 +342,12 @@ drain_one() { # VARIANT RUN INPUT [perf]
   ok="$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); d=json.loads(sys.argv[2]); print("true" if r.get("ok") and d["ok"] and sys.argv[3]=="0" else "false")' "$res" "$desc" "$rc")"
   [[ "$ok" == true ]] || log "drain $variant run $run NOT ok (rc $rc, describe $desc); log: $dir/$group.log"
   local bench=drain
-  [[ -n "$perf" ]] && bench=drain-profile
+  [[ "$kind" == perf ]] && bench=drain-profile
+  [[ "$kind" == warmup ]] && bench=drain-warmup
   record "$res" "{\"bench\": \"$bench\", \"variant\": \"$variant\", \"run\": $run, \"ok\": $ok, \"exit_code\": $rc, \"load_before\": $LOAD_BEFORE, \"load_after\": $load_after, \"quiet\": $QUIET, \"quiet_waited_s\": $QUIET_WAITED, \"committed\": $desc, \"group\": \"$group\"}"
   delete_topic "$out"
-  [[ "$variant" == passthrough* ]] || { delete_topic "$dlq"; delete_topic "$group-$in-changelog"; }
+  delete_topic "$dlq"
+  [[ "$variant" == passthrough* ]] || delete_topic "$group-$in-changelog"
 }
 
 bench_drain() {
@@ -355,6 +360,13 @@ bench_drain() {
   log "drain: preloaded: $sim"
   record "$sim" '{"bench": "preload", "variant": "simulate", "run": 0, "ok": true}'
   local run v
+  # A freshly started broker is slower until the JVM has compiled its hot paths (the first
+  # measured run was 20-30 % slower than the next ones): one unmeasured run of `run` and of
+  # `passthrough` first.
+  for v in run passthrough; do
+    log "drain: warm-up, $v (not in the medians)"
+    drain_one "$v" 0 "$in" warmup
+  done
   for ((run = 1; run <= RUNS; run++)); do
     for v in $DRAIN_VARIANTS; do
       log "drain: run $run/$RUNS, $v"

@@ -19,6 +19,11 @@ use std::time::Instant;
 
 use workload::{Counts, Variant, Workload};
 
+/// The binary's allocator (feature `jemalloc`, default), so the figure is the shipped build's.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Python's `repr` of a float that `round(x, k)` produced.
 fn py_float(x: f64) -> String {
     if x.is_finite() && x.fract() == 0.0 {

@@ -69,6 +69,7 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         on_metrics_bound: Some(Arc::new(|addr| {
             println!("  metrics: http://{addr}/metrics  (also /healthz, /readyz)")
         })),
+        ..RunHooks::default()
     };
     let pipeline = tokio::spawn(kafka::run(config.clone(), shutdown.clone(), hooks));
 

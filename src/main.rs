@@ -18,6 +18,11 @@ use aepiot_stream::webhook::{self, WebhookHooks};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc, also for librdkafka's C allocations (feature `jemalloc`, on by default; see Cargo.toml).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "aepiot-stream",

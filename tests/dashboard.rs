@@ -403,6 +403,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         on_metrics_bound: Some(Arc::new(move |addr| {
             let _ = tx.lock().unwrap().send(addr);
         })),
+        ..RunHooks::default()
     };
     let task = rt.spawn(kafka::run(config, stop.clone(), hooks));
     let addr = rx
@@ -533,6 +534,7 @@ fn idle_replica_is_ready(group_protocol: &str) {
             on_metrics_bound: Some(Arc::new(move |addr| {
                 let _ = tx.lock().unwrap().send(addr);
             })),
+            ..RunHooks::default()
         };
         let stop = CancellationToken::new();
         let task = rt.spawn(kafka::run(config, stop.clone(), hooks));

@@ -14,6 +14,7 @@
 //! a replay (`process` of a file) is exact, and a live stream keeps memory to the active devices.
 
 use compact_str::CompactString;
+use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut};
 use indexmap::IndexMap;
 
 use super::limiter::{Decision, DeviceState, Limits};
@@ -95,15 +96,13 @@ impl DeviceStates {
         self.last_wall = wall;
         self.sweep(wall);
         let limits = self.limits;
-        let state = match self.devices.get_mut(device_id) {
-            Some(s) => s,
-            None => {
-                self.devices
-                    .insert(CompactString::from(device_id), DeviceState::new(event_ms));
-                self.devices
-                    .last_mut()
-                    .map(|(_, s)| s)
-                    .expect("just inserted")
+        // One hash and one probe whether the device is known or new (a new device is the
+        // common case of a large, sparse fleet).
+        let state = match self.devices.raw_entry_mut_v1().from_key(device_id) {
+            RawEntryMut::Occupied(e) => e.into_mut(),
+            RawEntryMut::Vacant(e) => {
+                e.insert(CompactString::from(device_id), DeviceState::new(event_ms))
+                    .1
             }
         };
         state.seen = wall;

@@ -38,6 +38,8 @@ pub struct RunReport {
 pub struct RunHooks {
     pub metrics: Option<Metrics>,
     pub on_metrics_bound: Option<Arc<dyn Fn(std::net::SocketAddr) + Send + Sync>>,
+    /// Forward records unprocessed (the benchmark's reference; see [`crate::passthrough`]).
+    pub passthrough: bool,
 }
 
 /// Runs until `shutdown` is cancelled (clean exit) or an output cannot be delivered (error).
@@ -130,6 +132,7 @@ pub async fn run(
         drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         fatal: fatal.clone(),
         gate: txn.as_ref().map(|t| t.gate.clone()),
+        passthrough: hooks.passthrough,
         changelog: config.state_changelog.then(|| ChangelogEnv {
             restore_client: admin_config(&config),
             prefix: format!("{}-", config.group_id),

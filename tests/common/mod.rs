@@ -362,7 +362,7 @@ pub fn start(config: Config) -> Running {
     let metrics = Metrics::new();
     let hooks = RunHooks {
         metrics: Some(metrics.clone()),
-        on_metrics_bound: None,
+        ..RunHooks::default()
     };
     let task = rt.spawn(kafka::run(config, stop.clone(), hooks));
     Running {
