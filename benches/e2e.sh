@@ -86,8 +86,9 @@
 #              and by thread, library and symbol (WORK/perf-run.txt); the top 40 lines of each and
 #              the shares by thread and category (e2e_stats.py perf-summary) go into the results
 #              (bench "perf").
-#   --smoke    a tiny version (20k events, 1k devices, 1 run, latency 2k/s for 5 s, memory 20k
-#              devices, no load wait) to check that the harness works; its figures mean nothing.
+#   --smoke    a tiny version (20k events, 1k devices, 1 run, latency 2k/s for 8 s, memory 20k
+#              devices, no load wait, no warm-up) to check that the harness works; its figures
+#              mean nothing. Exits 1 if any run is not ok. CI runs it (scripts/test.sh).
 #
 # Environment:
 #   KAFKA_PORT=19592, KAFKA_DATA_DIR=/tmp/aepiot-kafka-bench: the broker (scripts/kafka.sh),
@@ -147,7 +148,7 @@ while (($#)); do
 done
 if ((SMOKE)); then
   RUNS=1 EVENTS=20000 DEVICES=1000
-  LAT_RUNS=1 LAT_RATE=2000 LAT_DURATION=5 LAT_DEVICES=1000
+  LAT_RUNS=1 LAT_RATE=2000 LAT_DURATION=8 LAT_DEVICES=1000
   MEM_RUNS=1 MEM_DEVICES=20000 MEM_COUNT=60000
   QUIET_WAIT=0
   ((OUT_SET)) || OUT="$ROOT/bench-results-smoke.json"
@@ -363,7 +364,7 @@ bench_drain() {
   # A freshly started broker is slower until the JVM has compiled its hot paths (the first
   # measured run was 20-30 % slower than the next ones): one unmeasured run of `run` and of
   # `passthrough` first.
-  for v in run passthrough; do
+  ((SMOKE)) || for v in run passthrough; do
     log "drain: warm-up, $v (not in the medians)"
     drain_one "$v" 0 "$in" warmup
   done
@@ -545,3 +546,14 @@ done
 write_results
 python3 "$STATS" summary "$RUNS_FILE" --machine "$MACHINE" --params "$PARAMS" --markdown >/dev/null
 log "done: $OUT"
+# The smoke run is CI's check that the harness works: every run must have drained, committed and
+# measured what it should.
+if ((SMOKE)); then
+  python3 - "$RUNS_FILE" <<'EOF'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+bad = [f'{r.get("bench")}/{r.get("variant")}' for r in runs if not r.get("ok")]
+print(f"e2e.sh: smoke: {len(runs)} runs, {len(bad)} not ok {bad}", file=sys.stderr)
+sys.exit(1 if bad or not runs else 0)
+EOF
+fi
