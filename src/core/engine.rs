@@ -225,6 +225,7 @@ impl Engine {
             status,
             urls: urls.then(|| self.set.urls()),
             regional_url: urls.then(|| self.set.regional()),
+            urls_json_safe: self.set.json_safe(),
             event_time: &self.event_text.1,
             processed_at: &self.now_text.1,
             source: meta.source,

@@ -35,6 +35,10 @@ pub struct UrlRecord<'a, U: Iterator<Item = &'a str> + Clone> {
     pub urls: Option<U>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regional_url: Option<&'a str>,
+    /// The URLs need no JSON escaping ([`crate::core::urls::UrlSet::json_safe`]): `encode` copies
+    /// them without scanning them (they are most of a record's bytes).
+    #[serde(skip)]
+    pub urls_json_safe: bool,
     pub event_time: &'a str,
     pub processed_at: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,13 +176,13 @@ impl<'a, U: Iterator<Item = &'a str> + Clone> UrlRecord<'a, U> {
                 if i > 0 {
                     out.push(b',');
                 }
-                json_str(out, url);
+                json_url(out, url, self.urls_json_safe);
             }
             out.push(b']');
         }
         if let Some(url) = self.regional_url {
             out.extend_from_slice(b",\"regional_url\":");
-            json_str(out, url);
+            json_url(out, url, self.urls_json_safe);
         }
         out.extend_from_slice(b",\"event_time\":");
         json_str(out, self.event_time);
@@ -222,6 +226,19 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// A URL: copied as it is when known to need no escaping, else like any string.
+fn json_url(out: &mut Vec<u8>, url: &str, safe: bool) {
+    if safe {
+        debug_assert!(!needs_escape(url.as_bytes()), "{url:?}");
+        out.reserve(url.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(url.as_bytes());
+        out.push(b'"');
+    } else {
+        json_str(out, url);
+    }
+}
+
 /// An integer in decimal, as serde_json writes it.
 fn json_int(out: &mut Vec<u8>, v: i128) {
     if v < 0 {
@@ -249,7 +266,7 @@ fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 }
 
 /// Whether serde_json would escape any byte: `"`, `\` and the control characters below 0x20.
-fn needs_escape(bytes: &[u8]) -> bool {
+pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
     const W: usize = 16;
     let escapes = |b: u8| u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\');
     // A branch-free OR over a fixed-size window, which the compiler vectorizes.
@@ -322,6 +339,7 @@ mod tests {
                         status: statuses[(i + j) % 3],
                         urls: with_urls.then(|| urls.iter().copied()),
                         regional_url: with_urls.then_some(b),
+                        urls_json_safe: false,
                         event_time: a,
                         processed_at: "2026-11-26T10:00:00.000Z",
                         source: *source,
@@ -346,9 +364,20 @@ mod tests {
             status: Decision::Success,
             urls: Some([].iter().copied()),
             regional_url: None,
+            urls_json_safe: true,
             event_time: "t",
             processed_at: "p",
             source: None,
+        };
+        record.encode(&mut fast);
+        encode_json(&mut serde, &record);
+        assert_eq!(fast, serde);
+        // URLs copied without a scan: the same bytes as serde_json's.
+        let urls = ["https://a.example/backlink.html?title=x%22y&link=%5C"];
+        let record = UrlRecord {
+            urls: Some(urls.iter().copied()),
+            regional_url: Some(urls[0]),
+            ..record
         };
         record.encode(&mut fast);
         encode_json(&mut serde, &record);

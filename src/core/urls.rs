@@ -14,6 +14,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::event::Event;
+use super::record::needs_escape;
 
 /// Python's `quote(s)` (safe = "/"): everything but `A-Z a-z 0-9 - . _ ~ /` is encoded.
 pub const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
@@ -88,6 +89,8 @@ impl Default for UrlSettings {
 #[derive(Debug, Default, Clone)]
 pub struct UrlSet {
     buf: String,
+    /// Whether the URLs are known to need no JSON escaping (see [`UrlBuilder::new`]).
+    json_safe: bool,
     urls: Vec<Range<usize>>,
     regional: Range<usize>,
     /// The encoded query shared by every distributed URL.
@@ -101,6 +104,12 @@ impl UrlSet {
         self.urls.iter().map(|r| &self.buf[r.clone()])
     }
 
+    /// True when no URL of the set contains a byte JSON would escape, so an encoder can copy
+    /// them as they are.
+    pub fn json_safe(&self) -> bool {
+        self.json_safe
+    }
+
     pub fn regional(&self) -> &str {
         &self.buf[self.regional.clone()]
     }
@@ -111,12 +120,25 @@ impl UrlSet {
 pub struct UrlBuilder {
     settings: UrlSettings,
     fallback: usize,
+    json_safe: bool,
 }
 
 impl UrlBuilder {
     pub fn new(settings: UrlSettings) -> Self {
         let fallback = settings.regions.get_index_of(FALLBACK_REGION).unwrap_or(0);
-        UrlBuilder { settings, fallback }
+        // Everything else in a URL is a fixed ASCII text or percent-encoded, so the hosts decide
+        // whether a URL can ever need JSON escaping (configured hosts are validated names, so
+        // they never do; settings built in code are checked here).
+        let json_safe = settings
+            .hosts
+            .iter()
+            .chain(settings.regions.values().flatten())
+            .all(|h| !needs_escape(h.as_bytes()));
+        UrlBuilder {
+            settings,
+            fallback,
+            json_safe,
+        }
     }
 
     pub fn settings(&self) -> &UrlSettings {
@@ -146,6 +168,7 @@ impl UrlBuilder {
         let s = &self.settings;
         set.buf.clear();
         set.urls.clear();
+        set.json_safe = self.json_safe;
         let device = event.device_id.as_ref();
 
         // Parameters of the distributed URLs, encoded once and shared by every host.
