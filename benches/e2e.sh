@@ -48,8 +48,10 @@
 #   run-prefetch (consumer prefetch bounded: queued.min.messages=20000,
 #   queued.max.messages.kbytes=16384 (both per partition, as the pipeline splits the partition
 #   queues), fetch.queue.backoff.ms=100; librdkafka defaults 100000, 65536, 1000),
-#   run-jemalloc (glibc malloc replaced by jemalloc through LD_PRELOAD, for Rust and librdkafka
-#   alike; needs the Debian package libjemalloc2, or JEMALLOC=/path/to/libjemalloc.so).
+#   run-jemalloc (jemalloc through LD_PRELOAD, for Rust and librdkafka alike; needs the Debian
+#   package libjemalloc2, or JEMALLOC=/path/to/libjemalloc.so; how jemalloc was first measured
+#   against glibc malloc: the default build now links it in, so this matters only with
+#   AEPIOT_BIN set to a `--no-default-features` build).
 # memory   Fresh input (12); the processor is started and joined, RSS (VmRSS, /proc/PID/status)
 #          is taken 2 s later ("before"), then
 #            simulate --rate 0 --count MEM_COUNT --devices MEM_DEVICES --profile city --seed RUN

@@ -23,6 +23,14 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options (`MALLOC_CONF` in the environment still applies on top): a background
+/// thread gives freed memory back to the OS within about a second, so RSS follows what the process
+/// holds (device state, queues) instead of its peak, e.g. after a burst of prefetched records.
+#[cfg(feature = "jemalloc")]
+#[allow(non_upper_case_globals)]
+#[export_name = "malloc_conf"]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[derive(Parser)]
 #[command(
     name = "aepiot-stream",

@@ -41,7 +41,16 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
                 OffsetReset::Latest => "latest",
             },
         )
-        .set("group.protocol", &config.group_protocol);
+        .set("group.protocol", &config.group_protocol)
+        // Prefetch bounded per partition (the pipeline gives each partition a queue of its own,
+        // so these apply per partition): at librdkafka's defaults (100,000 messages, 64 MB) a
+        // processor behind its input held ~900 MB of prefetched records with 12 partitions.
+        // 4 MB is still about a second of input per partition at full speed. Once a queue is
+        // below them again, fetching resumes after 20 ms instead of librdkafka's 1 s (which
+        // capped a passthrough at ~225k events/s with these bounds, against ~640k without).
+        .set("queued.min.messages", "10000")
+        .set("queued.max.messages.kbytes", "4096")
+        .set("fetch.queue.backoff.ms", "20");
     if config.processing_guarantee == Guarantee::ExactlyOnce {
         // Offsets are committed inside the transactions, never by the consumer; input written by
         // transactional producers is read only once committed.
