@@ -6,6 +6,7 @@
 pub mod acks;
 pub mod changelog;
 pub mod client;
+pub mod main_queue;
 pub mod pipeline;
 pub mod progress;
 pub mod rebalance;

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{Producer, ThreadedProducer};
-use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{AckRouter, ProducerCtx};
 use super::changelog;
 use super::client::{admin_config, consumer_config, producer_config};
+use super::main_queue;
 use super::progress::log_progress;
 use super::rebalance::ConsumerCtx;
 use super::startup;
@@ -207,7 +207,7 @@ pub async fn run(
 }
 
 /// The consumer's main-queue loop, on its own thread: it serves rebalance callbacks (which may
-/// block while partitions drain) and must keep running for the group membership to stay alive.
+/// block while partitions drain) until `stop`, then shuts the consumer and producer down.
 fn poll_until_stopped(
     consumer: Arc<BaseConsumer<ConsumerCtx>>,
     producer: Arc<ThreadedProducer<ProducerCtx>>,
@@ -215,25 +215,11 @@ fn poll_until_stopped(
     health: Arc<Health>,
     committer: Option<std::thread::JoinHandle<()>>,
 ) {
-    while !stop.is_cancelled() {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Ok(msg)) => {
-                // Every assigned partition is split to its worker; a record here means a partition
-                // was not, and processing it out of band could break partition order. Stop rather
-                // than risk it; the restart resumes from the committed offsets.
-                tracing::error!(
-                    topic = msg.topic(),
-                    partition = msg.partition(),
-                    "record on the main queue; stopping"
-                );
-                if let Some(env) = consumer.context().env() {
-                    env.fatal.cancel();
-                }
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+    main_queue::serve(&consumer, &stop, "processor", || {
+        if let Some(env) = consumer.context().env() {
+            env.fatal.cancel();
         }
-    }
+    });
     health.set_ready(false);
     if let Some(c) = committer {
         let _ = c.join();

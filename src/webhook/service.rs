@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, Producer};
-use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::consumer::WebhookConsumerCtx;
@@ -25,6 +24,7 @@ use super::sign::Secret;
 use super::startup;
 use crate::config::Config;
 use crate::http::{self, Health};
+use crate::kafka::main_queue;
 use crate::metrics::Metrics;
 
 /// Hooks for embedding (`run --webhooks`, tests).
@@ -164,24 +164,11 @@ fn poll_until_stopped(
     stop: CancellationToken,
     health: Arc<Health>,
 ) {
-    while !stop.is_cancelled() {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Ok(msg)) => {
-                // Every assigned partition is split to its reader; a record here would bypass
-                // partition order. Stop rather than risk it; a restart resumes from the commits.
-                tracing::error!(
-                    topic = msg.topic(),
-                    partition = msg.partition(),
-                    "record on the webhook consumer's main queue; stopping"
-                );
-                if let Some(env) = consumer.context().env() {
-                    env.fatal.cancel();
-                }
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "webhook consumer error"),
+    main_queue::serve(&consumer, &stop, "webhooks", || {
+        if let Some(env) = consumer.context().env() {
+            env.fatal.cancel();
         }
-    }
+    });
     health.set_ready(false);
     consumer.context().stop(&consumer, None);
     drop(consumer);
