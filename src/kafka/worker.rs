@@ -206,6 +206,7 @@ impl Worker {
                     Some(Ok(msg)) => {
                         read += 1;
                         self.handle(&msg, &clock).await;
+                        self.position.store(msg.offset() + 1, Ordering::Relaxed);
                     }
                     Some(Err(e)) => {
                         tracing::warn!(%topic, partition, error = %e, "consumer error");
@@ -303,8 +304,7 @@ impl Worker {
                 offset,
             }),
         };
-        let seq = t.base_seq + t.pending.len() as u64;
-        let opaque = AckRouter::opaque(t.id, seq as u32);
+        let opaque = t.next_opaque();
         let out = self.engine.process(msg.payload(), &meta);
         if let Some(device) = out.device_id() {
             if msg.key() != Some(device.as_bytes()) {
@@ -384,16 +384,14 @@ impl Worker {
             }
         };
         t.track(msg, clock, produced).await;
-        self.position.store(offset + 1, Ordering::Relaxed);
     }
 
     /// Passthrough: the record's bytes to the output topic, counted as a `success`.
     async fn forward(&mut self, msg: &BorrowedMessage<'_>, clock: &Clock) {
         let t = &mut self.tracker;
         let env = t.env.clone();
-        let seq = t.base_seq + t.pending.len() as u64;
         let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&env.output_topic, AckRouter::opaque(t.id, seq as u32));
+            BaseRecord::with_opaque_to(&env.output_topic, t.next_opaque());
         if let Some(k) = msg.key() {
             record = record.key(k);
         }
@@ -405,7 +403,6 @@ impl Worker {
         }
         self.counters.decision(Decision::Success, 0);
         t.track(msg, clock, Some(record)).await;
-        self.position.store(msg.offset() + 1, Ordering::Relaxed);
     }
 
     /// Writes the batch's state changes to the changelog: the latest state of each device that
@@ -458,6 +455,12 @@ impl Worker {
 }
 
 impl Tracker {
+    /// The delivery opaque of the record about to be tracked (its sequence number: the next slot
+    /// of `pending`).
+    fn next_opaque(&self) -> usize {
+        AckRouter::opaque(self.id, (self.base_seq + self.pending.len() as u64) as u32)
+    }
+
     /// Records an input as in flight until its output (if any) is acknowledged, and produces it.
     async fn track<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
         &mut self,
