@@ -17,11 +17,6 @@ use criterion::{
 };
 use workload::{Counts, Variant, Workload};
 
-/// The binary's allocator (feature `jemalloc`, default), so the figure is the shipped build's.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// (events, devices): the workloads of benches/core_vs_seed.sh.
 const WORKLOADS: [(usize, usize, &str); 2] = [
     (200_000, 10_000, "10k_devices"),

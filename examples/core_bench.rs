@@ -19,11 +19,6 @@ use std::time::Instant;
 
 use workload::{Counts, Variant, Workload};
 
-/// The binary's allocator (feature `jemalloc`, default), so the figure is the shipped build's.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// Python's `repr` of a float that `round(x, k)` produced.
 fn py_float(x: f64) -> String {
     if x.is_finite() && x.fract() == 0.0 {
@@ -118,23 +113,14 @@ fn main() {
 }
 
 fn print_digest<'p>(events: usize, devices: usize, payloads: impl Iterator<Item = &'p [u8]>) {
-    use aepiot_stream::core::{Output, RecordMeta, Source};
+    use aepiot_stream::core::Output;
     let mut engine = workload::engine();
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut bytes = 0u64;
     // CORE_BENCH_DUMP=1: also print every output to stderr, to diff two builds.
     let show = std::env::var_os("CORE_BENCH_DUMP").is_some();
     for (i, payload) in payloads.enumerate() {
-        let t = workload::T0_MS + i as i64;
-        let meta = RecordMeta {
-            record_time_ms: Some(t),
-            now_ms: t,
-            source: Some(Source::Kafka {
-                topic: "iot-events",
-                partition: 0,
-                offset: i as i64,
-            }),
-        };
+        let meta = workload::meta(i);
         let out = engine.process(Some(payload), &meta);
         if show {
             match &out {

@@ -14,10 +14,9 @@ cargo test "$@"
 # The end-to-end benchmark harness, tiny and on a broker of its own (stopped afterwards): every
 # drain, latency and memory run must complete and commit everything. Its figures mean nothing
 # (a debug build); timings are never asserted.
-smoke_broker() { KAFKA_PORT=19692 KAFKA_DATA_DIR=/tmp/aepiot-kafka-smoke bash scripts/kafka.sh "$@"; }
-trap 'smoke_broker stop >/dev/null 2>&1 || true' EXIT
-KAFKA_PORT=19692 KAFKA_DATA_DIR=/tmp/aepiot-kafka-smoke METRICS_PORT=19710 \
-  BENCH_WORK_DIR=/tmp/aepiot-e2e-smoke AEPIOT_BIN="${CARGO_TARGET_DIR:-target}/debug/aepiot-stream" \
-  bash benches/e2e.sh --smoke
+smoke_broker=(KAFKA_PORT=19692 KAFKA_DATA_DIR=/tmp/aepiot-kafka-smoke)
+trap 'env "${smoke_broker[@]}" bash scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
+env "${smoke_broker[@]}" METRICS_PORT=19710 BENCH_WORK_DIR=/tmp/aepiot-e2e-smoke \
+  AEPIOT_BIN="${CARGO_TARGET_DIR:-target}/debug/aepiot-stream" bash benches/e2e.sh --smoke
 # The Helm chart: lint, render (default and full values), config check of the rendered config.
 bash scripts/helm-check.sh

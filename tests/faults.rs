@@ -1288,10 +1288,10 @@ fn run_scenario(mode: Mode, fault: Fault, load: Load) {
     loop {
         h.supervise();
         let now = offsets_now(&h.t.group, &h.t.input);
-        if now.as_ref().is_some_and(|(end, committed)| {
-            end.iter()
-                .all(|(p, e)| *e == 0 || committed.get(p) == Some(e))
-        }) {
+        if now
+            .as_ref()
+            .is_some_and(|(end, committed)| caught_up(end, committed))
+        {
             break;
         }
         assert!(
@@ -1310,22 +1310,18 @@ fn run_scenario(mode: Mode, fault: Fault, load: Load) {
     let end = end_offsets(&h.t.input);
 
     let a = account(&h.t, "sensor-");
-    let recovery: Vec<f64> = recoveries
-        .iter()
-        .map(|t0| {
-            probe
-                .recovery_after(*t0)
-                .map_or(f64::NAN, |d| d.as_secs_f64())
-        })
-        .collect();
-    let recovery_after_restart: Vec<f64> = after_restart
-        .iter()
-        .map(|t0| {
-            probe
-                .recovery_after(*t0)
-                .map_or(f64::NAN, |d| d.as_secs_f64())
-        })
-        .collect();
+    let recovery_secs = |faults: &[Instant]| -> Vec<f64> {
+        faults
+            .iter()
+            .map(|t0| {
+                probe
+                    .recovery_after(*t0)
+                    .map_or(f64::NAN, |d| d.as_secs_f64())
+            })
+            .collect()
+    };
+    let recovery = recovery_secs(&recoveries);
+    let recovery_after_restart = recovery_secs(&after_restart);
     let (stall, stall_p) = probe.max_stall();
     figures.insert("scenario".into(), name.clone().into());
     figures.insert("mode".into(), mode.as_str().into());

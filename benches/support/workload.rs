@@ -21,6 +21,27 @@ use aepiot_stream::core::{Decision, Engine, EngineSettings, Output, RecordMeta, 
 /// seed_bench.py's `t0 = datetime(2026, 11, 26, 10)`: 2026-11-26T10:00:00Z in epoch ms.
 pub const T0_MS: i64 = 1_795_687_200_000;
 
+/// The binary's allocator (feature `jemalloc`, default), so the figures are the shipped build's.
+/// Here because every bench and example that times the engine includes this file.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Record metadata of event `i`: record time and wall clock `T0_MS + i` ms (the seed bench's
+/// clock), read from partition 0 at offset `i`, as in the service.
+pub fn meta(i: usize) -> RecordMeta<'static> {
+    let t = T0_MS + i as i64;
+    RecordMeta {
+        record_time_ms: Some(t),
+        now_ms: t,
+        source: Some(Source::Kafka {
+            topic: "iot-events",
+            partition: 0,
+            offset: i as i64,
+        }),
+    }
+}
+
 const TYPES: [&str; 3] = ["temperature_alert", "vibration_anomaly", "pressure_drop"];
 const SEVERITIES: [&str; 4] = ["low", "normal", "high", "critical"];
 
@@ -122,16 +143,7 @@ impl Counts {
 #[inline(never)]
 pub fn run(engine: &mut Engine, w: &Workload, counts: &mut Counts) {
     for (i, payload) in w.payloads().enumerate() {
-        let t = T0_MS + i as i64;
-        let meta = RecordMeta {
-            record_time_ms: Some(t),
-            now_ms: t,
-            source: Some(Source::Kafka {
-                topic: "iot-events",
-                partition: 0,
-                offset: i as i64,
-            }),
-        };
+        let meta = meta(i);
         let status = match engine.process(Some(black_box(payload)), &meta) {
             Output::Record { status, json, .. } => {
                 counts.output_bytes += black_box(json).len() as u64;
@@ -152,16 +164,7 @@ pub fn run(engine: &mut Engine, w: &Workload, counts: &mut Counts) {
 pub fn run_quiet(engine: &mut Engine, w: &Workload) -> u64 {
     let mut successes = 0u64;
     for (i, payload) in w.payloads().enumerate() {
-        let t = T0_MS + i as i64;
-        let meta = RecordMeta {
-            record_time_ms: Some(t),
-            now_ms: t,
-            source: Some(Source::Kafka {
-                topic: "iot-events",
-                partition: 0,
-                offset: i as i64,
-            }),
-        };
+        let meta = meta(i);
         if let Output::Record { status, json, .. } = engine.process(Some(black_box(payload)), &meta)
         {
             black_box(json);

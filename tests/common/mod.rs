@@ -381,8 +381,11 @@ impl Running {
 }
 
 pub fn all_committed(group: &str, topic: &str) -> bool {
-    let end = end_offsets(topic);
-    let committed = committed_offsets(group, topic);
+    caught_up(&end_offsets(topic), &committed_offsets(group, topic))
+}
+
+/// Whether every non-empty partition's committed offset is its end offset.
+pub fn caught_up(end: &HashMap<i32, i64>, committed: &HashMap<i32, i64>) -> bool {
     end.iter()
         .all(|(p, e)| *e == 0 || committed.get(p) == Some(e))
 }
