@@ -41,10 +41,14 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         progress_interval_secs: 0,
         ..Config::default()
     };
+    // The state changelog too: the mock cluster ignores the partition count of a CreateTopics
+    // request (its topics get 4), so `run` would find a changelog that does not match the input.
+    let changelog = config.changelog_topic(INPUT);
     for (topic, partitions) in [
         (INPUT, PARTITIONS),
         (&config.output_topic, 3),
         (&config.dead_letter_topic, 1),
+        (&changelog, PARTITIONS),
     ] {
         cluster
             .create_topic(topic, partitions, 1)
