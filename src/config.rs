@@ -139,6 +139,12 @@ pub struct LimitsConfig {
     /// How long an idle device's state is kept after its window closed, in seconds, measured on
     /// its partition's latest event time: covers devices whose events lag the others'.
     pub state_grace_secs: u32,
+    /// Most devices one instance keeps state for, over all its partitions. Past it, the least
+    /// recently active device (of a sample) is evicted, counted in
+    /// `aepiot_state_evictions_total`: its next event is judged as a new device's. The default
+    /// (1,500,000, about 300 MB of state) fits the Helm chart's memory limit with room for
+    /// 1M devices without eviction.
+    pub max_devices: usize,
 }
 
 /// URL generation.
@@ -164,6 +170,11 @@ pub struct InputConfig {
     pub max_record_bytes: usize,
     /// Most bytes of the original payload kept in a dead letter.
     pub max_dead_letter_payload_bytes: usize,
+    /// An event time (its `timestamp`, or the Kafka record timestamp) further ahead of the wall
+    /// clock than this many seconds is a dead letter (`invalid_field`, field `timestamp`); 0
+    /// disables the check. The default is Kafka's own `message.timestamp.after.max.ms` (1 hour).
+    /// `process` never applies it: it replays files in their own time, as the seed does.
+    pub max_future_skew_secs: u64,
 }
 
 impl Default for Config {
@@ -207,6 +218,7 @@ impl Default for LimitsConfig {
             window_secs: l.window_ms / 1000,
             cache_ttl_secs: l.cache_ttl_ms / 1000,
             state_grace_secs: 3600,
+            max_devices: 1_500_000,
         }
     }
 }
@@ -350,6 +362,7 @@ impl Default for InputConfig {
         InputConfig {
             max_record_bytes: e.max_record_bytes,
             max_dead_letter_payload_bytes: e.max_dead_letter_payload_bytes,
+            max_future_skew_secs: 3600,
         }
     }
 }
@@ -457,6 +470,9 @@ impl Config {
         if self.input.max_record_bytes == 0 {
             return bad("input.max_record_bytes must be at least 1".into());
         }
+        if self.limits.max_devices == 0 {
+            return bad("limits.max_devices must be at least 1".into());
+        }
         if self.create_topics_partitions < 1 {
             return bad("create_topics_partitions must be at least 1".into());
         }
@@ -524,6 +540,20 @@ impl Config {
             max_record_bytes: self.input.max_record_bytes,
             max_dead_letter_payload_bytes: self.input.max_dead_letter_payload_bytes,
             emit_suppressed: self.emit_suppressed,
+            max_future_skew_ms: 0,
+            // Set by `run` from the topics' and the producer's limits (see kafka::startup).
+            max_output_bytes: usize::MAX,
+            max_devices: l.max_devices,
+        }
+    }
+
+    /// The engine's settings under `run`: with the event-time check, and outputs bounded by
+    /// `max_output_bytes` (what the output topics and the producer accept).
+    pub fn run_engine_settings(&self, max_output_bytes: usize) -> EngineSettings {
+        EngineSettings {
+            max_future_skew_ms: self.input.max_future_skew_secs.saturating_mul(1000) as i64,
+            max_output_bytes,
+            ..self.engine_settings()
         }
     }
 

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub delivery_failures: IntCounter,
     pub state_restore_seconds: Histogram,
     pub state_restored_records: IntCounter,
+    pub state_evictions: IntCounter,
     pub webhook_requests: IntCounterVec,
     pub webhook_latency: HistogramVec,
     pub webhook_retries: IntCounter,
@@ -148,9 +149,14 @@ impl Metrics {
             "State-changelog records read while restoring partitions",
         )
         .unwrap();
+        let state_evictions = IntCounter::new(
+            "aepiot_state_evictions_total",
+            "Devices whose state was dropped to keep the instance within limits.max_devices",
+        )
+        .unwrap();
         let delivery_failures = IntCounter::new(
             "aepiot_delivery_failures_total",
-            "Outputs the broker did not acknowledge after librdkafka's retries (the instance stops)",
+            "Outputs the cluster did not take for a reason that is not the record's own (authorization, topic gone, retries exhausted); the instance stops",
         )
         .unwrap();
         let webhook_requests = IntCounterVec::new(
@@ -203,6 +209,7 @@ impl Metrics {
             commit_failures,
             producer_queue_messages,
             delivery_failures,
+            state_evictions,
             state_restore_seconds,
             state_restored_records,
             webhook_requests,
@@ -251,6 +258,7 @@ impl Metrics {
             .unwrap();
         r.register(Box::new(self.delivery_failures.clone()))
             .unwrap();
+        r.register(Box::new(self.state_evictions.clone())).unwrap();
         r.register(Box::new(self.state_restore_seconds.clone()))
             .unwrap();
         r.register(Box::new(self.state_restored_records.clone()))

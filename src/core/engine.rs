@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use super::error::RecordError;
+use super::error::{ErrorKind, RecordError};
 use super::event::{parse_event, Event};
 use super::limiter::{cache_key, Decision, Limits};
 use super::record::{encode_json, DeadLetter, Source, UrlRecord};
-use super::state::DeviceStates;
-use super::time::write_rfc3339_ms;
+use super::state::{DeviceBudget, DeviceStates};
+use super::time::{format_rfc3339_ms, write_rfc3339_ms};
 use super::urls::{UrlBuilder, UrlSet, UrlSettings};
 
 /// Settings shared by every engine of a process.
@@ -25,6 +25,15 @@ pub struct EngineSettings {
     pub max_dead_letter_payload_bytes: usize,
     /// Also write `cached` and `rate_limited` records (they are always counted).
     pub emit_suppressed: bool,
+    /// An event time further ahead of the wall clock than this is a dead letter (`invalid_field`,
+    /// `timestamp`): one far-future event would otherwise move its device's clock there and rate
+    /// limit it for good. 0 disables the check (`process`, which replays files in their own time).
+    pub max_future_skew_ms: i64,
+    /// Largest output the sink accepts (URL record plus its header values), in bytes: a larger
+    /// URL record becomes an `output_too_large` dead letter, and a dead letter is cut to fit.
+    pub max_output_bytes: usize,
+    /// Most devices held by all the engines sharing these settings (one instance).
+    pub max_devices: usize,
 }
 
 impl Default for EngineSettings {
@@ -36,6 +45,9 @@ impl Default for EngineSettings {
             max_record_bytes: 1 << 20,
             max_dead_letter_payload_bytes: 64 << 10,
             emit_suppressed: false,
+            max_future_skew_ms: 0,
+            max_output_bytes: usize::MAX,
+            max_devices: usize::MAX,
         }
     }
 }
@@ -45,12 +57,24 @@ impl Default for EngineSettings {
 pub struct Shared {
     pub settings: EngineSettings,
     pub urls: UrlBuilder,
+    /// Devices held by all engines, against `settings.max_devices`.
+    pub budget: Arc<DeviceBudget>,
+    /// Payloads up to this size cannot make an output over `max_output_bytes` (see
+    /// [`Shared::new`]), so only larger ones pay for the check's state copy.
+    safe_payload_bytes: usize,
 }
 
 impl Shared {
     pub fn new(settings: EngineSettings) -> Arc<Self> {
+        // Each payload byte appears in an output at most: 3 times per URL (title, description,
+        // link), percent-encoded (3 bytes), in every URL (the hosts' and the regional one), plus
+        // the record's own JSON fields and headers (escaped, up to 6 bytes) twice.
+        let urls = settings.urls.hosts.len() + 1;
+        let expansion = 9 * urls + 12;
         Arc::new(Shared {
             urls: UrlBuilder::new(settings.urls.clone()),
+            budget: DeviceBudget::new(settings.max_devices),
+            safe_payload_bytes: settings.max_output_bytes.saturating_sub(4096) / expansion,
             settings,
         })
     }
@@ -123,7 +147,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(shared: Arc<Shared>) -> Self {
         let s = &shared.settings;
-        let states = DeviceStates::new(s.limits, s.state_grace_ms);
+        let states = DeviceStates::with_budget(s.limits, s.state_grace_ms, shared.budget.clone());
         Engine {
             shared,
             states,
@@ -148,10 +172,45 @@ impl Engine {
     /// Processes one record's payload.
     pub fn process(&mut self, payload: Option<&[u8]>, meta: &RecordMeta<'_>) -> Output<'_> {
         format_cached(&mut self.now_text, meta.now_ms);
+        let len = payload.map_or(0, <[u8]>::len);
         match parse_event(payload, self.shared.settings.max_record_bytes) {
-            Ok(event) => self.judge(&event, meta),
-            Err(error) => self.reject(error, payload, payload.map_or(0, <[u8]>::len), meta),
+            Ok(event) => match self.event_time(&event, meta) {
+                Ok(event_ms) => self.judge(&event, event_ms, payload, meta),
+                Err(error) => self.reject(error, payload, len, meta),
+            },
+            Err(error) => self.reject(error, payload, len, meta),
         }
+    }
+
+    /// The time an event is judged at: its `timestamp`, else the record's, else the wall clock;
+    /// refused when further ahead of the wall clock than `max_future_skew_ms`.
+    fn event_time(&self, event: &Event<'_>, meta: &RecordMeta<'_>) -> Result<i64, RecordError> {
+        let event_ms = event
+            .timestamp_ms
+            .or(meta.record_time_ms)
+            .unwrap_or(meta.now_ms);
+        let skew = self.shared.settings.max_future_skew_ms;
+        let ahead = event_ms.saturating_sub(meta.now_ms);
+        if skew > 0 && ahead > skew {
+            let whose = if event.timestamp_ms.is_some() {
+                "field `timestamp`"
+            } else {
+                "the Kafka record timestamp (the event has no `timestamp`)"
+            };
+            return Err(RecordError::field(
+                ErrorKind::InvalidField,
+                "timestamp",
+                format!(
+                    "{whose} {} is {} s ahead of the wall clock {}; at most {} s is accepted \
+                     (input.max_future_skew_secs)",
+                    format_rfc3339_ms(event_ms),
+                    ahead / 1000,
+                    format_rfc3339_ms(meta.now_ms),
+                    skew / 1000
+                ),
+            ));
+        }
+        Ok(event_ms)
     }
 
     /// Makes a dead letter for a record rejected before parsing, e.g. a line too long to read
@@ -165,15 +224,27 @@ impl Engine {
     ) -> Output<'_> {
         format_cached(&mut self.now_text, meta.now_ms);
         let error = self.error.insert(error);
-        let letter = DeadLetter::new(
-            error,
-            payload,
-            original_len,
-            self.shared.settings.max_dead_letter_payload_bytes,
-            &self.now_text.1,
-            meta.source,
-        );
-        encode_json(&mut self.json, &letter);
+        let settings = &self.shared.settings;
+        // A dead letter must always be writable: its payload is cut until it fits (JSON escaping
+        // can make a payload up to 6 times its size, so the configured cut may not be enough).
+        let mut max_payload = settings.max_dead_letter_payload_bytes;
+        loop {
+            let letter = DeadLetter::new(
+                error,
+                payload,
+                original_len,
+                max_payload,
+                &self.now_text.1,
+                meta.source,
+            );
+            encode_json(&mut self.json, &letter);
+            if self.json.len() + error.message.len() <= settings.max_output_bytes
+                || max_payload == 0
+            {
+                break;
+            }
+            max_payload /= 2;
+        }
         Output::DeadLetter {
             error,
             json: &self.json,
@@ -185,16 +256,24 @@ impl Engine {
         self.shared.settings.max_record_bytes
     }
 
-    fn judge(&mut self, event: &Event<'_>, meta: &RecordMeta<'_>) -> Output<'_> {
-        let settings = &self.shared.settings;
-        let event_ms = event
-            .timestamp_ms
-            .or(meta.record_time_ms)
-            .unwrap_or(meta.now_ms);
+    fn judge(
+        &mut self,
+        event: &Event<'_>,
+        event_ms: i64,
+        payload: Option<&[u8]>,
+        meta: &RecordMeta<'_>,
+    ) -> Output<'_> {
+        let shared = self.shared.clone();
         let key = cache_key(event.event_type.as_deref(), event.severity.as_deref());
+        let len = payload.map_or(0, <[u8]>::len);
+        // A large payload may make a URL record the sink refuses: keep the device's state to put
+        // it back, so an event that yields no URL record does not use up a URL set.
+        let before =
+            (len > shared.safe_payload_bytes).then(|| self.states.get(&event.device_id).cloned());
         let (status, judged_at) = self
             .states
             .decide(&event.device_id, event_ms, key, meta.now_ms);
+        let settings = &self.shared.settings;
 
         // Copied out of the payload-borrowing event so the output can outlive it.
         self.device_id.clear();
@@ -212,29 +291,46 @@ impl Engine {
         if urls {
             self.shared.urls.build(event, &mut self.set);
         }
-        let region = self
-            .shared
-            .urls
-            .region_name(self.shared.urls.region_index(event));
+        let region_index = shared.urls.region_index(event);
         format_cached(&mut self.event_text, judged_at);
-        let record = UrlRecord {
-            device_id: &event.device_id,
-            event_type: event.event_type.as_deref(),
-            severity: event.severity.as_deref(),
-            region,
-            status,
-            urls: urls.then(|| self.set.urls()),
-            regional_url: urls.then(|| self.set.regional()),
-            urls_json_safe: self.set.json_safe(),
-            event_time: &self.event_text.1,
-            processed_at: &self.now_text.1,
-            source: meta.source,
-        };
-        record.encode(&mut self.json);
+        // Scoped: the record borrows the URL set, which a dead letter below must not meet.
+        {
+            let record = UrlRecord {
+                device_id: &event.device_id,
+                event_type: event.event_type.as_deref(),
+                severity: event.severity.as_deref(),
+                region: shared.urls.region_name(region_index),
+                status,
+                urls: urls.then(|| self.set.urls()),
+                regional_url: urls.then(|| self.set.regional()),
+                urls_json_safe: self.set.json_safe(),
+                event_time: &self.event_text.1,
+                processed_at: &self.now_text.1,
+                source: meta.source,
+            };
+            record.encode(&mut self.json);
+        }
+        let size = self.json.len() + event.device_id.len() + self.event_type.len();
+        let max_output_bytes = shared.settings.max_output_bytes;
+        if let Some(before) = before.filter(|_| size > max_output_bytes) {
+            match before {
+                Some(state) => self.states.restore(&event.device_id, state),
+                None => self.states.remove(&event.device_id),
+            }
+            let error = RecordError::new(
+                ErrorKind::OutputTooLarge,
+                format!(
+                    "the URL record of this event would be {size} bytes, over the \
+                     {max_output_bytes} bytes the output topic and the producer accept; no URL set \
+                     was counted for the device"
+                ),
+            );
+            return self.reject(error, payload, len, meta);
+        }
         Output::Record {
             status,
             json: &self.json,
-            region,
+            region: self.shared.urls.region_name(region_index),
             device_id: &self.device_id,
             event_type: event
                 .event_type

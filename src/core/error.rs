@@ -24,10 +24,16 @@ pub enum ErrorKind {
     MissingField,
     /// A field of the wrong type or value.
     InvalidField,
+    /// A valid event whose URL record is larger than the output topic or the producer accepts
+    /// (checked before producing, or refused by the broker as too large).
+    OutputTooLarge,
+    /// A valid event whose URL record the broker refused for a reason of its own (e.g.
+    /// `INVALID_RECORD`): a failure of this record alone, not of the cluster.
+    OutputRejected,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::NullPayload,
         ErrorKind::TooLarge,
         ErrorKind::NotUtf8,
@@ -37,6 +43,8 @@ impl ErrorKind {
         ErrorKind::DuplicateField,
         ErrorKind::MissingField,
         ErrorKind::InvalidField,
+        ErrorKind::OutputTooLarge,
+        ErrorKind::OutputRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +58,8 @@ impl ErrorKind {
             ErrorKind::DuplicateField => "duplicate_field",
             ErrorKind::MissingField => "missing_field",
             ErrorKind::InvalidField => "invalid_field",
+            ErrorKind::OutputTooLarge => "output_too_large",
+            ErrorKind::OutputRejected => "output_rejected",
         }
     }
 }
@@ -63,11 +73,15 @@ pub struct RecordError {
     pub field: Option<&'static str>,
 }
 
+/// Longest error message kept: messages quote input (a bad field's value), and a dead letter must
+/// stay far below the output size limit whatever the input was.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
 impl RecordError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         RecordError {
             kind,
-            message: message.into(),
+            message: bounded(message.into()),
             field: None,
         }
     }
@@ -75,8 +89,35 @@ impl RecordError {
     pub fn field(kind: ErrorKind, field: &'static str, message: impl Into<String>) -> Self {
         RecordError {
             kind,
-            message: message.into(),
+            message: bounded(message.into()),
             field: Some(field),
         }
+    }
+}
+
+/// Cuts `message` to [`MAX_MESSAGE_BYTES`] at a character boundary, marking the cut.
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES - 3;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_bounded_at_a_character_boundary() {
+        let e = RecordError::new(ErrorKind::InvalidField, "é".repeat(5000));
+        assert!(e.message.len() <= MAX_MESSAGE_BYTES);
+        assert!(e.message.ends_with("..."));
+        let short = RecordError::field(ErrorKind::InvalidField, "x", "short");
+        assert_eq!(short.message, "short");
     }
 }

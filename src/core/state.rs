@@ -13,6 +13,9 @@
 //! of old data, which is fine, but would also keep state that event time says is dead. With both,
 //! a replay (`process` of a file) is exact, and a live stream keeps memory to the active devices.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use compact_str::CompactString;
 use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut};
 use indexmap::IndexMap;
@@ -21,6 +24,45 @@ use super::limiter::{Decision, DeviceState, Limits};
 
 /// Devices looked at by the expiry sweep per event: more than one, so the sweep outpaces growth.
 const SWEEP_PER_EVENT: usize = 2;
+
+/// Devices sampled to pick the least recently active one to evict (as Redis's approximated LRU
+/// does): an exact LRU order would cost a list update on every event.
+const EVICTION_SAMPLE: usize = 16;
+
+/// The bound on devices held by all the partitions of one instance (`limits.max_devices`): a
+/// fleet larger than planned, or device ids made up by a faulty client, cannot grow memory past
+/// it. Shared by every partition's [`DeviceStates`]; each evicts from its own devices.
+#[derive(Debug)]
+pub struct DeviceBudget {
+    max: usize,
+    held: AtomicUsize,
+}
+
+impl DeviceBudget {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(DeviceBudget {
+            max,
+            held: AtomicUsize::new(0),
+        })
+    }
+
+    /// Devices held now by every partition of the instance.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn full(&self) -> bool {
+        self.held() >= self.max
+    }
+
+    fn add(&self, n: usize) {
+        self.held.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+    }
+}
 
 #[derive(Debug)]
 pub struct DeviceStates {
@@ -41,10 +83,25 @@ pub struct DeviceStates {
     expired: Option<Vec<CompactString>>,
     /// Wall-clock seconds of the latest event.
     last_wall: u32,
+    budget: Arc<DeviceBudget>,
+    /// Devices evicted by the budget so far (they are also in `expired`, for their tombstones).
+    evictions: u64,
+}
+
+impl Drop for DeviceStates {
+    /// A revoked partition's devices leave the instance's budget with it.
+    fn drop(&mut self) {
+        self.budget.sub(self.devices.len());
+    }
 }
 
 impl DeviceStates {
     pub fn new(limits: Limits, grace_ms: i64) -> Self {
+        Self::with_budget(limits, grace_ms, DeviceBudget::new(usize::MAX))
+    }
+
+    /// States whose devices count against `budget`, shared with the instance's other partitions.
+    pub fn with_budget(limits: Limits, grace_ms: i64, budget: Arc<DeviceBudget>) -> Self {
         DeviceStates {
             devices: IndexMap::default(),
             limits,
@@ -55,7 +112,14 @@ impl DeviceStates {
             wall_epoch_ms: None,
             expired: None,
             last_wall: 0,
+            budget,
+            evictions: 0,
         }
+    }
+
+    /// Devices evicted to keep the instance within its budget, since this state began.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
     }
 
     /// Starts recording expired devices for [`DeviceStates::take_expired`].
@@ -75,6 +139,7 @@ impl DeviceStates {
     pub fn remove(&mut self, device_id: &str) {
         if let Some(old) = self.devices.swap_remove(device_id) {
             self.cache_entries -= old.cache.len();
+            self.budget.sub(1);
         }
     }
 
@@ -95,12 +160,17 @@ impl DeviceStates {
         let wall = self.wall_secs(now_ms);
         self.last_wall = wall;
         self.sweep(wall);
+        // Only when the instance is full (rare) does a new device cost a second probe.
+        if self.budget.full() && !self.devices.contains_key(device_id) {
+            self.evict_one();
+        }
         let limits = self.limits;
         // One hash and one probe whether the device is known or new (a new device is the
         // common case of a large, sparse fleet).
         let state = match self.devices.raw_entry_mut_v1().from_key(device_id) {
             RawEntryMut::Occupied(e) => e.into_mut(),
             RawEntryMut::Vacant(e) => {
+                self.budget.add(1);
                 e.insert(CompactString::from(device_id), DeviceState::new(event_ms))
                     .1
             }
@@ -141,12 +211,41 @@ impl DeviceStates {
                     .swap_remove_index(self.sweep_cursor)
                     .expect("cursor in range");
                 self.cache_entries -= removed.cache.len();
+                self.budget.sub(1);
                 if let Some(expired) = &mut self.expired {
                     expired.push(id);
                 }
             } else {
                 self.sweep_cursor += 1;
             }
+        }
+    }
+
+    /// Drops the least recently active of a sample of devices (by wall-clock `seen`, then by
+    /// device clock): the budget is per instance, the sample from this partition.
+    fn evict_one(&mut self) {
+        let n = self.devices.len();
+        if n == 0 {
+            return;
+        }
+        let start = self.sweep_cursor % n;
+        let victim = (0..EVICTION_SAMPLE.min(n))
+            .map(|i| (start + i) % n)
+            .min_by_key(|&i| {
+                let s = &self.devices[i];
+                (s.seen, s.clock_ms())
+            })
+            .expect("sample is not empty");
+        let (id, removed) = self
+            .devices
+            .swap_remove_index(victim)
+            .expect("victim in range");
+        self.cache_entries -= removed.cache.len();
+        self.budget.sub(1);
+        self.evictions += 1;
+        self.sweep_cursor = start + EVICTION_SAMPLE;
+        if let Some(expired) = &mut self.expired {
+            expired.push(id);
         }
     }
 
@@ -168,8 +267,14 @@ impl DeviceStates {
         state.seen = self.last_wall;
         self.watermark_ms = self.watermark_ms.max(state.clock_ms());
         self.cache_entries += state.cache.len();
-        if let Some(old) = self.devices.insert(CompactString::from(device_id), state) {
-            self.cache_entries -= old.cache.len();
+        match self.devices.insert(CompactString::from(device_id), state) {
+            Some(old) => self.cache_entries -= old.cache.len(),
+            None => {
+                self.budget.add(1);
+                if self.budget.held() > self.budget.max {
+                    self.evict_one();
+                }
+            }
         }
     }
 }
@@ -199,6 +304,31 @@ mod tests {
         }
         assert_eq!(s.device_count(), 1);
         assert_eq!(s.cache_entries(), 1);
+    }
+
+    #[test]
+    fn the_budget_evicts_the_least_recently_active_device_across_partitions() {
+        let hour = 3_600_000;
+        let budget = DeviceBudget::new(3);
+        let mut a = DeviceStates::with_budget(Limits::default(), hour, budget.clone());
+        let mut b = DeviceStates::with_budget(Limits::default(), hour, budget.clone());
+        a.track_expired();
+        let k = cache_key(None, None);
+        a.decide("old", 0, k, 0);
+        a.decide("mid", 0, k, 5_000);
+        b.decide("other", 0, k, 6_000);
+        assert_eq!(budget.held(), 3);
+        // The instance is full: a new device in `a` evicts `a`'s least recently seen one.
+        a.decide("new", 0, k, 10_000);
+        assert_eq!(budget.held(), 3);
+        assert!(a.get("old").is_none() && a.get("mid").is_some() && a.get("new").is_some());
+        assert_eq!(a.evictions(), 1);
+        assert_eq!(a.take_expired(), vec![CompactString::from("old")]);
+        // A known device never evicts; a revoked partition gives its devices back.
+        a.decide("mid", 1, k, 11_000);
+        assert_eq!(a.evictions(), 1);
+        drop(b);
+        assert_eq!(budget.held(), 2);
     }
 
     #[test]

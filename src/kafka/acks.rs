@@ -11,7 +11,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
-use rdkafka::{ClientContext, Statistics};
+use rdkafka::{ClientContext, Message, Statistics};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::metrics::Metrics;
@@ -21,12 +21,37 @@ const _: () = assert!(
     "the delivery opaque packs two u32s into a usize"
 );
 
-/// One acknowledgement: the record's sequence number within its worker, and the error if the
+/// One acknowledgement: the record's sequence number within its worker, and what failed if the
 /// broker did not take it.
 #[derive(Debug)]
 pub struct Ack {
     pub seq: u32,
-    pub error: Option<KafkaError>,
+    pub error: Option<Box<Failed>>,
+}
+
+/// A record the broker did not take: enough of it to write its dead letter.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: KafkaError,
+    pub topic: String,
+    /// The first [`FAILED_PAYLOAD_PREFIX`] bytes of the record's value.
+    pub payload: Vec<u8>,
+    pub payload_len: usize,
+}
+
+/// Bytes of a failed record's value kept for its dead letter (which cuts it further to fit).
+pub const FAILED_PAYLOAD_PREFIX: usize = 64 << 10;
+
+impl Failed {
+    pub fn new(error: KafkaError, topic: &str, payload: Option<&[u8]>) -> Self {
+        let payload = payload.unwrap_or_default();
+        Failed {
+            error,
+            topic: topic.to_owned(),
+            payload: payload[..payload.len().min(FAILED_PAYLOAD_PREFIX)].to_vec(),
+            payload_len: payload.len(),
+        }
+    }
 }
 
 /// Where acks go: one channel per live worker.
@@ -53,7 +78,7 @@ impl AckRouter {
         ((worker as usize) << 32) | seq as usize
     }
 
-    fn route(&self, opaque: usize, error: Option<KafkaError>) {
+    fn route(&self, opaque: usize, error: Option<Box<Failed>>) {
         let (worker, seq) = ((opaque >> 32) as u32, opaque as u32);
         // A worker that is gone (revoked after its drain deadline) no longer needs the ack.
         if let Some(tx) = self.routes.get(&worker) {
@@ -80,7 +105,10 @@ impl ProducerContext for ProducerCtx {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        self.router
-            .route(opaque, result.as_ref().err().map(|(e, _)| e.clone()));
+        let failed = result
+            .as_ref()
+            .err()
+            .map(|(e, m)| Box::new(Failed::new(e.clone(), m.topic(), m.payload())));
+        self.router.route(opaque, failed);
     }
 }

@@ -10,6 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
 
 use crate::core::snapshot;
 use crate::core::state::DeviceStates;
@@ -90,23 +91,35 @@ pub fn ensure_topic(
 /// broker restarting or briefly unavailable) are retried, reading the partition again from the
 /// beginning (replaying it is idempotent: the latest record of each device wins), for up to
 /// [`RESTORE_RETRY`], instead of stopping the instance.
+///
+/// `cancel` (the partition revoked, or a shutdown) ends it within about a second with
+/// `KafkaError::Canceled`: a long restore must not hold a shutdown past its drain deadline.
 pub fn restore(
     client: &ClientConfig,
     changelog_topic: &str,
     partition: i32,
     states: &mut DeviceStates,
+    cancel: &CancellationToken,
 ) -> Result<Restored, KafkaError> {
     let start = Instant::now();
     let deadline = start + RESTORE_RETRY;
     loop {
-        match restore_once(client, changelog_topic, partition, states) {
+        if cancel.is_cancelled() {
+            return Err(KafkaError::Canceled);
+        }
+        match restore_once(client, changelog_topic, partition, states, cancel) {
             Ok(mut restored) => {
                 restored.seconds = start.elapsed().as_secs_f64();
                 return Ok(restored);
             }
             Err(e) if is_transient(&e) && Instant::now() < deadline => {
                 tracing::warn!(topic = changelog_topic, partition, error = %e, "changelog not readable yet; retrying");
-                std::thread::sleep(Duration::from_secs(1));
+                for _ in 0..10 {
+                    if cancel.is_cancelled() {
+                        return Err(KafkaError::Canceled);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
             Err(e) => return Err(e),
         }
@@ -122,6 +135,7 @@ fn restore_once(
     changelog_topic: &str,
     partition: i32,
     states: &mut DeviceStates,
+    cancel: &CancellationToken,
 ) -> Result<Restored, KafkaError> {
     let mut cfg = client.clone();
     cfg.set("group.id", "aepiot-stream-restore")
@@ -139,13 +153,21 @@ fn restore_once(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(changelog_topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;
+    let mut idle = Duration::ZERO;
+    let step = Duration::from_millis(500);
     loop {
-        match consumer.poll(Duration::from_secs(30)) {
-            None => return Err(KafkaError::NoMessageReceived),
+        if cancel.is_cancelled() {
+            return Err(KafkaError::Canceled);
+        }
+        match consumer.poll(step) {
+            // Nothing for 30 s although the partition has records: the broker is away.
+            None if idle >= Duration::from_secs(30) => return Err(KafkaError::NoMessageReceived),
+            None => idle += step,
             // End of the committed data: under read_committed this is the last stable offset.
             Some(Err(KafkaError::PartitionEOF(_))) => break,
             Some(Err(e)) => return Err(e),
             Some(Ok(m)) => {
+                idle = Duration::ZERO;
                 restored.records += 1;
                 let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
                     continue;

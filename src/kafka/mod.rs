@@ -6,11 +6,17 @@
 pub mod acks;
 pub mod changelog;
 pub mod client;
+pub mod failure;
+pub mod fatal;
+pub mod headers;
+pub mod inflight;
 pub mod main_queue;
+pub mod output_limit;
 pub mod pipeline;
 pub mod progress;
 pub mod rebalance;
 pub mod startup;
+pub mod state_writes;
 pub mod transactions;
 pub mod worker;
 

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::acks::{AckRouter, ProducerCtx};
 use super::changelog;
 use super::client::{admin_config, consumer_config, producer_config};
+use super::fatal::{Fatal, FatalCause};
 use super::main_queue;
 use super::progress::log_progress;
 use super::rebalance::ConsumerCtx;
@@ -71,6 +72,8 @@ pub async fn run(
     let _server_guard = server_stop.drop_guard();
 
     startup::check(&config).await?;
+    let max_output_bytes = super::output_limit::max_output_bytes(&config).await?;
+    let mut ensured = std::collections::HashSet::new();
     if config.state_changelog {
         // Topics matched by a pattern get theirs when first assigned (see the worker's restore).
         for topic in config
@@ -83,11 +86,11 @@ pub async fn run(
                 topic.clone(),
                 config.changelog_topic(topic),
             );
-            tokio::task::spawn_blocking(move || {
-                changelog::ensure_topic(&admin, &topic, &changelog)
-            })
-            .await?
-            .map_err(|e| anyhow::anyhow!("state changelog: {e}"))?;
+            let t = topic.clone();
+            tokio::task::spawn_blocking(move || changelog::ensure_topic(&admin, &t, &changelog))
+                .await?
+                .map_err(|e| anyhow::anyhow!("state changelog: {e}"))?;
+            ensured.insert(topic);
         }
     }
 
@@ -120,23 +123,27 @@ pub async fn run(
         .create_with_context(ctx)
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
-    let fatal = CancellationToken::new();
+    let fatal = Arc::new(Fatal::default());
     let env = Arc::new(WorkerEnv {
         consumer: Arc::downgrade(&consumer),
         producer: producer.clone(),
         router,
-        shared: Shared::new(config.engine_settings()),
+        shared: Shared::new(config.run_engine_settings(max_output_bytes)),
         metrics: metrics.clone(),
         output_topic: config.output_topic.clone(),
         dead_letter_topic: config.dead_letter_topic.clone(),
         drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         fatal: fatal.clone(),
         gate: txn.as_ref().map(|t| t.gate.clone()),
+        poison: txn.as_ref().map(|_| Default::default()),
         passthrough: hooks.passthrough,
         changelog: config.state_changelog.then(|| ChangelogEnv {
             restore_client: admin_config(&config),
             prefix: format!("{}-", config.group_id),
+            ensured: std::sync::Mutex::new(ensured),
+            interval: Duration::from_millis(config.commit_interval_ms),
         }),
+        eviction_warned_ms: Default::default(),
     });
     consumer
         .context()
@@ -192,15 +199,15 @@ pub async fn run(
     };
     tokio::select! {
         _ = shutdown.cancelled() => tracing::info!("shutting down: draining partitions"),
-        _ = fatal.cancelled() => tracing::error!("stopping after a fatal error"),
+        _ = fatal.raised() => {}
     }
     stop.cancel();
     tokio::task::spawn_blocking(move || poller.join())
         .await?
         .map_err(|_| anyhow::anyhow!("consumer thread panicked"))?;
     let _ = progress.await;
-    if fatal.is_cancelled() {
-        anyhow::bail!("stopped: an output could not be delivered to Kafka (see the log); offsets were not committed past it");
+    if let Some(cause) = fatal.cause() {
+        anyhow::bail!("stopped: {cause}; offsets were not committed past it");
     }
     tracing::info!("stopped cleanly");
     Ok(RunReport { metrics_addr })
@@ -217,7 +224,10 @@ fn poll_until_stopped(
 ) {
     main_queue::serve(&consumer, &stop, "processor", || {
         if let Some(env) = consumer.context().env() {
-            env.fatal.cancel();
+            env.fatal.raise(FatalCause::Consumer(
+                "a record arrived on the consumer's main queue (a partition without its own queue)"
+                    .into(),
+            ));
         }
     });
     health.set_ready(false);

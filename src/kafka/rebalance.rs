@@ -129,8 +129,10 @@ impl ConsumerCtx {
                 workers.insert(tp, handle);
             }
             None => {
-                tracing::error!(topic = %tp.0, partition = tp.1, "cannot split the partition queue");
-                env.fatal.cancel();
+                env.fatal.raise(super::fatal::FatalCause::Consumer(format!(
+                    "cannot give {} partition {} a queue of its own",
+                    tp.0, tp.1
+                )));
             }
         }
     }
@@ -240,21 +242,29 @@ impl ConsumerCtx {
                     .map(|(tp, h)| (tp.clone(), h.position.load(Ordering::Relaxed))),
             );
         }
+        // A worker that failed stopped before its failed record, but others may have gone on:
+        // nothing is committed once the instance is stopping for a failure.
+        if self.env.get().is_some_and(|env| env.fatal.is_raised()) {
+            let _ = txn.abort();
+            return;
+        }
         let Err(e) = txn.commit(consumer, &positions) else {
             return;
         };
         if e.fatal {
-            tracing::error!(error = %e.message, "transaction failed fatally (fenced?); stopping");
             if let Some(env) = self.env.get() {
-                env.fatal.cancel();
+                env.fatal
+                    .raise(super::fatal::FatalCause::Transaction(e.message.clone()));
             }
             return;
         }
         tracing::warn!(error = %e.message, "transaction commit failed; aborting and rewinding to the committed offsets");
         if let Err(error) = self.rewind_locked(consumer, txn) {
-            tracing::error!(%error, "rewind after abort failed; stopping");
             if let Some(env) = self.env.get() {
-                env.fatal.cancel();
+                env.fatal
+                    .raise(super::fatal::FatalCause::Transaction(format!(
+                        "the rewind after an aborted transaction failed: {error}"
+                    )));
             }
         }
     }

@@ -1,50 +1,61 @@
-//! One partition's worker: restores its devices' state, reads its partition queue, runs the
-//! engine, produces outputs and state changes, and tracks what may be committed.
+//! One partition's worker: restores its devices' state, reads its partition queue in batches, runs
+//! the engine on each record and produces its output.
 //!
 //! At-least-once: an offset is stored for commit only after the outputs (URL record or dead
-//! letter, and state-changelog records) of that record and of every earlier record of the
-//! partition are acknowledged by the broker. A crash can repeat outputs, never lose one.
+//! letter) of that record and of every earlier record of the partition are acknowledged by the
+//! broker, and after the state changes they caused are durable ([`super::state_writes`]). A crash
+//! can repeat outputs, never lose one.
 //!
 //! Exactly-once: the worker processes each batch under the transaction gate's read guard and
 //! publishes its position; the commit (see [`super::transactions`]) puts outputs, state changes
-//! and that position in one transaction.
+//! and that position in one transaction. A worker that failed never moves its position.
+//!
+//! Two classes of failure: an output refused for a reason of its own (too large, invalid) becomes
+//! that record's dead letter and the partition goes on; a failure of the cluster or of the
+//! configuration stops the instance without committing past the record ([`super::fatal`]).
 //!
 //! The worker owns its partition's engine (device state and buffers): devices are sharded by
 //! partition (producers key events by device_id), so the hot path shares nothing and locks nothing.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-use compact_str::CompactString;
+use dashmap::DashMap;
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use rdkafka::{ClientConfig, Message};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{oneshot, Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 
-use super::acks::{Ack, AckRouter, ProducerCtx};
+use super::acks::{AckRouter, ProducerCtx};
 use super::changelog;
+use super::failure::{classify, Failure};
+use super::fatal::{Fatal, FatalCause};
+use super::headers;
+pub use super::inflight::now_ms;
+use super::inflight::{Clock, Inflight, Refused};
 use super::rebalance::ConsumerCtx;
-use crate::core::snapshot;
-use crate::core::{Decision, Engine, Output, RecordMeta, Shared, Source};
+use super::state_writes::StateWrites;
+use crate::core::{Decision, Engine, ErrorKind, Output, RecordError, RecordMeta, Shared, Source};
 use crate::metrics::{Metrics, OutcomeCounters};
-use prometheus::local::LocalHistogram;
 
 /// Records read from the partition queue before the worker looks at acks and yields.
 const BATCH: usize = 256;
 
 /// Where state changes go and are restored from.
 pub struct ChangelogEnv {
-    /// Consumer settings for restoring (brokers, security).
+    /// Client settings for restoring and for creating changelog topics (brokers, security).
     pub restore_client: ClientConfig,
     /// `<group_id>-`: the changelog of input topic `t` is `<prefix><t>-changelog`.
     pub prefix: String,
+    /// Input topics whose changelog is known to exist (created at start, or by a first worker).
+    pub ensured: Mutex<HashSet<String>>,
+    /// How often state changes are cut and written (`commit_interval_ms`).
+    pub interval: Duration,
 }
 
 impl ChangelogEnv {
@@ -52,6 +63,10 @@ impl ChangelogEnv {
         format!("{}{input_topic}-changelog", self.prefix)
     }
 }
+
+/// Records whose output the broker refused inside a transaction, by (topic, partition, offset):
+/// the replay after the abort writes their dead letters instead.
+pub type Poison = DashMap<(String, i32, i64), ErrorKind>;
 
 /// What every worker of a process shares.
 pub struct WorkerEnv {
@@ -63,16 +78,28 @@ pub struct WorkerEnv {
     pub output_topic: String,
     pub dead_letter_topic: String,
     pub drain_timeout: Duration,
-    /// Cancelled when an output cannot be delivered: the process stops without committing past it.
-    pub fatal: CancellationToken,
+    /// Raised when the cluster or the configuration fails: the process stops without committing
+    /// past the failure.
+    pub fatal: Arc<Fatal>,
     /// Exactly-once: the transaction gate (batches under its read guard, commits under its write
     /// guard). `None` under at-least-once.
     pub gate: Option<Arc<RwLock<()>>>,
+    /// Exactly-once: see [`Poison`].
+    pub poison: Option<Poison>,
     pub changelog: Option<ChangelogEnv>,
     /// The benchmark's reference (`aepiot-stream passthrough`): every record's key, payload and
     /// headers go to the output topic unchanged, without the engine; everything else (queues,
     /// tasks, producer, acks, commits, transactions) is the pipeline's own.
     pub passthrough: bool,
+    /// Wall-clock ms of the last eviction warning (at most one a minute per instance).
+    pub eviction_warned_ms: AtomicI64,
+}
+
+impl WorkerEnv {
+    /// Whether `topic` receives URL records.
+    pub fn output_topics_contain(&self, topic: &str) -> bool {
+        topic == self.output_topic
+    }
 }
 
 /// The rebalance handler's side of a worker.
@@ -84,43 +111,17 @@ pub struct WorkerHandle {
     pub position: Arc<AtomicI64>,
 }
 
-struct Pending {
-    offset: i64,
-    /// Outputs of this record (and, on a batch's last record, the batch's state changes) not yet
-    /// acknowledged.
-    outstanding: u32,
-    consumed_at: Instant,
-    record_time_ms: Option<i64>,
-}
-
 struct Worker {
     notify: Arc<Notify>,
     engine: Engine,
-    id: u32,
     position: Arc<AtomicI64>,
     counters: OutcomeCounters,
-    /// Devices whose state changed in the current batch (written to the changelog at its end).
-    dirty: HashSet<CompactString>,
-    snapshot: Vec<u8>,
-    /// Separate from the engine so acks can be taken while an output borrows the engine's buffer.
-    tracker: Tracker,
-}
-
-/// The partition's in-flight records and their acks.
-struct Tracker {
-    env: Arc<WorkerEnv>,
-    topic: String,
-    partition: i32,
-    id: u32,
-    acks: UnboundedReceiver<Ack>,
-    /// In-flight input records in offset order; `base_seq` is the sequence number of the front.
-    pending: VecDeque<Pending>,
-    base_seq: u64,
-    failed: bool,
-    /// `aepiot_processing_latency_seconds` and `aepiot_event_age_seconds`, buffered per worker
-    /// and flushed with every progress update (no shared atomics per record).
-    latency: LocalHistogram,
-    age: LocalHistogram,
+    inflight: Inflight,
+    state: Option<StateWrites>,
+    /// Evictions of this partition's state already counted in the metric.
+    evictions_counted: u64,
+    /// Inputs whose dead letter was already sent again without payload.
+    dead_letters_resent: HashSet<u64>,
 }
 
 /// Starts the worker of one partition on the runtime. `position` is the offset it starts from,
@@ -141,26 +142,19 @@ pub fn spawn(
     let stop = CancellationToken::new();
     let (done_tx, done) = oneshot::channel();
     let position = Arc::new(AtomicI64::new(position));
+    let state = env
+        .changelog
+        .as_ref()
+        .map(|cl| StateWrites::new(cl.topic_for(topic), cl.interval));
     let worker = Worker {
         engine: Engine::new(env.shared.clone()),
         counters: env.metrics.outcome_counters(),
         notify,
-        id,
         position: position.clone(),
-        dirty: HashSet::new(),
-        snapshot: Vec::with_capacity(64),
-        tracker: Tracker {
-            latency: env.metrics.processing_latency.local(),
-            age: env.metrics.event_age.local(),
-            env,
-            topic: topic.to_owned(),
-            partition,
-            id,
-            acks,
-            pending: VecDeque::new(),
-            base_seq: 0,
-            failed: false,
-        },
+        inflight: Inflight::new(env, topic, partition, id, acks),
+        state,
+        evictions_counted: 0,
+        dead_letters_resent: HashSet::new(),
     };
     let stop_w = stop.clone();
     rt.spawn(async move {
@@ -176,17 +170,17 @@ pub fn spawn(
 
 impl Worker {
     async fn run(mut self, queue: PartitionQueue<ConsumerCtx>, stop: CancellationToken) {
-        let (topic, partition) = (self.tracker.topic.clone(), self.tracker.partition);
-        let env = self.tracker.env.clone();
+        let (topic, partition) = (self.inflight.topic.clone(), self.inflight.partition);
+        let env = self.inflight.env.clone();
         let labels = [topic.as_str(), &partition.to_string()];
         let devices = env.metrics.state_devices.with_label_values(&labels);
         let cache = env.metrics.state_cache_entries.with_label_values(&labels);
         tracing::info!(%topic, partition, "partition worker started");
-        if env.changelog.is_some() && !self.restore().await {
-            env.fatal.cancel();
+        if env.changelog.is_some() && !self.restore(&stop).await {
+            env.router.unregister(self.inflight.id);
             return;
         }
-        while !self.tracker.failed && !stop.is_cancelled() {
+        while !self.inflight.failed && !stop.is_cancelled() {
             // Exactly-once: a batch runs inside one transaction, never across a commit.
             let guard = match &env.gate {
                 None => None,
@@ -200,13 +194,15 @@ impl Worker {
             // One clock reading per batch: a batch takes well under a millisecond, and reading
             // the clocks per record cost ~4 % of the processor's CPU.
             let clock = Clock::now();
-            while read < BATCH {
+            while read < BATCH && !self.inflight.failed {
                 match queue.poll(Duration::ZERO) {
                     None => break,
                     Some(Ok(msg)) => {
                         read += 1;
                         self.handle(&msg, &clock).await;
-                        self.position.store(msg.offset() + 1, Ordering::Relaxed);
+                        if !self.inflight.failed {
+                            self.position.store(msg.offset() + 1, Ordering::Relaxed);
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(%topic, partition, error = %e, "consumer error");
@@ -214,53 +210,144 @@ impl Worker {
                     }
                 }
             }
-            if read > 0 {
-                self.write_state_changes().await;
+            if let (Some(state), true) = (&mut self.state, env.gate.is_some() && read > 0) {
+                // Exactly-once: the batch's state changes join its outputs in the transaction.
+                state.cut(self.engine.states_mut(), &mut self.inflight, None);
+                state.write_when_acked(&mut self.inflight, true).await;
             }
             drop(guard);
-            self.tracker.take_acks();
-            self.tracker.store_progress();
+            self.inflight.take_acks();
+            self.after_acks(Some(&clock)).await;
             devices.set(self.engine.states().device_count() as i64);
             cache.set(self.engine.states().cache_entries() as i64);
+            self.count_evictions(clock.wall_ms);
             if read == BATCH {
                 tokio::task::yield_now().await;
                 continue;
             }
+            let due = self
+                .state
+                .as_ref()
+                .filter(|_| env.gate.is_none())
+                .and_then(|s| s.due_at(&self.inflight));
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
-                Some(ack) = self.tracker.acks.recv() => self.tracker.on_ack(ack, &Clock::now()),
+                Some(ack) = self.inflight.recv_ack() => {
+                    self.inflight.on_ack(ack, &Clock::now());
+                    self.after_acks(None).await;
+                }
                 _ = self.notify.notified() => {}
+                _ = sleep_until(due) => self.after_acks(Some(&Clock::now())).await,
             }
         }
         if env.gate.is_none() {
-            self.tracker.drain().await;
+            self.drain().await;
         }
         let _ = env.metrics.state_devices.remove_label_values(&labels);
         let _ = env.metrics.state_cache_entries.remove_label_values(&labels);
-        env.router.unregister(self.id);
+        env.router.unregister(self.inflight.id);
         tracing::info!(%topic, partition, "partition worker stopped");
     }
 
-    /// Restores the partition's device state from its changelog; false if that failed.
-    async fn restore(&mut self) -> bool {
-        let env = self.tracker.env.clone();
+    /// After acks came in: dead letters for refused outputs, the state cut (at-least-once; a new
+    /// one when `clock` says it is due), and the committable offset.
+    async fn after_acks(&mut self, clock: Option<&Clock>) {
+        self.dead_letter_refused().await;
+        if self.inflight.env.gate.is_none() {
+            if let Some(state) = &mut self.state {
+                if let Some(clock) = clock {
+                    state.cut(
+                        self.engine.states_mut(),
+                        &mut self.inflight,
+                        Some(clock.instant),
+                    );
+                }
+                state.write_when_acked(&mut self.inflight, false).await;
+            }
+        }
+        self.inflight.store_progress();
+    }
+
+    /// Waits for the acks of everything produced, writing the last state cut, within the drain
+    /// deadline, and stores the offset.
+    async fn drain(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.inflight.env.drain_timeout;
+        loop {
+            self.dead_letter_refused().await;
+            if let Some(state) = &mut self.state {
+                state.cut(self.engine.states_mut(), &mut self.inflight, None);
+                state.write_when_acked(&mut self.inflight, false).await;
+            }
+            let staged = self.state.as_ref().is_some_and(StateWrites::staged);
+            if self.inflight.failed || (!self.inflight.unacknowledged() && !staged) {
+                break;
+            }
+            if !self.inflight.next_ack_until(deadline).await {
+                tracing::warn!(
+                    topic = %self.inflight.topic,
+                    partition = self.inflight.partition,
+                    in_flight = self.inflight.in_flight(),
+                    "drain deadline passed with outputs unacknowledged; their inputs will be reprocessed"
+                );
+                break;
+            }
+        }
+        self.inflight.store_progress();
+    }
+
+    /// Restores the partition's device state from its changelog (creating the changelog of a
+    /// topic matched by a pattern first); false if stopped meanwhile or failed (then fatal).
+    async fn restore(&mut self, stop: &CancellationToken) -> bool {
+        let env = self.inflight.env.clone();
         let Some(cl) = &env.changelog else {
             return true;
         };
-        let changelog_topic = cl.topic_for(&self.tracker.topic);
+        let topic = self.inflight.topic.clone();
+        let changelog_topic = cl.topic_for(&topic);
+        let ensured = cl.ensured.lock().expect("ensured lock").contains(&topic);
+        if !ensured {
+            let (client, t, c) = (
+                cl.restore_client.clone(),
+                topic.clone(),
+                changelog_topic.clone(),
+            );
+            let made =
+                tokio::task::spawn_blocking(move || changelog::ensure_topic(&client, &t, &c))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(error) = made {
+                env.fatal.raise(FatalCause::Changelog { topic, error });
+                return false;
+            }
+            cl.ensured
+                .lock()
+                .expect("ensured lock")
+                .insert(topic.clone());
+        }
         let client = cl.restore_client.clone();
-        let partition = self.tracker.partition;
+        let partition = self.inflight.partition;
         let mut engine = std::mem::replace(&mut self.engine, Engine::new(env.shared.clone()));
+        let cancel = stop.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let r = changelog::restore(&client, &changelog_topic, partition, engine.states_mut());
+            let r = changelog::restore(
+                &client,
+                &changelog_topic,
+                partition,
+                engine.states_mut(),
+                &cancel,
+            );
             (engine, r)
         })
         .await;
         let (engine, result) = match result {
             Ok(x) => x,
             Err(e) => {
-                tracing::error!(error = %e, "state restore panicked");
+                env.fatal.raise(FatalCause::Restore {
+                    topic,
+                    partition,
+                    error: format!("the restore panicked: {e}"),
+                });
                 return false;
             }
         };
@@ -270,48 +357,64 @@ impl Worker {
             Ok(r) => {
                 env.metrics.state_restore_seconds.observe(r.seconds);
                 env.metrics.state_restored_records.inc_by(r.records);
-                tracing::info!(
-                    topic = %self.tracker.topic,
-                    partition,
-                    records = r.records,
-                    devices = r.devices,
-                    seconds = r.seconds,
-                    "state restored"
-                );
+                tracing::info!(%topic, partition, records = r.records, devices = r.devices, seconds = r.seconds, "state restored");
                 true
             }
+            Err(rdkafka::error::KafkaError::Canceled) => {
+                tracing::info!(%topic, partition, "state restore stopped: the partition was revoked or the instance stops");
+                false
+            }
             Err(e) => {
-                tracing::error!(topic = %self.tracker.topic, partition, error = %e, "state restore failed; stopping");
+                env.fatal.raise(FatalCause::Restore {
+                    topic,
+                    partition,
+                    error: e.to_string(),
+                });
                 false
             }
         }
     }
 
     async fn handle(&mut self, msg: &BorrowedMessage<'_>, clock: &Clock) {
-        if self.tracker.env.passthrough {
+        if self.inflight.env.passthrough {
             return self.forward(msg, clock).await;
         }
-        let t = &mut self.tracker;
-        let env = t.env.clone();
+        let env = self.inflight.env.clone();
         let offset = msg.offset();
         let record_time_ms = msg.timestamp().to_millis();
         let meta = RecordMeta {
             record_time_ms,
             now_ms: clock.wall_ms,
             source: Some(Source::Kafka {
-                topic: &t.topic,
-                partition: t.partition,
+                topic: &self.inflight.topic,
+                partition: self.inflight.partition,
                 offset,
             }),
         };
-        let opaque = t.next_opaque();
-        let out = self.engine.process(msg.payload(), &meta);
+        let seq = self.inflight.next_seq();
+        let opaque = self.inflight.opaque(seq);
+        let poisoned = env.poison.as_ref().and_then(|p| {
+            p.get(&(self.inflight.topic.clone(), self.inflight.partition, offset))
+                .map(|k| *k)
+        });
+        let out = match poisoned {
+            None => self.engine.process(msg.payload(), &meta),
+            Some(kind) => {
+                let error = RecordError::new(
+                    kind,
+                    "the broker refused this event's URL record, so the transaction holding it was aborted; this dead letter replaces it",
+                );
+                let len = msg.payload().map_or(0, <[u8]>::len);
+                self.engine.reject(error, msg.payload(), len, &meta)
+            }
+        };
         if let Some(device) = out.device_id() {
             if msg.key() != Some(device.as_bytes()) {
                 self.counters.misrouted.inc();
             }
         }
-        let produced = match out {
+        self.inflight.track(offset, record_time_ms, clock, 0);
+        let refused = match out {
             Output::Record {
                 status,
                 json,
@@ -321,29 +424,20 @@ impl Worker {
                 urls,
             } => {
                 self.counters.decision(status, urls);
-                if status == Decision::Success && env.changelog.is_some() {
-                    self.dirty.insert(CompactString::from(device_id));
-                }
-                let mut headers = OwnedHeaders::new_with_capacity(3)
-                    .insert(Header {
-                        key: "aepiot.status",
-                        value: Some(status.as_str()),
-                    })
-                    .insert(Header {
-                        key: "aepiot.device_id",
-                        value: Some(device_id),
-                    });
-                if let Some(t) = event_type {
-                    headers = headers.insert(Header {
-                        key: "aepiot.event_type",
-                        value: Some(t),
-                    });
+                if status == Decision::Success {
+                    if let Some(state) = &mut self.state {
+                        state.changed(device_id);
+                    }
                 }
                 let record = BaseRecord::with_opaque_to(&env.output_topic, opaque)
                     .key(region.as_bytes())
                     .payload(json)
-                    .headers(headers);
-                Some(record)
+                    .headers(headers::url_record(status.as_str(), device_id, event_type));
+                self.inflight.add_outputs(seq, 1);
+                match self.inflight.send(record).await {
+                    Ok(()) => None,
+                    Err((e, _)) => Some(e),
+                }
             }
             Output::Suppressed { status, .. } => {
                 self.counters.decision(status, 0);
@@ -351,47 +445,139 @@ impl Worker {
             }
             Output::DeadLetter { error, json } => {
                 self.counters.invalid(error.kind);
-                let partition = t.partition.to_string();
-                let offset_text = offset.to_string();
-                let headers = OwnedHeaders::new_with_capacity(5)
-                    .insert(Header {
-                        key: "aepiot.error.kind",
-                        value: Some(error.kind.as_str()),
-                    })
-                    .insert(Header {
-                        key: "aepiot.error.message",
-                        value: Some(error.message.as_str()),
-                    })
-                    .insert(Header {
-                        key: "aepiot.source.topic",
-                        value: Some(t.topic.as_str()),
-                    })
-                    .insert(Header {
-                        key: "aepiot.source.partition",
-                        value: Some(partition.as_str()),
-                    })
-                    .insert(Header {
-                        key: "aepiot.source.offset",
-                        value: Some(offset_text.as_str()),
-                    });
                 let mut record = BaseRecord::with_opaque_to(&env.dead_letter_topic, opaque)
                     .payload(json)
-                    .headers(headers);
+                    .headers(headers::dead_letter(
+                        error.kind.as_str(),
+                        &error.message,
+                        &self.inflight.topic,
+                        self.inflight.partition,
+                        offset,
+                    ));
                 if let Some(key) = msg.key() {
                     record = record.key(key);
                 }
-                Some(record)
+                self.inflight.add_outputs(seq, 1);
+                self.inflight.send_or_stop(record).await;
+                None
             }
         };
-        t.track(msg, clock, produced).await;
+        // The producer refused the URL record at once (over its `message.max.bytes`, which the
+        // engine's check should have caught): its dead letter, or a stop for the cluster's fault.
+        if let Some(e) = refused {
+            match classify(&e) {
+                Failure::Record(kind) => {
+                    let failed = super::acks::Failed::new(e, &env.output_topic, None);
+                    self.inflight.to_dead_letter.push(Refused {
+                        seq,
+                        offset,
+                        kind,
+                        failed: Box::new(failed),
+                    });
+                }
+                Failure::Cluster => self.inflight.stop(FatalCause::Delivery {
+                    topic: env.output_topic.clone(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+    }
+
+    /// Writes the dead letters of outputs the broker refused. The input's slot stays outstanding
+    /// until its dead letter is acknowledged. A refused dead letter is sent once more without its
+    /// payload; refused again, the dead-letter topic itself is at fault and the instance stops.
+    async fn dead_letter_refused(&mut self) {
+        if self.inflight.to_dead_letter.is_empty() {
+            return;
+        }
+        let env = self.inflight.env.clone();
+        for r in std::mem::take(&mut self.inflight.to_dead_letter) {
+            let resend = r.failed.topic == env.dead_letter_topic;
+            if resend && !self.dead_letters_resent.insert(r.seq) {
+                self.inflight.stop(FatalCause::DeadLetterRefused {
+                    topic: r.failed.topic.clone(),
+                    error: r.failed.error.to_string(),
+                });
+                return;
+            }
+            let meta = RecordMeta {
+                record_time_ms: None,
+                now_ms: now_ms(),
+                source: Some(Source::Kafka {
+                    topic: &self.inflight.topic,
+                    partition: self.inflight.partition,
+                    offset: r.offset,
+                }),
+            };
+            let (message, payload) = if resend {
+                (
+                    format!("this record's dead letter was refused ({}); sent again without its payload", r.failed.error),
+                    None,
+                )
+            } else {
+                (
+                    format!(
+                        "the broker refused this event's URL record: {}",
+                        r.failed.error
+                    ),
+                    Some(r.failed.payload.as_slice()),
+                )
+            };
+            self.counters.invalid(r.kind);
+            let out = self.engine.reject(
+                RecordError::new(r.kind, message),
+                payload,
+                r.failed.payload_len,
+                &meta,
+            );
+            let Output::DeadLetter { error, json } = out else {
+                unreachable!("reject makes a dead letter")
+            };
+            let record: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(&env.dead_letter_topic, self.inflight.opaque(r.seq))
+                    .payload(json)
+                    .headers(headers::dead_letter(
+                        error.kind.as_str(),
+                        &error.message,
+                        &self.inflight.topic,
+                        self.inflight.partition,
+                        r.offset,
+                    ));
+            self.inflight.send_or_stop(record).await;
+        }
+    }
+
+    /// Counts this partition's evictions, warning at most once a minute per instance.
+    fn count_evictions(&mut self, wall_ms: i64) {
+        let total = self.engine.states().evictions();
+        let new = total - self.evictions_counted;
+        if new == 0 {
+            return;
+        }
+        self.evictions_counted = total;
+        let env = &self.inflight.env;
+        env.metrics.state_evictions.inc_by(new);
+        let last = env.eviction_warned_ms.load(Ordering::Relaxed);
+        if wall_ms - last >= 60_000
+            && env
+                .eviction_warned_ms
+                .compare_exchange(last, wall_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                max_devices = env.shared.settings.max_devices,
+                evictions = env.metrics.state_evictions.get(),
+                "the instance holds limits.max_devices devices: the least recently active are evicted (their next events are judged as new devices'); raise the limit and memory, or add instances"
+            );
+        }
     }
 
     /// Passthrough: the record's bytes to the output topic, counted as a `success`.
     async fn forward(&mut self, msg: &BorrowedMessage<'_>, clock: &Clock) {
-        let t = &mut self.tracker;
-        let env = t.env.clone();
+        let env = self.inflight.env.clone();
+        let seq = self.inflight.next_seq();
         let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&env.output_topic, t.next_opaque());
+            BaseRecord::with_opaque_to(&env.output_topic, self.inflight.opaque(seq));
         if let Some(k) = msg.key() {
             record = record.key(k);
         }
@@ -402,213 +588,16 @@ impl Worker {
             record = record.headers(h.detach());
         }
         self.counters.decision(Decision::Success, 0);
-        t.track(msg, clock, Some(record)).await;
-    }
-
-    /// Writes the batch's state changes to the changelog: the latest state of each device that
-    /// had a success, and a tombstone for each expired device. Their acks count towards the
-    /// batch's last record, so its offset is committed only once they are durable.
-    async fn write_state_changes(&mut self) {
-        let env = self.tracker.env.clone();
-        let Some(cl) = &env.changelog else { return };
-        let expired = self.engine.states_mut().take_expired();
-        if self.dirty.is_empty() && expired.is_empty() {
-            return;
-        }
-        let topic = cl.topic_for(&self.tracker.topic);
-        let t = &mut self.tracker;
-        let seq = t.base_seq + t.pending.len() as u64 - 1;
-        let Some(last) = t.pending.back_mut() else {
-            return;
-        };
-        last.outstanding += (self.dirty.len() + expired.len()) as u32;
-        let opaque = AckRouter::opaque(t.id, seq as u32);
-        for device in self.dirty.drain() {
-            match self.engine.states().get(&device) {
-                Some(state) => snapshot::encode(state, &mut self.snapshot),
-                // Expired within the batch: its tombstone follows.
-                None => {
-                    t.on_ack(
-                        Ack {
-                            seq: seq as u32,
-                            error: None,
-                        },
-                        &Clock::now(),
-                    );
-                    continue;
-                }
-            }
-            let record = BaseRecord::with_opaque_to(&topic, opaque)
-                .partition(t.partition)
-                .key(device.as_bytes())
-                .payload(self.snapshot.as_slice());
-            t.send(record).await;
-        }
-        for device in expired {
-            let record: BaseRecord<'_, [u8], [u8], usize> =
-                BaseRecord::with_opaque_to(&topic, opaque)
-                    .partition(t.partition)
-                    .key(device.as_bytes());
-            t.send(record).await;
-        }
+        self.inflight
+            .track(msg.offset(), msg.timestamp().to_millis(), clock, 1);
+        self.inflight.send_or_stop(record).await;
     }
 }
 
-impl Tracker {
-    /// The delivery opaque of the record about to be tracked (its sequence number: the next slot
-    /// of `pending`).
-    fn next_opaque(&self) -> usize {
-        AckRouter::opaque(self.id, (self.base_seq + self.pending.len() as u64) as u32)
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
-
-    /// Records an input as in flight until its output (if any) is acknowledged, and produces it.
-    async fn track<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
-        &mut self,
-        msg: &BorrowedMessage<'_>,
-        clock: &Clock,
-        produced: Option<BaseRecord<'_, K, P, usize>>,
-    ) {
-        self.pending.push_back(Pending {
-            offset: msg.offset(),
-            outstanding: produced.is_some() as u32,
-            consumed_at: clock.instant,
-            record_time_ms: msg.timestamp().to_millis(),
-        });
-        if let Some(record) = produced {
-            self.send(record).await;
-        }
-    }
-
-    /// Produces with back-pressure: a full producer queue waits for acks; nothing is dropped.
-    async fn send<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
-        &mut self,
-        mut record: BaseRecord<'_, K, P, usize>,
-    ) {
-        loop {
-            match self.env.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    self.take_acks();
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err((e, _)) => {
-                    self.fail(&e);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn take_acks(&mut self) {
-        let mut clock = None;
-        while let Ok(ack) = self.acks.try_recv() {
-            let clock = clock.get_or_insert_with(Clock::now);
-            self.on_ack(ack, clock);
-        }
-    }
-
-    /// Waits for the acks of everything produced, within the drain deadline, and stores the offset.
-    async fn drain(&mut self) {
-        let deadline = tokio::time::Instant::now() + self.env.drain_timeout;
-        while !self.failed && self.pending.iter().any(|p| p.outstanding > 0) {
-            match tokio::time::timeout_at(deadline, self.acks.recv()).await {
-                Ok(Some(ack)) => self.on_ack(ack, &Clock::now()),
-                Ok(None) => break,
-                Err(_) => {
-                    tracing::warn!(
-                        topic = %self.topic,
-                        partition = self.partition,
-                        in_flight = self.pending.iter().filter(|p| p.outstanding > 0).count(),
-                        "drain deadline passed with outputs unacknowledged; their inputs will be reprocessed"
-                    );
-                    break;
-                }
-            }
-        }
-        self.store_progress();
-    }
-
-    fn on_ack(&mut self, ack: Ack, clock: &Clock) {
-        let idx = ack.seq.wrapping_sub(self.base_seq as u32) as usize;
-        if let Some(error) = &ack.error {
-            self.fail(error);
-        }
-        if let Some(p) = self.pending.get_mut(idx) {
-            p.outstanding = p.outstanding.saturating_sub(1);
-            if p.outstanding == 0 {
-                self.latency.observe(
-                    clock
-                        .instant
-                        .saturating_duration_since(p.consumed_at)
-                        .as_secs_f64(),
-                );
-                if let Some(ts) = p.record_time_ms {
-                    self.age
-                        .observe(((clock.wall_ms - ts).max(0)) as f64 / 1000.0);
-                }
-            }
-        }
-    }
-
-    fn fail(&mut self, error: &KafkaError) {
-        if !self.failed {
-            tracing::error!(
-                topic = %self.topic,
-                partition = self.partition,
-                error = %error,
-                "an output could not be delivered; stopping without committing past it"
-            );
-            self.env.metrics.delivery_failures.inc();
-            self.failed = true;
-            self.env.fatal.cancel();
-        }
-    }
-
-    /// Drops the acknowledged prefix of the partition; under at-least-once, stores the offset
-    /// after it for the next commit (exactly-once commits positions with the transaction).
-    fn store_progress(&mut self) {
-        self.latency.flush();
-        self.age.flush();
-        if self.failed {
-            return;
-        }
-        let mut last = None;
-        while self.pending.front().is_some_and(|p| p.outstanding == 0) {
-            last = self.pending.pop_front().map(|p| p.offset);
-            self.base_seq += 1;
-        }
-        if self.env.gate.is_some() {
-            return;
-        }
-        let (Some(offset), Some(consumer)) = (last, self.env.consumer.upgrade()) else {
-            return;
-        };
-        // rd_kafka_offset_store commits offset + 1: the next record to read.
-        if let Err(e) = consumer.store_offset(&self.topic, self.partition, offset) {
-            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "could not store offset");
-        }
-    }
-}
-
-/// The clocks, read once for a batch of records or acks.
-struct Clock {
-    instant: Instant,
-    wall_ms: i64,
-}
-
-impl Clock {
-    fn now() -> Self {
-        Clock {
-            instant: Instant::now(),
-            wall_ms: now_ms(),
-        }
-    }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

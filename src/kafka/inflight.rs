@@ -1,0 +1,359 @@
+//! A partition's in-flight input records: which of their outputs the broker has acknowledged, and
+//! so which offset may be committed.
+//!
+//! Every input record gets a sequence number and a [`Pending`] slot holding the count of its
+//! outputs not yet acknowledged. The offset after the longest fully acknowledged prefix is stored
+//! for commit, but never past `commit_limit`: under at-least-once with a state changelog, the
+//! records after the last durable state cut (see [`super::state_writes`]) wait for the next one,
+//! so a restart never finds its inputs committed and their state changes lost.
+//!
+//! Failed deliveries are sorted here: a failure of one record is kept in `to_dead_letter` for the
+//! worker to turn into that record's dead letter (the slot stays outstanding until the dead letter
+//! is acknowledged); a failure of the cluster stops the instance.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::local::LocalHistogram;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::BaseRecord;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::acks::{Ack, AckRouter, Failed};
+use super::failure::{classify, Failure};
+use super::fatal::FatalCause;
+use super::worker::WorkerEnv;
+use crate::core::ErrorKind;
+
+/// One input record in flight.
+struct Pending {
+    offset: i64,
+    /// Outputs of this record (and, on a state cut's last record, the cut's state records) not yet
+    /// acknowledged.
+    outstanding: u32,
+    consumed_at: Instant,
+    record_time_ms: Option<i64>,
+}
+
+/// An output the broker refused for a reason of its own: the worker writes its dead letter.
+#[derive(Debug)]
+pub struct Refused {
+    pub seq: u64,
+    /// The input record's offset.
+    pub offset: i64,
+    pub kind: ErrorKind,
+    pub failed: Box<Failed>,
+}
+
+pub struct Inflight {
+    pub env: Arc<WorkerEnv>,
+    pub topic: String,
+    pub partition: i32,
+    pub id: u32,
+    acks: UnboundedReceiver<Ack>,
+    /// In-flight input records in offset order; `base_seq` is the sequence number of the front.
+    pending: VecDeque<Pending>,
+    base_seq: u64,
+    /// Records with a sequence number below this may be committed once acknowledged.
+    commit_limit: u64,
+    /// Every record before this one has all its outputs acknowledged (moves forward only).
+    acked_through: u64,
+    /// Set once the instance must stop: nothing more is stored for commit.
+    pub failed: bool,
+    /// Outputs refused by the broker, waiting for their dead letters.
+    pub to_dead_letter: Vec<Refused>,
+    /// `aepiot_processing_latency_seconds` and `aepiot_event_age_seconds`, buffered per worker
+    /// and flushed with every progress update (no shared atomics per record).
+    latency: LocalHistogram,
+    age: LocalHistogram,
+}
+
+/// The clocks, read once for a batch of records or acks.
+pub struct Clock {
+    pub instant: Instant,
+    pub wall_ms: i64,
+}
+
+impl Clock {
+    pub fn now() -> Self {
+        Clock {
+            instant: Instant::now(),
+            wall_ms: now_ms(),
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Inflight {
+    pub fn new(
+        env: Arc<WorkerEnv>,
+        topic: &str,
+        partition: i32,
+        id: u32,
+        acks: UnboundedReceiver<Ack>,
+    ) -> Self {
+        // Without a changelog every acknowledged record may be committed.
+        let commit_limit = if env.changelog.is_some() && env.gate.is_none() {
+            0
+        } else {
+            u64::MAX
+        };
+        Inflight {
+            latency: env.metrics.processing_latency.local(),
+            age: env.metrics.event_age.local(),
+            env,
+            topic: topic.to_owned(),
+            partition,
+            id,
+            acks,
+            pending: VecDeque::new(),
+            base_seq: 0,
+            commit_limit,
+            acked_through: 0,
+            failed: false,
+            to_dead_letter: Vec::new(),
+        }
+    }
+
+    /// The sequence number the next tracked record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.base_seq + self.pending.len() as u64
+    }
+
+    pub fn opaque(&self, seq: u64) -> usize {
+        AckRouter::opaque(self.id, seq as u32)
+    }
+
+    /// Records an input as in flight with `outputs` outputs still to be acknowledged.
+    pub fn track(&mut self, offset: i64, record_time_ms: Option<i64>, clock: &Clock, outputs: u32) {
+        self.pending.push_back(Pending {
+            offset,
+            outstanding: outputs,
+            consumed_at: clock.instant,
+            record_time_ms,
+        });
+    }
+
+    /// Adds `n` outputs to record `seq` (a state cut's records, counted on its last input).
+    pub fn add_outputs(&mut self, seq: u64, n: u32) {
+        if let Some(p) = self.slot(seq) {
+            p.outstanding += n;
+        }
+    }
+
+    /// Whether every record before `seq` has all its outputs acknowledged.
+    pub fn outputs_acked_before(&mut self, seq: u64) -> bool {
+        self.acked_through = self.acked_through.max(self.base_seq);
+        while self.acked_through < seq {
+            match self
+                .pending
+                .get((self.acked_through - self.base_seq) as usize)
+            {
+                Some(p) if p.outstanding == 0 => self.acked_through += 1,
+                Some(_) => return false,
+                None => break,
+            }
+        }
+        self.acked_through >= seq
+    }
+
+    /// Lets records before `seq` be committed (their state is durable or about to be: the last
+    /// one holds the state records' acks).
+    pub fn allow_commit_before(&mut self, seq: u64) {
+        self.commit_limit = self.commit_limit.max(seq);
+    }
+
+    /// Records processed but not yet allowed to commit (waiting for a state cut).
+    pub fn uncut(&self) -> bool {
+        self.commit_limit < self.next_seq()
+    }
+
+    /// Whether any output is unacknowledged.
+    pub fn unacknowledged(&self) -> bool {
+        self.pending.iter().any(|p| p.outstanding > 0)
+    }
+
+    /// Produces with back-pressure: a full producer queue waits for acks; nothing is dropped.
+    /// Any other error is returned with the record, for the caller to classify.
+    pub async fn send<'a, K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+        &mut self,
+        mut record: BaseRecord<'a, K, P, usize>,
+    ) -> Result<(), (KafkaError, BaseRecord<'a, K, P, usize>)> {
+        loop {
+            match self.env.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.take_acks();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(failed) => return Err(failed),
+            }
+        }
+    }
+
+    /// Produces a record whose failure can only be the cluster's (state records, dead letters
+    /// without payload): any error stops the instance.
+    pub async fn send_or_stop<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+        &mut self,
+        record: BaseRecord<'_, K, P, usize>,
+    ) {
+        if let Err((e, r)) = self.send(record).await {
+            let topic = r.topic.to_owned();
+            self.stop(FatalCause::Delivery {
+                topic,
+                error: e.to_string(),
+            });
+        }
+    }
+
+    pub fn take_acks(&mut self) {
+        let mut clock = None;
+        while let Ok(ack) = self.acks.try_recv() {
+            let clock = clock.get_or_insert_with(Clock::now);
+            self.on_ack(ack, clock);
+        }
+    }
+
+    /// Waits for the next ack, until `deadline`. False when the deadline passed or the router
+    /// let go of this worker.
+    pub async fn next_ack_until(&mut self, deadline: tokio::time::Instant) -> bool {
+        match tokio::time::timeout_at(deadline, self.acks.recv()).await {
+            Ok(Some(ack)) => {
+                self.on_ack(ack, &Clock::now());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits for the next ack (for the worker's idle select).
+    pub async fn recv_ack(&mut self) -> Option<Ack> {
+        self.acks.recv().await
+    }
+
+    pub fn on_ack(&mut self, ack: Ack, clock: &Clock) {
+        let seq = self.base_seq + ack.seq.wrapping_sub(self.base_seq as u32) as u64;
+        if let Some(failed) = ack.error {
+            if self.refused(seq, failed) {
+                // The slot stays outstanding until the record's dead letter is acknowledged.
+                return;
+            }
+        }
+        let (wall_ms, instant) = (clock.wall_ms, clock.instant);
+        let Some(p) = self.slot(seq) else { return };
+        p.outstanding = p.outstanding.saturating_sub(1);
+        if p.outstanding == 0 {
+            let (consumed_at, record_time) = (p.consumed_at, p.record_time_ms);
+            self.latency
+                .observe(instant.saturating_duration_since(consumed_at).as_secs_f64());
+            if let Some(ts) = record_time {
+                self.age.observe(((wall_ms - ts).max(0)) as f64 / 1000.0);
+            }
+        }
+    }
+
+    /// Sorts a failed delivery: true when it becomes a dead letter, false when it stopped the
+    /// instance.
+    fn refused(&mut self, seq: u64, failed: Box<Failed>) -> bool {
+        let env = self.env.clone();
+        let kind = match classify(&failed.error) {
+            Failure::Record(kind) => kind,
+            Failure::Cluster => {
+                self.stop(FatalCause::Delivery {
+                    topic: failed.topic.clone(),
+                    error: failed.error.to_string(),
+                });
+                return false;
+            }
+        };
+        let Some(offset) = self.slot(seq).map(|p| p.offset) else {
+            return false;
+        };
+        if failed.topic == env.dead_letter_topic && failed.payload_len == 0 {
+            // Even a dead letter without payload was refused: the topic refuses records.
+            self.stop(FatalCause::DeadLetterRefused {
+                topic: failed.topic.clone(),
+                error: failed.error.to_string(),
+            });
+            return false;
+        }
+        if failed.topic != env.dead_letter_topic && !env.output_topics_contain(&failed.topic) {
+            // A state record: small and of the processor's own making, so the cluster's fault.
+            self.stop(FatalCause::Delivery {
+                topic: failed.topic.clone(),
+                error: failed.error.to_string(),
+            });
+            return false;
+        }
+        if let Some(poison) = &env.poison {
+            // Exactly-once: the transaction aborts and the partition rewinds; the replay writes
+            // this record's dead letter instead of the output the broker refused.
+            poison.insert((self.topic.clone(), self.partition, offset), kind);
+            return true;
+        }
+        self.to_dead_letter.push(Refused {
+            seq,
+            offset,
+            kind,
+            failed,
+        });
+        true
+    }
+
+    /// Stops the instance: nothing more is stored for commit.
+    pub fn stop(&mut self, cause: FatalCause) {
+        if !self.failed {
+            self.env.metrics.delivery_failures.inc();
+            self.failed = true;
+        }
+        self.env.fatal.raise(cause);
+    }
+
+    fn slot(&mut self, seq: u64) -> Option<&mut Pending> {
+        let idx = seq.checked_sub(self.base_seq)?;
+        self.pending.get_mut(idx as usize)
+    }
+
+    /// Drops the acknowledged prefix of the partition (up to the commit limit); under
+    /// at-least-once, stores the offset after it for the next commit (exactly-once commits
+    /// positions with the transaction).
+    pub fn store_progress(&mut self) {
+        self.latency.flush();
+        self.age.flush();
+        if self.failed {
+            return;
+        }
+        let mut last = None;
+        while self.base_seq < self.commit_limit
+            && self.pending.front().is_some_and(|p| p.outstanding == 0)
+        {
+            last = self.pending.pop_front().map(|p| p.offset);
+            self.base_seq += 1;
+        }
+        if self.env.gate.is_some() {
+            return;
+        }
+        let (Some(offset), Some(consumer)) = (last, self.env.consumer.upgrade()) else {
+            return;
+        };
+        // rd_kafka_offset_store commits offset + 1: the next record to read.
+        if let Err(e) = consumer.store_offset(&self.topic, self.partition, offset) {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "could not store offset");
+        }
+    }
+
+    /// Records in flight with outputs unacknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.pending.iter().filter(|p| p.outstanding > 0).count()
+    }
+}

@@ -1,0 +1,131 @@
+//! Writes a partition's device state changes to its changelog, so that a restart or a rebalance
+//! restores them.
+//!
+//! At-least-once: state must never run ahead of outputs. If a device's state record (a counted
+//! success, a cache entry) were durable while the URL record it reflects was not, the replayed
+//! event would meet its own success and come out `cached` or `rate_limited`: a lost URL. So
+//! changes are gathered per device and written in *cuts*: every `commit_interval_ms` the worker
+//! cuts after its latest record, encodes the current state of each device changed since the last
+//! cut (the last state only, so a device that expired and came back gets its new state, never a
+//! tombstone after it), and produces them only once every output before the cut is acknowledged.
+//! The offsets before the cut may be committed only once the cut is acknowledged too (see
+//! [`super::inflight`]). A crash at any moment then repeats outputs at worst.
+//!
+//! Exactly-once: state records go into the open transaction with the outputs they reflect, so each
+//! batch is cut and written at once.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use compact_str::CompactString;
+use rdkafka::producer::BaseRecord;
+
+use super::inflight::Inflight;
+use crate::core::snapshot;
+use crate::core::state::DeviceStates;
+
+/// A cut waiting for the outputs before it to be acknowledged.
+struct Cut {
+    /// Sequence number of the first record after the cut.
+    end_seq: u64,
+    /// Device id and its encoded state; `None` is a tombstone (the device expired or was evicted).
+    records: Vec<(CompactString, Option<Vec<u8>>)>,
+}
+
+pub struct StateWrites {
+    topic: String,
+    /// Devices changed since the last cut.
+    dirty: HashSet<CompactString>,
+    staged: Option<Cut>,
+    interval: Duration,
+    next_cut: Instant,
+}
+
+impl StateWrites {
+    pub fn new(changelog_topic: String, interval: Duration) -> Self {
+        StateWrites {
+            topic: changelog_topic,
+            dirty: HashSet::new(),
+            staged: None,
+            interval,
+            next_cut: Instant::now() + interval,
+        }
+    }
+
+    /// A device's state changed (a success).
+    pub fn changed(&mut self, device_id: &str) {
+        if !self.dirty.contains(device_id) {
+            self.dirty.insert(CompactString::from(device_id));
+        }
+    }
+
+    /// When the next cut is due, if anything waits for one.
+    pub fn due_at(&self, inflight: &Inflight) -> Option<Instant> {
+        (self.staged.is_none() && (!self.dirty.is_empty() || inflight.uncut()))
+            .then_some(self.next_cut)
+    }
+
+    /// Whether a cut waits for acks.
+    pub fn staged(&self) -> bool {
+        self.staged.is_some()
+    }
+
+    /// Cuts after the latest record if the interval has passed (or `now` is `None`: a forced cut,
+    /// at a drain). Expired and evicted devices are taken from `states`.
+    pub fn cut(
+        &mut self,
+        states: &mut DeviceStates,
+        inflight: &mut Inflight,
+        now: Option<Instant>,
+    ) {
+        if self.staged.is_some() || now.is_some_and(|t| t < self.next_cut) {
+            return;
+        }
+        self.next_cut = now.unwrap_or_else(Instant::now) + self.interval;
+        for device in states.take_expired() {
+            self.dirty.insert(device);
+        }
+        let end_seq = inflight.next_seq();
+        if self.dirty.is_empty() {
+            inflight.allow_commit_before(end_seq);
+            return;
+        }
+        let records = self
+            .dirty
+            .drain()
+            .map(|device| {
+                let state = states.get(&device).map(|s| {
+                    let mut buf = Vec::with_capacity(64);
+                    snapshot::encode(s, &mut buf);
+                    buf
+                });
+                (device, state)
+            })
+            .collect();
+        self.staged = Some(Cut { end_seq, records });
+    }
+
+    /// Produces the staged cut once every output before it is acknowledged (at once with
+    /// `now = true`, under exactly-once). Its acks count on the cut's last record.
+    pub async fn write_when_acked(&mut self, inflight: &mut Inflight, now: bool) {
+        let Some(cut) = &self.staged else { return };
+        if !now && !inflight.outputs_acked_before(cut.end_seq) {
+            return;
+        }
+        let cut = self.staged.take().expect("staged");
+        let last = cut.end_seq - 1;
+        inflight.add_outputs(last, cut.records.len() as u32);
+        inflight.allow_commit_before(cut.end_seq);
+        let opaque = inflight.opaque(last);
+        for (device, state) in &cut.records {
+            let mut record: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(&self.topic, opaque)
+                    .partition(inflight.partition)
+                    .key(device.as_bytes());
+            if let Some(state) = state {
+                record = record.payload(state.as_slice());
+            }
+            inflight.send_or_stop(record).await;
+        }
+    }
+}
