@@ -15,6 +15,7 @@ pub mod output_limit;
 pub mod pipeline;
 pub mod progress;
 pub mod rebalance;
+pub mod split;
 pub mod startup;
 pub mod state_writes;
 pub mod transactions;

@@ -6,23 +6,20 @@
 //! (never an async worker), so a revoke may block there while the partition's worker drains: a
 //! partition is only handed over once what was produced for it is committed.
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
+use super::split::{SplitQueues, Tp};
 use super::transactions::Transactions;
 use super::worker::{self, WorkerEnv, WorkerHandle};
 use crate::http::Health;
 use crate::metrics::Metrics;
-
-type Tp = (String, i32);
 
 pub struct ConsumerCtx {
     /// Set right after the consumer is created: splitting a partition queue needs the `Arc`.
@@ -31,9 +28,8 @@ pub struct ConsumerCtx {
     /// Exactly-once only.
     txn: OnceLock<Arc<Transactions>>,
     workers: Mutex<HashMap<Tp, WorkerHandle>>,
-    /// Queues of partitions being assigned, split off before librdkafka starts fetching them
-    /// (see `pre_rebalance`); taken by their workers right after.
-    split: Mutex<HashMap<Tp, PartitionQueue<ConsumerCtx>>>,
+    /// Queues of partitions being assigned, split off before librdkafka starts fetching them.
+    split: SplitQueues<ConsumerCtx>,
     rt: tokio::runtime::Handle,
     metrics: Metrics,
     health: Arc<Health>,
@@ -55,7 +51,7 @@ impl ConsumerCtx {
             env: OnceLock::new(),
             txn: OnceLock::new(),
             workers: Mutex::new(HashMap::new()),
-            split: Mutex::new(HashMap::new()),
+            split: SplitQueues::default(),
             rt,
             metrics,
             health,
@@ -89,26 +85,12 @@ impl ConsumerCtx {
             self.spawn_worker(&mut workers, (e.topic().to_owned(), e.partition()), -1);
         }
         self.metrics.assigned_partitions.set(workers.len() as i64);
-        // A queue holds the consumer: none may stay behind.
-        self.split.lock().expect("split lock").clear();
+        self.split.clear();
     }
 
-    /// Splits the queues of partitions about to be assigned off the consumer's queue. Done before
-    /// the assignment: once librdkafka fetches a partition, its records go to the main queue
-    /// until its queue is split, and a record there stops the instance (see pipeline.rs). On a
-    /// busy machine the poll thread can be descheduled between the assignment and a split done
-    /// after it for long enough for a first fetch to land there.
     fn split_queues(&self, tpl: &TopicPartitionList) {
-        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
-            return;
-        };
-        let mut split = self.split.lock().expect("split lock");
-        for e in tpl.elements() {
-            if let Entry::Vacant(slot) = split.entry((e.topic().to_owned(), e.partition())) {
-                if let Some(queue) = consumer.split_partition_queue(e.topic(), e.partition()) {
-                    slot.insert(queue);
-                }
-            }
+        if let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) {
+            self.split.split_ahead(&consumer, tpl);
         }
     }
 
@@ -119,11 +101,10 @@ impl ConsumerCtx {
             tracing::error!("assignment before the consumer was attached");
             return;
         };
-        let queue = self.split.lock().expect("split lock").remove(&tp);
         if workers.contains_key(&tp) {
             return;
         }
-        match queue.or_else(|| consumer.split_partition_queue(&tp.0, tp.1)) {
+        match self.split.take(&consumer, &tp) {
             Some(queue) => {
                 let handle = worker::spawn(env.clone(), &self.rt, &tp.0, tp.1, queue, position);
                 workers.insert(tp, handle);

@@ -37,7 +37,7 @@ use super::failure::{classify, Failure};
 use super::fatal::{Fatal, FatalCause};
 use super::headers;
 pub use super::inflight::now_ms;
-use super::inflight::{Clock, Inflight, Refused};
+use super::inflight::{Clock, Inflight};
 use super::rebalance::ConsumerCtx;
 use super::state_writes::StateWrites;
 use crate::core::{Decision, Engine, ErrorKind, Output, RecordError, RecordMeta, Shared, Source};
@@ -463,17 +463,44 @@ impl Worker {
             }
         };
         // The producer refused the URL record at once (over its `message.max.bytes`, which the
-        // engine's check should have caught): its dead letter, or a stop for the cluster's fault.
+        // engine's check should have caught): the event's dead letter instead, or a stop for the
+        // cluster's fault. The slot's one outstanding output is now the dead letter.
         if let Some(e) = refused {
             match classify(&e) {
                 Failure::Record(kind) => {
-                    let failed = super::acks::Failed::new(e, &env.output_topic, None);
-                    self.inflight.to_dead_letter.push(Refused {
-                        seq,
-                        offset,
+                    let error = RecordError::new(
                         kind,
-                        failed: Box::new(failed),
-                    });
+                        format!("the producer refused this event's URL record: {e}"),
+                    );
+                    let len = msg.payload().map_or(0, <[u8]>::len);
+                    let meta = RecordMeta {
+                        source: Some(Source::Kafka {
+                            topic: &self.inflight.topic,
+                            partition: self.inflight.partition,
+                            offset,
+                        }),
+                        record_time_ms,
+                        now_ms: clock.wall_ms,
+                    };
+                    let Output::DeadLetter { error, json } =
+                        self.engine.reject(error, msg.payload(), len, &meta)
+                    else {
+                        unreachable!("reject makes a dead letter")
+                    };
+                    self.counters.invalid(error.kind);
+                    let mut record = BaseRecord::with_opaque_to(&env.dead_letter_topic, opaque)
+                        .payload(json)
+                        .headers(headers::dead_letter(
+                            error.kind.as_str(),
+                            &error.message,
+                            &self.inflight.topic,
+                            self.inflight.partition,
+                            offset,
+                        ));
+                    if let Some(key) = msg.key() {
+                        record = record.key(key);
+                    }
+                    self.inflight.send_or_stop(record).await;
                 }
                 Failure::Cluster => self.inflight.stop(FatalCause::Delivery {
                     topic: env.output_topic.clone(),

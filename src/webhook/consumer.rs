@@ -14,15 +14,16 @@ use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
 use super::partition::{self, PartitionEnv, PartitionHandle};
+use crate::kafka::split::{SplitQueues, Tp};
 use crate::http::Health;
 use crate::metrics::Metrics;
-
-type Tp = (String, i32);
 
 pub struct WebhookConsumerCtx {
     consumer: OnceLock<Weak<BaseConsumer<WebhookConsumerCtx>>>,
     env: OnceLock<Arc<PartitionEnv>>,
     readers: Mutex<HashMap<Tp, PartitionHandle>>,
+    /// Queues split before the assignment takes effect (see [`SplitQueues`]).
+    split: SplitQueues<WebhookConsumerCtx>,
     rt: tokio::runtime::Handle,
     metrics: Metrics,
     health: Arc<Health>,
@@ -34,6 +35,7 @@ impl WebhookConsumerCtx {
             consumer: OnceLock::new(),
             env: OnceLock::new(),
             readers: Mutex::new(HashMap::new()),
+            split: SplitQueues::default(),
             rt,
             metrics,
             health,
@@ -63,7 +65,7 @@ impl WebhookConsumerCtx {
             if readers.contains_key(&tp) {
                 continue;
             }
-            match consumer.split_partition_queue(&tp.0, tp.1) {
+            match self.split.take(&consumer, &tp) {
                 Some(queue) => {
                     let handle = partition::spawn(env.clone(), &self.rt, &tp.0, tp.1, queue);
                     readers.insert(tp, handle);
@@ -74,6 +76,7 @@ impl WebhookConsumerCtx {
                 }
             }
         }
+        self.split.clear();
     }
 
     /// Stops the readers of `partitions` (all for `None`), waits for their drains, then commits
@@ -150,9 +153,17 @@ impl ClientContext for WebhookConsumerCtx {
 
 impl ConsumerContext for WebhookConsumerCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            tracing::info!(partitions = tpl.count(), "webhook partitions revoked");
-            self.stop(consumer, Some(tpl));
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "webhook partitions revoked");
+                self.stop(consumer, Some(tpl));
+            }
+            Rebalance::Assign(tpl) => {
+                if let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) {
+                    self.split.split_ahead(&consumer, tpl);
+                }
+            }
+            Rebalance::Error(_) => {}
         }
     }
 

@@ -15,6 +15,11 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+/// Most bytes of the URL record a dead letter embeds: a URL record may be close to the output
+/// topic's size limit, and the dead letter around it must still fit its own topic. A larger record
+/// is embedded as the text of its first bytes, with `record_truncated` and its full size.
+pub const MAX_EMBEDDED_RECORD_BYTES: usize = 256 << 10;
+
 /// Header names of a webhook dead letter (besides the JSON body).
 pub const HEADER_ENDPOINT: &str = "aepiot.webhook.endpoint";
 pub const HEADER_ERROR: &str = "aepiot.webhook.error";
@@ -68,6 +73,11 @@ struct Encoded<'a> {
     failed_at: &'a str,
     source: RecordSource<'a>,
     record: Record<'a>,
+    /// The URL record's size, when only its first bytes are embedded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    record_truncated: bool,
 }
 
 #[derive(Serialize)]
@@ -81,12 +91,18 @@ enum Record<'a> {
 impl WebhookDeadLetter<'_> {
     /// The dead letter's JSON.
     pub fn to_json(&self) -> Vec<u8> {
+        let truncated = self.record.len() > MAX_EMBEDDED_RECORD_BYTES;
         let record = match std::str::from_utf8(self.record)
             .ok()
+            .filter(|_| !truncated)
             .and_then(|s| serde_json::from_str::<&RawValue>(s).ok())
         {
             Some(raw) => Record::Json(raw),
-            None => Record::Text(String::from_utf8_lossy(self.record).into_owned()),
+            None => {
+                let prefix = &self.record[..self.record.len().min(MAX_EMBEDDED_RECORD_BYTES)];
+                let text = String::from_utf8_lossy(prefix);
+                Record::Text(truncate(&text, MAX_EMBEDDED_RECORD_BYTES).to_owned())
+            }
         };
         serde_json::to_vec(&Encoded {
             endpoint: self.endpoint,
@@ -98,6 +114,8 @@ impl WebhookDeadLetter<'_> {
             failed_at: self.failed_at,
             source: self.source,
             record,
+            record_bytes: truncated.then_some(self.record.len()),
+            record_truncated: truncated,
         })
         .expect("a dead letter serializes")
     }
@@ -159,6 +177,36 @@ mod tests {
         assert_eq!(v["source"]["offset"], 7);
         assert_eq!(v["record"]["device_id"], "d");
         assert_eq!(letter(b"not json")["record"], "not json");
+        assert!(letter(b"{}").get("record_truncated").is_none());
+    }
+
+    #[test]
+    fn a_large_record_is_embedded_cut_with_its_size() {
+        let big = format!(r#"{{"device_id":"{}"}}"#, "é".repeat(300_000));
+        let json = WebhookDeadLetter {
+            endpoint: EndpointRef {
+                index: 0,
+                origin: "https://h",
+            },
+            error: "HTTP 500",
+            http_status: Some(500),
+            attempts: 5,
+            retryable: true,
+            idempotency_key: "k",
+            failed_at: "2026-11-26T08:05:09.301Z",
+            source: RecordSource {
+                topic: "out",
+                partition: 0,
+                offset: 7,
+            },
+            record: big.as_bytes(),
+        }
+        .to_json();
+        assert!(json.len() < MAX_EMBEDDED_RECORD_BYTES + 4096, "{}", json.len());
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["record_truncated"], true);
+        assert_eq!(v["record_bytes"], big.len());
+        assert!(v["record"].as_str().unwrap().starts_with(r#"{"device_id":"éé"#));
     }
 
     #[test]

@@ -1,0 +1,216 @@
+//! Delivery guarantees at the edges, on the real broker, with default settings: a record that
+//! cannot be written is that record's dead letter and the partition goes on (both guarantees); a
+//! far-future event time is a dead letter and does not disable its device; the state budget evicts
+//! instead of growing; the changelog of a pattern-matched input topic is created on assignment.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aepiot_stream::config::{Config, Guarantee};
+use aepiot_stream::kafka::worker::now_ms;
+use common::*;
+use rdkafka::Message;
+
+fn event(device: &str, body: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    (
+        Some(device.as_bytes().to_vec()),
+        Some(format!(r#"{{"device_id":"{device}",{body}}}"#).into_bytes()),
+    )
+}
+
+fn ordinary(n: usize) -> Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    (0..n)
+        .map(|i| event(&format!("d-{i}"), r#""event_type":"temp""#))
+        .collect()
+}
+
+/// A valid 200 KB event whose URL record (every `é` percent-encoded in five URLs) is over 1 MB.
+fn poison() -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    event(
+        "poison-1",
+        &format!(r#""event_type":"big","location":"{}""#, "é".repeat(100_000)),
+    )
+}
+
+fn poison_among_ordinary_records(guarantee: Guarantee) {
+    let t = topics("poison", 3);
+    let mut records = ordinary(300);
+    records.insert(150, poison());
+    records.extend(ordinary(300).into_iter().skip(200).map(|(k, v)| {
+        let v = String::from_utf8(v.unwrap()).unwrap().replace("temp", "door");
+        (k, Some(v.into_bytes()))
+    }));
+    produce(&t.input, &records);
+    let running = start(Config {
+        processing_guarantee: guarantee,
+        ..config(&t, false)
+    });
+    wait_until(
+        "every input offset committed past the poison record",
+        Duration::from_secs(120),
+        || all_committed(&t.group, &t.input),
+    );
+    let metrics = running.metrics.clone();
+    // A clean stop: the poison record stopped nothing.
+    running.shutdown();
+
+    let outputs = consume_all(&t.output, Duration::from_secs(60));
+    let dead = consume_all(&t.dlq, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1, "exactly one dead letter");
+    let letter = json(&dead[0]);
+    assert_eq!(letter["error"]["kind"], "output_too_large", "{letter}");
+    assert_eq!(header(&dead[0], "aepiot.error.kind"), Some("output_too_large"));
+    assert_eq!(dead[0].key(), Some(&b"poison-1"[..]));
+    assert_eq!(letter["payload_truncated"], true);
+    assert!(letter["payload"]
+        .as_str()
+        .unwrap()
+        .starts_with(r#"{"device_id":"poison-1","event_type":"big""#));
+    assert!(dead[0].payload().unwrap().len() < 200_000);
+
+    // Every other event is a success, each exactly once (no restart happened).
+    let devices: Vec<(String, String)> = outputs
+        .iter()
+        .map(|m| {
+            let v = json(m);
+            assert_eq!(v["status"], "success", "{v}");
+            (
+                v["device_id"].as_str().unwrap().to_owned(),
+                v["event_type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(devices.len(), 400, "one URL record per ordinary event");
+    assert_eq!(devices.iter().collect::<HashSet<_>>().len(), 400);
+    assert!(!devices.iter().any(|(d, _)| d == "poison-1"));
+    let mut sources: HashSet<(i64, i64)> = outputs.iter().map(source_of).collect();
+    sources.insert(source_of(&dead[0]));
+    assert_eq!(sources, expected_sources(&t.input), "every input offset has one output");
+    assert_eq!(
+        metrics
+            .dead_letters
+            .with_label_values(&["output_too_large"])
+            .get(),
+        1
+    );
+    assert_eq!(metrics.events.with_label_values(&["success"]).get(), 400);
+    assert_eq!(metrics.delivery_failures.get(), 0);
+}
+
+#[test]
+fn a_poison_record_is_a_dead_letter_at_least_once() {
+    poison_among_ordinary_records(Guarantee::AtLeastOnce);
+}
+
+#[test]
+fn a_poison_record_is_a_dead_letter_exactly_once() {
+    poison_among_ordinary_records(Guarantee::ExactlyOnce);
+}
+
+/// One event dated 9999 is refused; the device's later events are judged in their own time.
+#[test]
+fn a_far_future_event_is_a_dead_letter_and_its_device_goes_on() {
+    let t = topics("future", 1);
+    let now = now_ms();
+    let mut records = vec![event(
+        "f",
+        r#""event_type":"t-0","timestamp":"9999-01-01T00:00:00Z""#,
+    )];
+    // Record timestamps are the producer's (now); the event without `timestamp` uses it.
+    for i in 1..=12 {
+        records.push(event(
+            "f",
+            &format!(r#""event_type":"t-{i}","timestamp":{}"#, now - 60_000 + i),
+        ));
+    }
+    produce(&t.input, &records);
+    let running = start(config(&t, true));
+    wait_until("all committed", Duration::from_secs(90), || {
+        all_committed(&t.group, &t.input)
+    });
+    running.shutdown();
+
+    let dead = consume_all(&t.dlq, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1);
+    let letter = json(&dead[0]);
+    assert_eq!(letter["error"]["kind"], "invalid_field");
+    assert_eq!(letter["error"]["field"], "timestamp");
+    let message = letter["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ahead of the wall clock"), "{message}");
+    assert!(message.contains("max_future_skew_secs"), "{message}");
+
+    // The device was not moved to year 9999: 10 successes, then rate limited (the seed's limit).
+    let mut statuses: Vec<(i64, String)> = consume_all(&t.output, Duration::from_secs(30))
+        .iter()
+        .map(|m| {
+            let v = json(m);
+            (source_of(m).1, v["status"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    statuses.sort();
+    let statuses: Vec<&str> = statuses.iter().map(|(_, s)| s.as_str()).collect();
+    let mut expected = vec!["success"; 10];
+    expected.extend(["rate_limited"; 2]);
+    assert_eq!(statuses, expected);
+}
+
+/// More devices than `limits.max_devices`: the least recently active are evicted and counted, and
+/// every event still gets its URL record.
+#[test]
+fn the_device_budget_evicts_and_counts() {
+    let t = topics("budget", 1);
+    produce(&t.input, &ordinary(200));
+    let mut cfg = config(&t, false);
+    cfg.limits.max_devices = 50;
+    let running = start(cfg);
+    wait_until("all committed", Duration::from_secs(90), || {
+        all_committed(&t.group, &t.input)
+    });
+    let metrics = running.metrics.clone();
+    running.shutdown();
+    assert_eq!(metrics.state_evictions.get(), 150);
+    assert_eq!(metrics.events.with_label_values(&["success"]).get(), 200);
+    assert_eq!(consume_all(&t.output, Duration::from_secs(30)).len(), 200);
+}
+
+/// `input_topics = ["^…"]` with the state changelog on (the default): the matched topic's
+/// changelog is created when its partitions are first assigned, and state survives a restart.
+#[test]
+fn a_pattern_matched_topic_gets_its_changelog() {
+    let t = topics("pattern", 2);
+    let cfg = Config {
+        input_topics: vec![format!("^{}$", t.input)],
+        ..config(&t, true)
+    };
+    let limited = |i: usize| {
+        event(
+            "dev-p",
+            &format!(r#""event_type":"t{i}","timestamp":"2026-11-26T10:{i:02}:00Z""#),
+        )
+    };
+    produce(&t.input, &(0..10).map(limited).collect::<Vec<_>>());
+    let first = start(cfg.clone());
+    wait_until("first run committed", Duration::from_secs(90), || {
+        all_committed(&t.group, &t.input)
+    });
+    first.shutdown();
+    let changelog = format!("{}-{}-changelog", t.group, t.input);
+    assert!(
+        !consume_all(&changelog, Duration::from_secs(30)).is_empty(),
+        "the changelog of the matched topic holds the device's state"
+    );
+
+    produce(&t.input, &[limited(11)]);
+    let second = start(cfg);
+    wait_until("second run committed", Duration::from_secs(90), || {
+        all_committed(&t.group, &t.input)
+    });
+    second.shutdown();
+    let last = consume_all(&t.output, Duration::from_secs(30))
+        .into_iter()
+        .max_by_key(source_of)
+        .unwrap();
+    assert_eq!(json(&last)["status"], "rate_limited", "state restored after restart");
+}
