@@ -9,7 +9,10 @@
 //! - [`process`]: the offline adapter, JSON Lines in and out.
 //! - [`kafka`]: the Kafka adapter: [`kafka::pipeline`] wires a consumer whose partitions each get a
 //!   [`kafka::worker`] (one engine per partition), a producer whose acks flow back through
-//!   [`kafka::acks`], and rebalance handling in [`kafka::rebalance`].
+//!   [`kafka::acks`] into each worker's [`kafka::inflight`] tracker (what may be committed), state
+//!   changes written to the changelog in cuts by [`kafka::state_writes`], produce failures sorted
+//!   by [`kafka::failure`] (one record's: a dead letter; the cluster's: a [`kafka::fatal`] stop),
+//!   and rebalance handling in [`kafka::rebalance`].
 //! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
 //! - [`webhook`]: webhook delivery of URL records, a consumer group of its own on the output topic
 //!   (`aepiot-stream webhooks`, `run --webhooks`), with retries, dead letters and signatures.

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""benches/soak_check.py — the verdict of benches/soak.sh (see its header).
+
+Lost successes: `process` judged the input partition by partition (sizes in WORK/sizes, in that
+order), so line L of its output maps to (partition, offset); every (partition, offset) it judged
+`success` must have a `success` record on the output topic (whose `source` names its input).
+"""
+import argparse
+import json
+import re
+
+ap = argparse.ArgumentParser()
+for a in ("work", "rss5", "rss-end", "final-lag", "recoveries", "duration", "rate", "devices",
+          "kill-every"):
+    ap.add_argument("--" + a, default="")
+args = ap.parse_args()
+
+sizes = [tuple(map(int, line.split())) for line in open(f"{args.work}/sizes")]
+starts, total = [], 0
+for p, n in sizes:
+    starts.append((total, p))
+    total += n
+
+
+def coordinates(line):  # 1-based line of the concatenated input -> (partition, offset)
+    i = line - 1
+    for start, p in reversed(starts):
+        if i >= start:
+            return p, i - start
+    raise ValueError(line)
+
+
+LINE = re.compile(rb'"source":\{"line":(\d+)\}')
+expected = set()
+judged = 0
+with open(f"{args.work}/judged.jsonl", "rb") as f:
+    for raw in f:
+        judged += 1
+        if b'"status":"success"' in raw:
+            expected.add(coordinates(int(LINE.search(raw).group(1))))
+
+SOURCE = re.compile(rb'"source":\{"topic":"[^"]*","partition":(\d+),"offset":(\d+)\}')
+written, outputs = set(), 0
+with open(f"{args.work}/output.jsonl", "rb") as f:
+    for raw in f:
+        outputs += 1
+        if b'"status":"success"' in raw:
+            m = SOURCE.search(raw)
+            written.add((int(m.group(1)), int(m.group(2))))
+
+rss5, rss_end = int(args.rss5 or 0), int(args.rss_end or 0)
+recoveries = [int(x) for x in args.recoveries.split()] if args.recoveries else []
+result = {
+    "duration_s": int(args.duration), "rate": int(args.rate), "devices": int(args.devices),
+    "kill_every_s": int(args.kill_every),
+    "input_records": total, "judged_by_process": judged,
+    "expected_successes": len(expected), "output_records": outputs,
+    "distinct_successes_written": len(written),
+    "lost_successes": len(expected - written),
+    "successes_process_did_not_expect": len(written - expected),
+    "repeated_outputs": outputs - len(written),
+    "final_group_lag": int(args.final_lag or -1),
+    "rss_minute5_bytes": rss5, "rss_end_bytes": rss_end,
+    "rss_change": round(rss_end / rss5 - 1, 4) if rss5 else None,
+    "recovery_s_after_each_restart": recoveries,
+}
+result["ok"] = (result["lost_successes"] == 0 and result["final_group_lag"] == 0
+                and result["rss_change"] is not None and abs(result["rss_change"]) <= 0.10
+                and all(0 <= r <= 30 for r in recoveries))
+print(json.dumps(result, indent=2))
