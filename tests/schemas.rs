@@ -744,6 +744,14 @@ fn hostile_inputs_give_schema_valid_outputs_and_the_event_schema_agrees() {
                 ..Default::default()
             },
         ),
+        (
+            // A sink that takes 1500 bytes: larger URL records are `output_too_large`.
+            "small output limit",
+            EngineSettings {
+                max_output_bytes: 1500,
+                ..Default::default()
+            },
+        ),
     ] {
         let limit = settings.max_record_bytes;
         let mut engine = emitting_engine(settings);
@@ -761,9 +769,13 @@ fn hostile_inputs_give_schema_valid_outputs_and_the_event_schema_agrees() {
                 (false, Some(kind)) => Seen::Dead(kind),
                 (false, None) => Seen::Record("success".into()),
             };
-            // A valid event may be cached or rate limited by an earlier one of the same device.
+            // A valid event may be cached or rate limited by an earlier one of the same device,
+            // and its URL record may be over a small output limit.
             let same = match (&seen, &want) {
                 (Seen::Record(_), Seen::Record(_)) => true,
+                (Seen::Dead(ErrorKind::OutputTooLarge), Seen::Record(_)) => {
+                    settings_name == "small output limit"
+                }
                 _ => seen == want,
             };
             assert!(same, "{what}: got {seen:?}, want {want:?}");
@@ -771,6 +783,22 @@ fn hostile_inputs_give_schema_valid_outputs_and_the_event_schema_agrees() {
                 kinds.insert(kind.as_str());
             }
         }
+    }
+    // `output_rejected` is the broker's verdict on a written record, so the engine only encodes it.
+    let mut engine = emitting_engine(EngineSettings::default());
+    let meta = RecordMeta {
+        record_time_ms: None,
+        now_ms: NOW_MS,
+        source: source(0),
+    };
+    let error = aepiot_stream::core::RecordError::new(ErrorKind::OutputRejected, "INVALID_RECORD");
+    let seen = check_output(
+        &v,
+        engine.reject(error, Some(b"{\"device_id\":\"d\"}"), 16, &meta),
+        "output_rejected",
+    );
+    if let Seen::Dead(kind) = seen {
+        kinds.insert(kind.as_str());
     }
     // Every kind of dead letter was produced and validated.
     assert_eq!(kinds.len(), ErrorKind::ALL.len(), "{kinds:?}");
