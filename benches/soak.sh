@@ -20,15 +20,25 @@
 #                   reports while they move) is back under one second of events (RATE).
 # Results: JSON on stdout and in WORK/soak.json.
 #
-# Usage: benches/soak.sh [--duration S] [--rate R] [--devices N] [--kill-every S]
+# --static gives each instance a group_instance_id (static membership): a restarted instance then
+# takes its partitions back at once; without it they wait for the broker to expire the killed
+# member (its session timeout, 45 s).
+#
+# Static membership needs the classic protocol: --static --env AEPIOT_GROUP_PROTOCOL=classic.
+# --env K=V passes a setting to both instances.
+#
+# Usage: benches/soak.sh [--duration S] [--rate R] [--devices N] [--kill-every S] [--static]
+#          [--env K=V ...]
 # Environment: KAFKA_PORT (19694) and KAFKA_DATA_DIR (/tmp/aepiot-kafka-soak): a broker of its own,
 # stopped at the end; AEPIOT_BIN (target/release/aepiot-stream, built if missing);
 # WORK (/tmp/aepiot-soak).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-DURATION=1800 RATE=10000 DEVICES=200000 KILL_EVERY=600
+DURATION=1800 RATE=10000 DEVICES=200000 KILL_EVERY=600 STATIC=0 EXTRA_ENV=()
 while (($#)); do
   case "$1" in
+    --static) STATIC=1; shift ;;
+    --env) EXTRA_ENV+=("$2"); shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --rate) RATE="$2"; shift 2 ;;
     --devices) DEVICES="$2"; shift 2 ;;
@@ -54,7 +64,9 @@ IN="$id-in" OUT="$id-out" DLQ="$id-dlq" GROUP="$id-group"
 
 declare -A PID PORT=([a]=19721 [b]=19722)
 start() { # NAME
-  AEPIOT_LOG_FORMAT=json "$BIN" run --brokers "$BROKERS" --input-topics "$IN" --output-topic "$OUT" \
+  local static=()
+  ((STATIC)) && static=(AEPIOT_GROUP_INSTANCE_ID="soak-$1")
+  env "${static[@]}" "${EXTRA_ENV[@]}" AEPIOT_LOG_FORMAT=json "$BIN" run --brokers "$BROKERS" --input-topics "$IN" --output-topic "$OUT" \
     --dead-letter-topic "$DLQ" --group-id "$GROUP" --metrics-addr "127.0.0.1:${PORT[$1]}" \
     >>"$WORK/$1.log" 2>&1 &
   PID[$1]=$!
@@ -118,4 +130,5 @@ rm "$WORK/input.jsonl"
 kcat -C -b "$BROKERS" -t "$OUT" -o beginning -e -q -f '%s\n' >"$WORK/output.jsonl"
 python3 "$ROOT/benches/soak_check.py" --work "$WORK" --rss5 "$rss5" --rss-end "$rss_end" \
   --final-lag "$final_lag" --recoveries "${recoveries[*]:-}" --duration "$DURATION" \
-  --rate "$RATE" --devices "$DEVICES" --kill-every "$KILL_EVERY" | tee "$WORK/soak.json"
+  --rate "$RATE" --devices "$DEVICES" --kill-every "$KILL_EVERY" --static "$STATIC" |
+  tee "$WORK/soak.json"

@@ -52,7 +52,7 @@ rss5, rss_end = int(args.rss5 or 0), int(args.rss_end or 0)
 recoveries = [int(x) for x in args.recoveries.split()] if args.recoveries else []
 result = {
     "duration_s": int(args.duration), "rate": int(args.rate), "devices": int(args.devices),
-    "kill_every_s": int(args.kill_every),
+    "kill_every_s": int(args.kill_every), "static_membership": args.static == "1",
     "input_records": total, "judged_by_process": judged,
     "expected_successes": len(expected), "output_records": outputs,
     "distinct_successes_written": len(written),

@@ -100,6 +100,12 @@ pub struct Config {
     /// (`<group_id>-<input topic>-changelog`, one partition per input partition) and restore it
     /// when a partition is assigned, so rate limits and dedupe survive rebalances and restarts.
     pub state_changelog: bool,
+    /// Static group membership (`group.instance.id`, KIP-345): a unique, stable id per instance,
+    /// e.g. the pod name. A crashed instance restarted with the same id gets its partitions back
+    /// at once; without it they wait for the broker to expire the dead member (45 s by default).
+    /// The cost: an instance that stops for good holds its partitions until that timeout too.
+    /// Needs `group_protocol = "classic"`. Empty (the default): dynamic membership.
+    pub group_instance_id: String,
     /// Kafka group protocol: `consumer` (KIP-848, incremental, the default) or `classic`
     /// (then `partition_assignment_strategy` applies).
     pub group_protocol: String,
@@ -194,6 +200,7 @@ impl Default for Config {
             commit_interval_ms: 100,
             transactional_id: String::new(),
             state_changelog: true,
+            group_instance_id: String::new(),
             group_protocol: "consumer".into(),
             partition_assignment_strategy: "cooperative-sticky".into(),
             drain_timeout_ms: 10_000,
@@ -487,6 +494,17 @@ impl Config {
                 "group_protocol must be `consumer` or `classic`, not {:?}",
                 self.group_protocol
             ));
+        }
+        if !self.group_instance_id.is_empty() && self.group_protocol != "classic" {
+            // Measured (benches/soak.sh): under the `consumer` protocol a crashed static member
+            // that restarts is refused with a fatal UNRELEASED_INSTANCE_ID until the broker
+            // expires the old one, so static membership only helps with `classic`.
+            return bad(
+                "group_instance_id needs group_protocol = \"classic\": under the `consumer` \
+                 protocol a restarted static member is refused (UNRELEASED_INSTANCE_ID) until the \
+                 session timeout expires the crashed one"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -57,6 +57,12 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         c.set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed");
     }
+    if !config.group_instance_id.is_empty() {
+        // Static membership: a crashed instance restarted with the same id takes its partitions
+        // back at once, instead of after the session timeout (45 s) that expires a dead member.
+        // Only on this consumer: the restore consumers and the webhook group must not share it.
+        c.set("group.instance.id", &config.group_instance_id);
+    }
     if config.group_protocol == "classic" {
         c.set(
             "partition.assignment.strategy",
