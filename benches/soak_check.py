@@ -11,7 +11,7 @@ import re
 
 ap = argparse.ArgumentParser()
 for a in ("work", "rss5", "rss-end", "final-lag", "recoveries", "duration", "rate", "devices",
-          "kill-every"):
+          "kill-every", "static"):
     ap.add_argument("--" + a, default="")
 args = ap.parse_args()
 
