@@ -445,20 +445,8 @@ impl Worker {
             }
             Output::DeadLetter { error, json } => {
                 self.counters.invalid(error.kind);
-                let mut record = BaseRecord::with_opaque_to(&env.dead_letter_topic, opaque)
-                    .payload(json)
-                    .headers(headers::dead_letter(
-                        error.kind.as_str(),
-                        &error.message,
-                        &self.inflight.topic,
-                        self.inflight.partition,
-                        offset,
-                    ));
-                if let Some(key) = msg.key() {
-                    record = record.key(key);
-                }
                 self.inflight.add_outputs(seq, 1);
-                self.inflight.send_or_stop(record).await;
+                send_dead_letter(&mut self.inflight, seq, offset, msg.key(), error, json).await;
                 None
             }
         };
@@ -488,19 +476,7 @@ impl Worker {
                         unreachable!("reject makes a dead letter")
                     };
                     self.counters.invalid(error.kind);
-                    let mut record = BaseRecord::with_opaque_to(&env.dead_letter_topic, opaque)
-                        .payload(json)
-                        .headers(headers::dead_letter(
-                            error.kind.as_str(),
-                            &error.message,
-                            &self.inflight.topic,
-                            self.inflight.partition,
-                            offset,
-                        ));
-                    if let Some(key) = msg.key() {
-                        record = record.key(key);
-                    }
-                    self.inflight.send_or_stop(record).await;
+                    send_dead_letter(&mut self.inflight, seq, offset, msg.key(), error, json).await;
                 }
                 Failure::Cluster => self.inflight.stop(FatalCause::Delivery {
                     topic: env.output_topic.clone(),
@@ -560,17 +536,7 @@ impl Worker {
             let Output::DeadLetter { error, json } = out else {
                 unreachable!("reject makes a dead letter")
             };
-            let record: BaseRecord<'_, [u8], [u8], usize> =
-                BaseRecord::with_opaque_to(&env.dead_letter_topic, self.inflight.opaque(r.seq))
-                    .payload(json)
-                    .headers(headers::dead_letter(
-                        error.kind.as_str(),
-                        &error.message,
-                        &self.inflight.topic,
-                        self.inflight.partition,
-                        r.offset,
-                    ));
-            self.inflight.send_or_stop(record).await;
+            send_dead_letter(&mut self.inflight, r.seq, r.offset, None, error, json).await;
         }
     }
 
@@ -619,6 +585,31 @@ impl Worker {
             .track(msg.offset(), msg.timestamp().to_millis(), clock, 1);
         self.inflight.send_or_stop(record).await;
     }
+}
+
+/// Produces the dead letter of input `seq` (at `offset`), keyed like its input.
+async fn send_dead_letter(
+    inflight: &mut Inflight,
+    seq: u64,
+    offset: i64,
+    key: Option<&[u8]>,
+    error: &RecordError,
+    json: &[u8],
+) {
+    let env = inflight.env.clone();
+    let mut record = BaseRecord::with_opaque_to(&env.dead_letter_topic, inflight.opaque(seq))
+        .payload(json)
+        .headers(headers::dead_letter(
+            error.kind.as_str(),
+            &error.message,
+            &inflight.topic,
+            inflight.partition,
+            offset,
+        ));
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    inflight.send_or_stop(record).await;
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
