@@ -39,7 +39,9 @@ fn poison_among_ordinary_records(guarantee: Guarantee) {
     let mut records = ordinary(300);
     records.insert(150, poison());
     records.extend(ordinary(300).into_iter().skip(200).map(|(k, v)| {
-        let v = String::from_utf8(v.unwrap()).unwrap().replace("temp", "door");
+        let v = String::from_utf8(v.unwrap())
+            .unwrap()
+            .replace("temp", "door");
         (k, Some(v.into_bytes()))
     }));
     produce(&t.input, &records);
@@ -61,7 +63,10 @@ fn poison_among_ordinary_records(guarantee: Guarantee) {
     assert_eq!(dead.len(), 1, "exactly one dead letter");
     let letter = json(&dead[0]);
     assert_eq!(letter["error"]["kind"], "output_too_large", "{letter}");
-    assert_eq!(header(&dead[0], "aepiot.error.kind"), Some("output_too_large"));
+    assert_eq!(
+        header(&dead[0], "aepiot.error.kind"),
+        Some("output_too_large")
+    );
     assert_eq!(dead[0].key(), Some(&b"poison-1"[..]));
     assert_eq!(letter["payload_truncated"], true);
     assert!(letter["payload"]
@@ -87,7 +92,11 @@ fn poison_among_ordinary_records(guarantee: Guarantee) {
     assert!(!devices.iter().any(|(d, _)| d == "poison-1"));
     let mut sources: HashSet<(i64, i64)> = outputs.iter().map(source_of).collect();
     sources.insert(source_of(&dead[0]));
-    assert_eq!(sources, expected_sources(&t.input), "every input offset has one output");
+    assert_eq!(
+        sources,
+        expected_sources(&t.input),
+        "every input offset has one output"
+    );
     assert_eq!(
         metrics
             .dead_letters
@@ -212,5 +221,9 @@ fn a_pattern_matched_topic_gets_its_changelog() {
         .into_iter()
         .max_by_key(source_of)
         .unwrap();
-    assert_eq!(json(&last)["status"], "rate_limited", "state restored after restart");
+    assert_eq!(
+        json(&last)["status"],
+        "rate_limited",
+        "state restored after restart"
+    );
 }

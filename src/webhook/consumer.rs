@@ -14,8 +14,8 @@ use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
 use super::partition::{self, PartitionEnv, PartitionHandle};
-use crate::kafka::split::{SplitQueues, Tp};
 use crate::http::Health;
+use crate::kafka::split::{SplitQueues, Tp};
 use crate::metrics::Metrics;
 
 pub struct WebhookConsumerCtx {

@@ -202,11 +202,18 @@ mod tests {
             record: big.as_bytes(),
         }
         .to_json();
-        assert!(json.len() < MAX_EMBEDDED_RECORD_BYTES + 4096, "{}", json.len());
+        assert!(
+            json.len() < MAX_EMBEDDED_RECORD_BYTES + 4096,
+            "{}",
+            json.len()
+        );
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v["record_truncated"], true);
         assert_eq!(v["record_bytes"], big.len());
-        assert!(v["record"].as_str().unwrap().starts_with(r#"{"device_id":"éé"#));
+        assert!(v["record"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"{"device_id":"éé"#));
     }
 
     #[test]
