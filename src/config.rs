@@ -62,6 +62,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// See [`Config::unknown_region`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownRegion {
+    #[default]
+    Global,
+    DeadLetter,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -72,6 +81,13 @@ pub struct Config {
     pub input_topics: Vec<String>,
     /// Topic for URL records; Kafka key = region.
     pub output_topic: String,
+    /// Region → topic for that region's URL records (data residency), e.g.
+    /// `europe = "aepiot-urls-eu"`. Regions not in it go to `output_topic`; an event whose region
+    /// is absent or unknown counts as `global` (see `unknown_region`).
+    pub output_topics_by_region: IndexMap<String, String>,
+    /// What an event with no or an unknown `region` becomes: `global` (the seed's fallback: the
+    /// `global` region's hosts and topic) or `dead_letter` (`invalid_field`, field `region`).
+    pub unknown_region: UnknownRegion,
     /// Topic for dead letters (invalid input records).
     pub dead_letter_topic: String,
     /// Consumer group id; instances with the same id share the input partitions.
@@ -189,6 +205,8 @@ impl Default for Config {
             brokers: "127.0.0.1:9092".into(),
             input_topics: vec!["iot-events".into()],
             output_topic: "aepiot-urls".into(),
+            output_topics_by_region: IndexMap::new(),
+            unknown_region: UnknownRegion::Global,
             dead_letter_topic: "aepiot-dead-letters".into(),
             group_id: "aepiot-stream".into(),
             emit_suppressed: false,
@@ -495,6 +513,16 @@ impl Config {
                 self.group_protocol
             ));
         }
+        for (region, topic) in &self.output_topics_by_region {
+            if !self.urls.regions.contains_key(region) {
+                return bad(format!(
+                    "output_topics_by_region.{region}: {region:?} is not a region of urls.regions"
+                ));
+            }
+            if topic.trim().is_empty() {
+                return bad(format!("output_topics_by_region.{region} must name a topic"));
+            }
+        }
         if !self.group_instance_id.is_empty() && self.group_protocol != "classic" {
             // Measured (benches/soak.sh): under the `consumer` protocol a crashed static member
             // that restarts is refused with a fatal UNRELEASED_INSTANCE_ID until the broker
@@ -521,17 +549,46 @@ impl Config {
         if self.output_topic.is_empty() || self.dead_letter_topic.is_empty() {
             return bad("output_topic and dead_letter_topic must be set");
         }
+        let outputs = self.output_topics();
         if self
             .input_topics
             .iter()
-            .any(|t| t == &self.output_topic || t == &self.dead_letter_topic)
+            .any(|t| outputs.contains(t) || t == &self.dead_letter_topic)
         {
-            return bad("an input topic cannot also be the output or dead-letter topic");
+            return bad("an input topic cannot also be an output or the dead-letter topic");
+        }
+        if outputs.contains(&self.dead_letter_topic) {
+            return bad("an output topic cannot also be the dead-letter topic");
         }
         if self.group_id.is_empty() {
             return bad("group_id must be set");
         }
         Ok(())
+    }
+
+    /// Every topic URL records go to: `output_topic` first, then the regions' own, each once.
+    pub fn output_topics(&self) -> Vec<String> {
+        let mut topics = vec![self.output_topic.clone()];
+        for t in self.output_topics_by_region.values() {
+            if !topics.contains(t) {
+                topics.push(t.clone());
+            }
+        }
+        topics
+    }
+
+    /// The output topic of each configured region, in the order of `urls.regions`.
+    pub fn region_topics(&self) -> Vec<String> {
+        self.urls
+            .regions
+            .keys()
+            .map(|r| {
+                self.output_topics_by_region
+                    .get(r)
+                    .unwrap_or(&self.output_topic)
+                    .clone()
+            })
+            .collect()
     }
 
     /// The changelog topic of an input topic's device state.
@@ -562,6 +619,7 @@ impl Config {
             // Set by `run` from the topics' and the producer's limits (see kafka::startup).
             max_output_bytes: usize::MAX,
             max_devices: l.max_devices,
+            unknown_region_dead_letter: self.unknown_region == UnknownRegion::DeadLetter,
         }
     }
 
@@ -676,7 +734,7 @@ fn env_path(rest: &str) -> Vec<String> {
 /// Typed values from environment text: lists are comma-separated; numbers and booleans parse.
 fn env_value(path: &[String], value: &str) -> toml::Value {
     let key = path.last().map(String::as_str).unwrap_or("");
-    if path[0] == "kafka" {
+    if path[0] == "kafka" || path[0] == "output_topics_by_region" {
         return toml::Value::String(value.to_string());
     }
     if key == "input_topics" || key == "hosts" {

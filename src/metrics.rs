@@ -31,6 +31,7 @@ pub struct Metrics {
     pub state_restore_seconds: Histogram,
     pub state_restored_records: IntCounter,
     pub state_evictions: IntCounter,
+    pub records_written: IntCounterVec,
     pub webhook_requests: IntCounterVec,
     pub webhook_latency: HistogramVec,
     pub webhook_retries: IntCounter,
@@ -149,6 +150,14 @@ impl Metrics {
             "State-changelog records read while restoring partitions",
         )
         .unwrap();
+        let records_written = IntCounterVec::new(
+            Opts::new(
+                "aepiot_records_written_total",
+                "URL records produced, by output topic (bounded by configuration: output_topic and output_topics_by_region)",
+            ),
+            &["topic"],
+        )
+        .unwrap();
         let state_evictions = IntCounter::new(
             "aepiot_state_evictions_total",
             "Devices whose state was dropped to keep the instance within limits.max_devices",
@@ -210,6 +219,7 @@ impl Metrics {
             producer_queue_messages,
             delivery_failures,
             state_evictions,
+            records_written,
             state_restore_seconds,
             state_restored_records,
             webhook_requests,
@@ -259,6 +269,7 @@ impl Metrics {
         r.register(Box::new(self.delivery_failures.clone()))
             .unwrap();
         r.register(Box::new(self.state_evictions.clone())).unwrap();
+        r.register(Box::new(self.records_written.clone())).unwrap();
         r.register(Box::new(self.state_restore_seconds.clone()))
             .unwrap();
         r.register(Box::new(self.state_restored_records.clone()))

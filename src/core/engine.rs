@@ -34,6 +34,9 @@ pub struct EngineSettings {
     pub max_output_bytes: usize,
     /// Most devices held by all the engines sharing these settings (one instance).
     pub max_devices: usize,
+    /// Strict data residency (`unknown_region = "dead_letter"`): an event with no or an unknown
+    /// `region` is a dead letter instead of falling back to `global`.
+    pub unknown_region_dead_letter: bool,
 }
 
 impl Default for EngineSettings {
@@ -48,6 +51,7 @@ impl Default for EngineSettings {
             max_future_skew_ms: 0,
             max_output_bytes: usize::MAX,
             max_devices: usize::MAX,
+            unknown_region_dead_letter: false,
         }
     }
 }
@@ -90,6 +94,8 @@ pub enum Output<'a> {
         json: &'a [u8],
         /// Region after fallback: the output's Kafka key.
         region: &'a str,
+        /// Its index in the configured regions (which output topic the record goes to).
+        region_index: usize,
         device_id: &'a str,
         event_type: Option<&'a str>,
         /// URLs generated (0 unless `success`).
@@ -174,12 +180,30 @@ impl Engine {
         format_cached(&mut self.now_text, meta.now_ms);
         let len = payload.map_or(0, <[u8]>::len);
         match parse_event(payload, self.shared.settings.max_record_bytes) {
-            Ok(event) => match self.event_time(&event, meta) {
+            Ok(event) => match self.admit(&event, meta) {
                 Ok(event_ms) => self.judge(&event, event_ms, payload, meta),
                 Err(error) => self.reject(error, payload, len, meta),
             },
             Err(error) => self.reject(error, payload, len, meta),
         }
+    }
+
+    /// The checks of a parsed event that need the settings, before it touches any state: its
+    /// region under strict residency, and its time. Returns the time it is judged at.
+    fn admit(&self, event: &Event<'_>, meta: &RecordMeta<'_>) -> Result<i64, RecordError> {
+        if self.shared.settings.unknown_region_dead_letter && !self.shared.urls.region_known(event)
+        {
+            let why = match event.region.as_deref() {
+                None => "the event has no `region`".to_string(),
+                Some(r) => format!("region {r:?} is not one of urls.regions"),
+            };
+            return Err(RecordError::field(
+                ErrorKind::InvalidField,
+                "region",
+                format!("{why}; with unknown_region = \"dead_letter\" it is not sent anywhere"),
+            ));
+        }
+        self.event_time(event, meta)
     }
 
     /// The time an event is judged at: its `timestamp`, else the record's, else the wall clock;
@@ -331,6 +355,7 @@ impl Engine {
             status,
             json: &self.json,
             region: self.shared.urls.region_name(region_index),
+            region_index,
             device_id: &self.device_id,
             event_type: event
                 .event_type

@@ -154,6 +154,14 @@ impl UrlBuilder {
             .unwrap_or(FALLBACK_REGION)
     }
 
+    /// Whether the event names a configured region (absent or unknown ones fall back to `global`).
+    pub fn region_known(&self, event: &Event<'_>) -> bool {
+        event
+            .region
+            .as_deref()
+            .is_some_and(|name| self.settings.regions.contains_key(name))
+    }
+
     /// Resolves the event's region (absent → `global`, unknown → `global`'s hosts) to its index.
     pub fn region_index(&self, event: &Event<'_>) -> usize {
         let name = event.region.as_deref().unwrap_or(FALLBACK_REGION);

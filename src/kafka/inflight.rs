@@ -390,6 +390,8 @@ mod tests {
             shared: Shared::new(EngineSettings::default()),
             metrics,
             output_topic: "out".into(),
+            region_topics: vec!["out".into()],
+            written: Vec::new(),
             dead_letter_topic: "dlq".into(),
             drain_timeout: Duration::from_secs(1),
             fatal: Arc::new(Fatal::default()),

@@ -33,7 +33,8 @@ pub async fn max_output_bytes(config: &Config) -> anyhow::Result<usize> {
     let admin: AdminClient<DefaultClientContext> = admin_config(config)
         .create()
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka admin client: {e}"))?;
-    let topics = [&config.output_topic, &config.dead_letter_topic];
+    let mut topics = config.output_topics();
+    topics.push(config.dead_letter_topic.clone());
     let resources: Vec<ResourceSpecifier<'_>> = topics
         .iter()
         .map(|t| ResourceSpecifier::Topic(t.as_str()))

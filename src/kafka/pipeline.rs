@@ -124,6 +124,12 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
     let fatal = Arc::new(Fatal::default());
+    let region_topics = if hooks.passthrough {
+        // Everything to `output_topic`, counted on its series.
+        vec![config.output_topic.clone(); config.urls.regions.len().max(1)]
+    } else {
+        config.region_topics()
+    };
     let env = Arc::new(WorkerEnv {
         consumer: Arc::downgrade(&consumer),
         producer: producer.clone(),
@@ -131,6 +137,11 @@ pub async fn run(
         shared: Shared::new(config.run_engine_settings(max_output_bytes)),
         metrics: metrics.clone(),
         output_topic: config.output_topic.clone(),
+        written: region_topics
+            .iter()
+            .map(|t| metrics.records_written.with_label_values(&[t]))
+            .collect(),
+        region_topics,
         dead_letter_topic: config.dead_letter_topic.clone(),
         drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         fatal: fatal.clone(),

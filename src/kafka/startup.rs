@@ -129,10 +129,12 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
         }
     }
 
-    let outputs = [
-        ("output", &config.output_topic),
-        ("dead-letter", &config.dead_letter_topic),
-    ];
+    let output_topics = config.output_topics();
+    let outputs: Vec<(&str, &String)> = output_topics
+        .iter()
+        .map(|t| ("output", t))
+        .chain([("dead-letter", &config.dead_letter_topic)])
+        .collect();
     let missing: Vec<_> = outputs.iter().filter(|(_, t)| !exists(t)).collect();
     if missing.is_empty() {
         return Ok(());

@@ -75,7 +75,12 @@ pub struct WorkerEnv {
     pub router: Arc<AckRouter>,
     pub shared: Arc<Shared>,
     pub metrics: Metrics,
+    /// The passthrough's output topic, and the fallback of every region.
     pub output_topic: String,
+    /// The output topic of each region, by region index (`output_topics_by_region`).
+    pub region_topics: Vec<String>,
+    /// `aepiot_records_written_total` of each region's topic, by region index.
+    pub written: Vec<prometheus::IntCounter>,
     pub dead_letter_topic: String,
     pub drain_timeout: Duration,
     /// Raised when the cluster or the configuration fails: the process stops without committing
@@ -98,7 +103,7 @@ pub struct WorkerEnv {
 impl WorkerEnv {
     /// Whether `topic` receives URL records.
     pub fn output_topics_contain(&self, topic: &str) -> bool {
-        topic == self.output_topic
+        topic == self.output_topic || self.region_topics.iter().any(|t| t == topic)
     }
 }
 
@@ -419,6 +424,7 @@ impl Worker {
                 status,
                 json,
                 region,
+                region_index,
                 device_id,
                 event_type,
                 urls,
@@ -429,14 +435,18 @@ impl Worker {
                         state.changed(device_id);
                     }
                 }
-                let record = BaseRecord::with_opaque_to(&env.output_topic, opaque)
+                let topic = &env.region_topics[region_index];
+                let record = BaseRecord::with_opaque_to(topic, opaque)
                     .key(region.as_bytes())
                     .payload(json)
                     .headers(headers::url_record(status.as_str(), device_id, event_type));
                 self.inflight.add_outputs(seq, 1);
                 match self.inflight.send(record).await {
-                    Ok(()) => None,
-                    Err((e, _)) => Some(e),
+                    Ok(()) => {
+                        env.written[region_index].inc();
+                        None
+                    }
+                    Err((e, _)) => Some((e, topic.clone())),
                 }
             }
             Output::Suppressed { status, .. } => {
@@ -453,7 +463,7 @@ impl Worker {
         // The producer refused the URL record at once (over its `message.max.bytes`, which the
         // engine's check should have caught): the event's dead letter instead, or a stop for the
         // cluster's fault. The slot's one outstanding output is now the dead letter.
-        if let Some(e) = refused {
+        if let Some((e, topic)) = refused {
             match classify(&e) {
                 Failure::Record(kind) => {
                     let error = RecordError::new(
@@ -479,7 +489,7 @@ impl Worker {
                     send_dead_letter(&mut self.inflight, seq, offset, msg.key(), error, json).await;
                 }
                 Failure::Cluster => self.inflight.stop(FatalCause::Delivery {
-                    topic: env.output_topic.clone(),
+                    topic,
                     error: e.to_string(),
                 }),
             }
@@ -581,6 +591,7 @@ impl Worker {
             record = record.headers(h.detach());
         }
         self.counters.decision(Decision::Success, 0);
+        env.written[0].inc();
         self.inflight
             .track(msg.offset(), msg.timestamp().to_millis(), clock, 1);
         self.inflight.send_or_stop(record).await;

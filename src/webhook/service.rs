@@ -118,11 +118,14 @@ pub async fn run(
         fatal: fatal.clone(),
     });
     consumer.context().attach(Arc::downgrade(&consumer), env);
+    // Every output topic of the main cluster: each region's records, wherever they go.
+    let topics = config.output_topics();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
-        .subscribe(&[config.output_topic.as_str()])
-        .map_err(|e| anyhow::anyhow!("cannot subscribe to {:?}: {e}", config.output_topic))?;
+        .subscribe(&names)
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
     tracing::info!(
-        topic = %config.output_topic,
+        ?topics,
         group = %config.webhooks_group_id(),
         endpoints = w.endpoints.len(),
         dead_letter_topic = %w.dead_letter_topic,

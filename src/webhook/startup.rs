@@ -70,7 +70,8 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
                         .iter()
                         .any(|x| x.name() == t && !x.partitions().is_empty())
                 };
-                let (out, dl) = (exists(&config.output_topic), exists(dlq));
+                let missing_output = config.output_topics().into_iter().find(|t| !exists(t));
+                let (out, dl) = (missing_output.is_none(), exists(dlq));
                 if out && dl {
                     return Ok(());
                 }
@@ -78,10 +79,9 @@ pub async fn check(config: &Config) -> anyhow::Result<()> {
                     return create(&admin, config, dlq).await;
                 }
                 if Instant::now() >= deadline {
-                    if !out {
+                    if let Some(topic) = missing_output {
                         anyhow::bail!(
-                            "output topic {:?} does not exist (the webhook service reads it)",
-                            config.output_topic
+                            "output topic {topic:?} does not exist (the webhook service reads it)"
                         );
                     }
                     anyhow::bail!("webhook dead-letter topic {dlq:?} does not exist (create it, or set create_topics = true)");
