@@ -796,6 +796,26 @@ mod tests {
     }
 
     #[test]
+    fn region_topics_from_file_and_environment() {
+        let c = load(
+            "[output_topics_by_region]\neurope = \"urls-eu\"\n",
+            &[("AEPIOT_OUTPUT_TOPICS_BY_REGION__ASIA_PACIFIC", "123")],
+        )
+        .unwrap();
+        let mut topics = c.output_topics();
+        assert_eq!(topics.remove(0), "aepiot-urls", "output_topic first");
+        topics.sort();
+        assert_eq!(topics, ["123", "urls-eu"], "a topic name of digits stays a string");
+        let by_region: Vec<_> = c.urls.regions.keys().zip(c.region_topics()).collect();
+        assert!(by_region.contains(&(&"europe".to_string(), "urls-eu".to_string())));
+        assert!(by_region.contains(&(&"global".to_string(), "aepiot-urls".to_string())));
+        let bad = load("[output_topics_by_region]\nmars = \"x\"\n", &[]);
+        assert!(bad.unwrap_err().to_string().contains("mars"));
+        let strict = load("unknown_region = \"dead_letter\"\n", &[]).unwrap();
+        assert!(strict.engine_settings().unknown_region_dead_letter);
+    }
+
+    #[test]
     fn defaults_are_the_seed() {
         let c = load("", &[]).unwrap();
         let e = c.engine_settings();
