@@ -313,6 +313,8 @@ fn dashboard_covers_every_metric_and_uses_the_datasource_variable() {
         "aepiot_assigned_partitions",
         "aepiot_producer_queue_messages",
         "aepiot_commit_failures_total",
+        "aepiot_records_written_total",
+        "aepiot_state_evictions_total",
         "process_resident_memory_bytes",
     ] {
         assert!(all.contains(metric), "no panel queries {metric}");
