@@ -8,12 +8,14 @@
 #                 native build deps of rdkafka-sys (librdkafka built from source)
 #   curl jq       HTTP checks and JSON in scripts
 #   openssl       CLI that makes the test CA and certificates (tests/security.rs)
+#   chromium chromium-driver
+#                 headless browser and its WebDriver, for the status page test (tests/status_page.rs)
 #
 # Usage: scripts/install-ci-deps.sh [extra-debian-package ...]
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq openssl "$@")
+PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq openssl chromium chromium-driver "$@")
 
 installed() { # PKG -> 0 when dpkg has it fully installed
   [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" == "installed" ]]

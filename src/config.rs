@@ -96,6 +96,9 @@ pub struct Config {
     pub emit_suppressed: bool,
     /// Address of the HTTP server for `/metrics`, `/healthz` and `/readyz`; empty disables it.
     pub metrics_addr: String,
+    /// Serve the status page (`/`) and its JSON (`/api/status`, `/api/devices/{device_id}`: a
+    /// device's state) on `metrics_addr` too, with `run` and `demo`.
+    pub status_page: bool,
     /// Where a consumer group with no committed offset starts: `earliest` or `latest`.
     pub auto_offset_reset: OffsetReset,
     /// Create the output and dead-letter topics at start if they are missing.
@@ -211,6 +214,7 @@ impl Default for Config {
             group_id: "aepiot-stream".into(),
             emit_suppressed: false,
             metrics_addr: "127.0.0.1:9464".into(),
+            status_page: true,
             auto_offset_reset: OffsetReset::Earliest,
             create_topics: false,
             create_topics_partitions: 12,

@@ -54,10 +54,31 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
             .create_topic(topic, partitions, 1)
             .map_err(|e| anyhow::anyhow!("cannot create {topic}: {e}"))?;
     }
-    println!(
-        "aepiot-stream demo: in-process mock Kafka at {}",
-        config.brokers
-    );
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let (bound_tx, bound) = std::sync::mpsc::channel();
+    let hooks = RunHooks {
+        metrics: Some(metrics.clone()),
+        on_metrics_bound: Some(Arc::new(move |addr| {
+            let _ = bound_tx.send(addr);
+        })),
+        ..RunHooks::default()
+    };
+    let mut pipeline = tokio::spawn(kafka::run(config.clone(), shutdown.clone(), hooks));
+    // The status page's address first: it is what to open while the demo runs.
+    while !opts.metrics_addr.is_empty() {
+        if let Ok(addr) = bound.try_recv() {
+            println!("aepiot-stream demo: live status page at http://{addr}/ (open it while the demo runs)");
+            println!("  metrics: http://{addr}/metrics  (also /healthz, /readyz, /api/status)");
+            break;
+        }
+        if pipeline.is_finished() {
+            (&mut pipeline).await??;
+            anyhow::bail!("the processor stopped before serving its status page");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("  in-process mock Kafka at {}", config.brokers);
     println!(
         "  {} events/s from {} simulated {:?} devices for {} s → topic {INPUT} ({PARTITIONS} partitions)",
         opts.rate,
@@ -65,17 +86,6 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         opts.profile,
         opts.duration.as_secs()
     );
-
-    let metrics = Metrics::new();
-    let shutdown = CancellationToken::new();
-    let hooks = RunHooks {
-        metrics: Some(metrics.clone()),
-        on_metrics_bound: Some(Arc::new(|addr| {
-            println!("  metrics: http://{addr}/metrics  (also /healthz, /readyz)")
-        })),
-        ..RunHooks::default()
-    };
-    let pipeline = tokio::spawn(kafka::run(config.clone(), shutdown.clone(), hooks));
 
     let sim_opts = SimulateOptions {
         brokers: config.brokers.clone(),

@@ -1,8 +1,8 @@
-//! The HTTP server for `/metrics`, `/healthz` and `/readyz`.
+//! The HTTP server for `/metrics`, `/healthz` and `/readyz` (and `run`'s status page).
 //!
 //! It listens on `metrics_addr` (loopback by default) and is hardened for a hostile network:
-//! - only `GET` and `HEAD` on the three known paths: other methods get 405 (with `Allow`), other
-//!   paths 404;
+//! - only `GET` and `HEAD` on the three known paths (and the status page's, see
+//!   [`crate::status`]): other methods get 405 (with `Allow`), other paths 404;
 //! - bounded requests: a request head (request line and headers) larger than
 //!   [`MAX_REQUEST_HEAD_BYTES`] or with more than [`MAX_HEADERS`] headers is refused by hyper
 //!   (431), and a request announcing a body larger than [`MAX_REQUEST_BODY_BYTES`] (or a chunked
@@ -72,16 +72,18 @@ struct AppState {
 }
 
 /// The routes, with the request limits (without the connection-level ones of [`serve`]).
-fn app(metrics: Metrics, health: Arc<Health>) -> Router {
+/// `extra`: more routes (the status page, see [`crate::status`]), under the same limits.
+fn app(metrics: Metrics, health: Arc<Health>, extra: Router) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
+        .with_state(AppState { metrics, health })
+        .merge(extra)
         .method_not_allowed_fallback(|| async {
             (StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n")
         })
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
-        .with_state(AppState { metrics, health })
         .layer(axum::middleware::from_fn(limits))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
 }
@@ -127,11 +129,22 @@ pub async fn serve(
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
+    serve_with(addr, metrics, health, Router::new(), shutdown).await
+}
+
+/// [`serve`] with `extra` routes besides the probes and `/metrics`.
+pub async fn serve_with(
+    addr: &str,
+    metrics: Metrics,
+    health: Arc<Health>,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind the metrics server to {addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    let service = TowerToHyperService::new(app(metrics, health));
+    let service = TowerToHyperService::new(app(metrics, health, extra));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)

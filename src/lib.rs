@@ -16,6 +16,10 @@
 //! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
 //! - [`webhook`]: webhook delivery of URL records, a consumer group of its own on the output topic
 //!   (`aepiot-stream webhooks`, `run --webhooks`), with retries, dead letters and signatures.
+//! - [`status`]: the operator's window on `run`: the live status page at `/` of the metrics server,
+//!   its JSON, and a device's state on request, answered by the worker that owns it;
+//!   [`inspect`] reads a device's state from the changelog without a running instance, and
+//!   [`replay`] starts a group from a point in time (`run --start-from`, `reset-offsets`).
 //! - [`passthrough`]: the benchmarks' reference, a no-op consume → produce with `run`'s client
 //!   settings (hidden `aepiot-stream passthrough`, used by `benches/e2e.sh`).
 pub mod config;
@@ -23,10 +27,13 @@ pub mod core;
 pub mod demo;
 pub mod generate;
 pub mod http;
+pub mod inspect;
 pub mod kafka;
 pub mod metrics;
 pub mod passthrough;
 pub mod process;
+pub mod replay;
 pub mod security;
 pub mod simulate;
+pub mod status;
 pub mod webhook;

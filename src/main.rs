@@ -13,6 +13,7 @@ use aepiot_stream::demo::{demo, DemoOptions};
 use aepiot_stream::generate::Profile;
 use aepiot_stream::kafka::{self, RunHooks};
 use aepiot_stream::process::process_lines;
+use aepiot_stream::replay::StartFrom;
 use aepiot_stream::simulate::{simulate, SimulateOptions};
 use aepiot_stream::webhook::{self, WebhookHooks};
 use clap::{Args, Parser, Subcommand};
@@ -58,6 +59,11 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Read state without a running instance.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+    /// Move a stopped consumer group's committed offsets to a point in time, to replay from there.
+    ResetOffsets(ResetOffsetsArgs),
     /// Benchmark reference: copy the input topic's records unchanged to the output topic with the
     /// processor's client settings and offset handling (see src/passthrough.rs, benches/e2e.sh).
     #[command(hide = true)]
@@ -92,6 +98,48 @@ enum ConfigCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum InspectCommand {
+    /// Print a device's state from the state changelog as JSON (what `GET /api/devices/ID`
+    /// answers on the instance that owns it).
+    Device {
+        /// The device id.
+        device_id: String,
+        #[command(flatten)]
+        group: GroupArgs,
+    },
+}
+
+/// A consumer group and its input topics (`inspect`, `reset-offsets`).
+#[derive(Args)]
+struct GroupArgs {
+    /// TOML configuration file (brokers, security, group, topics, limits).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (host:port,…).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Consumer group id.
+    #[arg(long)]
+    group_id: Option<String>,
+    /// Input topics, comma-separated (default: the configuration's `input_topics`).
+    #[arg(long = "input-topic", alias = "input-topics", value_delimiter = ',')]
+    input_topics: Option<Vec<String>>,
+}
+
+#[derive(Args)]
+struct ResetOffsetsArgs {
+    #[command(flatten)]
+    group: GroupArgs,
+    /// RFC 3339 (`2026-11-30T00:00:00Z`) or before now (`-2h`, `-90m`, `-1d`): each partition
+    /// moves to its first record at or after it.
+    #[arg(long, allow_hyphen_values = true)]
+    to_datetime: String,
+    /// Print the moves without making them.
+    #[arg(long)]
+    dry_run: bool,
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// TOML configuration file.
@@ -124,6 +172,10 @@ struct RunArgs {
     /// Also deliver webhooks (`[webhooks]`), as `aepiot-stream webhooks` would, in this process.
     #[arg(long)]
     webhooks: bool,
+    /// Replay from a point in time: RFC 3339 (`2026-11-30T00:00:00Z`) or before now (`-2h`). For
+    /// a group with no committed offsets; each partition starts at its first record at or after it.
+    #[arg(long, allow_hyphen_values = true)]
+    start_from: Option<String>,
 }
 
 #[derive(Args)]
@@ -238,6 +290,10 @@ fn main() -> ExitCode {
         Command::Process(args) => process(args),
         Command::Webhooks(args) => runtime().and_then(|rt| rt.block_on(run_webhooks(args))),
         Command::Config(ConfigCommand::Check { config }) => config_check(config),
+        Command::Inspect(InspectCommand::Device { device_id, group }) => {
+            inspect_device(group, &device_id)
+        }
+        Command::ResetOffsets(args) => reset_offsets(args),
         Command::Passthrough(args) => runtime().and_then(|rt| rt.block_on(run_passthrough(args))),
     };
     match result {
@@ -307,17 +363,80 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     set("create_topics", args.create_topics.then_some(true.into()));
     let config = load_config(args.config.as_deref(), o)?;
     init_logging(config.log_format, "info,rdkafka=warn");
+    let hooks = RunHooks {
+        start_from: args
+            .start_from
+            .map(|t| StartFrom::parse(&t, wall_clock_ms()))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--start-from: {e}"))?,
+        ..RunHooks::default()
+    };
     if args.webhooks {
-        return run_with_webhooks(config).await;
+        return run_with_webhooks(config, hooks).await;
     }
-    kafka::run(config, shutdown_on_signals(), RunHooks::default()).await?;
+    kafka::run(config, shutdown_on_signals(), hooks).await?;
+    Ok(())
+}
+
+fn group_config(g: GroupArgs) -> anyhow::Result<Config> {
+    let mut o = toml::Table::new();
+    if let Some(b) = g.brokers {
+        o.insert("brokers".into(), b.into());
+    }
+    if let Some(id) = g.group_id {
+        o.insert("group_id".into(), id.into());
+    }
+    if let Some(t) = g.input_topics {
+        let topics = t.into_iter().map(Into::into).collect();
+        o.insert("input_topics".into(), toml::Value::Array(topics));
+    }
+    let config = load_config(g.config.as_deref(), o)?;
+    init_logging(config.log_format, "warn,rdkafka=error");
+    Ok(config)
+}
+
+fn inspect_device(group: GroupArgs, device_id: &str) -> anyhow::Result<()> {
+    let config = group_config(group)?;
+    match aepiot_stream::inspect::device(&config, device_id)? {
+        Some(state) => {
+            println!("{}", serde_json::to_string_pretty(&state)?);
+            Ok(())
+        }
+        None => anyhow::bail!(
+            "no state for device {device_id:?} in the state changelog of group {:?} ({}): it has              had no event within its window and the state grace period, or it is another              group's or topic's device",
+            config.group_id,
+            config.input_topics.iter().map(|t| config.changelog_topic(t)).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn reset_offsets(args: ResetOffsetsArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.group.group_id.is_some(),
+        "name the group whose offsets move: --group-id"
+    );
+    let config = group_config(args.group)?;
+    let to = StartFrom::parse(&args.to_datetime, wall_clock_ms())
+        .map_err(|e| anyhow::anyhow!("--to-datetime: {e}"))?;
+    let moves = aepiot_stream::replay::reset_offsets(&config, &to, args.dry_run)?;
+    let verb = if args.dry_run { "would move" } else { "moved" };
+    println!(
+        "group {:?}: offsets {verb} to the first records at or after {}",
+        config.group_id,
+        to.rfc3339()
+    );
+    for m in &moves {
+        let from = m.from.map_or_else(|| "none".to_string(), |o| o.to_string());
+        println!("  {}/{}: {from} -> {}", m.topic, m.partition, m.to);
+    }
+    println!("{}", aepiot_stream::replay::state_note(&config));
     Ok(())
 }
 
 /// `run --webhooks`: the pipeline and the webhook service side by side, sharing one metrics
 /// registry (served by the pipeline). When either stops, the other is stopped too, and an error
 /// of either is the exit status.
-async fn run_with_webhooks(config: Config) -> anyhow::Result<()> {
+async fn run_with_webhooks(config: Config, hooks: RunHooks) -> anyhow::Result<()> {
     config.validate_for_webhooks()?;
     let metrics = aepiot_stream::metrics::Metrics::new();
     let signals = shutdown_on_signals();
@@ -327,7 +446,7 @@ async fn run_with_webhooks(config: Config) -> anyhow::Result<()> {
         pipeline_stop.clone(),
         RunHooks {
             metrics: Some(metrics.clone()),
-            ..RunHooks::default()
+            ..hooks
         },
     ));
     let mut webhooks = tokio::spawn(webhook::run(

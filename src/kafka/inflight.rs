@@ -405,6 +405,7 @@ mod tests {
             }),
             passthrough: false,
             eviction_warned_ms: Default::default(),
+            status: None,
         });
         let (id, acks) = router.register();
         (Inflight::new(env.clone(), "in", 0, id, acks), env)

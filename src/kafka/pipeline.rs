@@ -27,6 +27,7 @@ use crate::config::{Config, Guarantee, OffsetReset};
 use crate::core::Shared;
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
+use crate::status::StatusHub;
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -41,6 +42,9 @@ pub struct RunHooks {
     pub on_metrics_bound: Option<Arc<dyn Fn(std::net::SocketAddr) + Send + Sync>>,
     /// Forward records unprocessed (the benchmark's reference; see [`crate::passthrough`]).
     pub passthrough: bool,
+    /// `run --start-from`: a group with no committed offsets starts at this time
+    /// (see [`crate::replay`]).
+    pub start_from: Option<crate::replay::StartFrom>,
 }
 
 /// Runs until `shutdown` is cancelled (clean exit) or an output cannot be delivered (error).
@@ -53,17 +57,23 @@ pub async fn run(
     let metrics = hooks.metrics.clone().unwrap_or_default();
     let health = Arc::new(Health::default());
     let server_stop = CancellationToken::new();
+    let status = (config.status_page && !config.metrics_addr.is_empty())
+        .then(|| StatusHub::new(&config, metrics.clone(), health.clone()));
     let metrics_addr = if config.metrics_addr.is_empty() {
         None
     } else {
-        let addr = http::serve(
+        let addr = http::serve_with(
             &config.metrics_addr,
             metrics.clone(),
             health.clone(),
+            status.as_ref().map(|s| s.routes()).unwrap_or_default(),
             server_stop.clone(),
         )
         .await?;
-        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+        if let Some(s) = &status {
+            s.start(server_stop.clone());
+        }
+        tracing::info!(%addr, status_page = status.is_some(), "serving /metrics, /healthz, /readyz");
         if let Some(f) = &hooks.on_metrics_bound {
             f(addr);
         }
@@ -71,7 +81,17 @@ pub async fn run(
     };
     let _server_guard = server_stop.drop_guard();
 
-    startup::check(&config).await?;
+    tokio::select! {
+        r = startup::check(&config) => r?,
+        // SIGTERM while start-up still waits (for a broker, a topic): stop at once.
+        _ = shutdown.cancelled() => {
+            tracing::info!("stopped during the start-up checks");
+            return Ok(RunReport { metrics_addr });
+        }
+    }
+    if let Some(from) = &hooks.start_from {
+        crate::replay::start_from(&config, from).await?;
+    }
     let max_output_bytes = super::output_limit::max_output_bytes(&config).await?;
     let mut ensured = std::collections::HashSet::new();
     if config.state_changelog {
@@ -155,6 +175,7 @@ pub async fn run(
             interval: Duration::from_millis(config.commit_interval_ms),
         }),
         eviction_warned_ms: Default::default(),
+        status,
     });
     consumer
         .context()

@@ -1,6 +1,8 @@
 //! Start-up checks: the brokers answer, the input topics exist, the output topics exist (or are
 //! created). Each failure is a clear error after a bounded retry, so a misconfigured instance
-//! exits non-zero instead of idling.
+//! exits non-zero instead of idling. While it retries, the log says what it waits for: at the
+//! first failed check what is missing and how long it will retry, then progress every
+//! [`PROGRESS_EVERY`].
 
 use std::time::{Duration, Instant};
 
@@ -115,8 +117,14 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
 
     for topic in config.input_topics.iter().filter(|t| !t.starts_with('^')) {
         let mut found = exists(topic);
+        let mut waiting = None;
         // A topic being created right now shows up shortly: retry within the start-up deadline.
         while !found && Instant::now() < deadline {
+            waiting
+                .get_or_insert_with(|| {
+                    Waiting::start(format!("input topic {topic:?} to exist"), deadline)
+                })
+                .tick(None);
             tokio::time::sleep(Duration::from_millis(500)).await;
             found = metadata_until(&probe, config, deadline)
                 .await?
@@ -183,17 +191,85 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// How often a start-up wait logs its progress.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// One thing start-up waits for: logged when the wait starts (what, and how long it will retry),
+/// then every [`PROGRESS_EVERY`].
+struct Waiting {
+    what: String,
+    since: Instant,
+    next: Instant,
+    deadline: Instant,
+}
+
+impl Waiting {
+    fn start(what: String, deadline: Instant) -> Self {
+        let now = Instant::now();
+        let left = deadline
+            .saturating_duration_since(now)
+            .as_millis()
+            .div_ceil(1000);
+        tracing::warn!("waiting for {what}; retrying for {left} s");
+        Waiting {
+            what,
+            since: now,
+            next: now + PROGRESS_EVERY,
+            deadline,
+        }
+    }
+
+    /// Logs progress when due; `why`: the last error, if known.
+    fn tick(&mut self, why: Option<&str>) {
+        let now = Instant::now();
+        if now < self.next {
+            return;
+        }
+        self.next = now + PROGRESS_EVERY;
+        let waited = now.duration_since(self.since).as_secs();
+        let left = self
+            .deadline
+            .saturating_duration_since(now)
+            .as_millis()
+            .div_ceil(1000);
+        match why {
+            Some(why) => tracing::warn!(
+                "still waiting for {} ({waited} s so far, giving up in {left} s): {why}",
+                self.what
+            ),
+            None => tracing::warn!(
+                "still waiting for {} ({waited} s so far, giving up in {left} s)",
+                self.what
+            ),
+        }
+    }
+}
+
 async fn metadata_until(
     probe: &BaseProducer<LastError>,
     config: &Config,
     deadline: Instant,
 ) -> Result<Metadata, StartupError> {
+    let mut first = true;
+    let mut waiting: Option<Waiting> = None;
+    let mut wait = |why: Option<String>| {
+        waiting
+            .get_or_insert_with(|| {
+                Waiting::start(
+                    format!("the Kafka brokers at {} to answer", config.brokers),
+                    deadline,
+                )
+            })
+            .tick(why.as_deref());
+    };
     loop {
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(500));
         let client = probe.client();
-        let attempt = left.min(Duration::from_secs(5));
+        // The first attempt is short, so that brokers that do not answer are reported at once.
+        let attempt = left.min(Duration::from_secs(if first { 1 } else { 5 }));
+        first = false;
         // fetch_metadata blocks: keep it off the async workers. Then serve the client's queued
         // error events, so that `LastError` learns why an attempt failed.
         let result = tokio::task::block_in_place(|| {
@@ -225,11 +301,11 @@ async fn metadata_until(
                         last_error: why.map_or_else(|| e.to_string(), |(_, reason)| reason),
                     });
                 }
-                tracing::warn!(brokers = %config.brokers, "Kafka not reachable yet; retrying");
+                wait(why.map(|(_, reason)| reason));
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             _ => {
-                tracing::warn!(brokers = %config.brokers, "Kafka not reachable yet; retrying");
+                wait(None);
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }

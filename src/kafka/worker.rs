@@ -42,6 +42,7 @@ use super::rebalance::ConsumerCtx;
 use super::state_writes::StateWrites;
 use crate::core::{Decision, Engine, ErrorKind, Output, RecordError, RecordMeta, Shared, Source};
 use crate::metrics::{Metrics, OutcomeCounters};
+use crate::status::link::WorkerLink;
 
 /// Records read from the partition queue before the worker looks at acks and yields.
 const BATCH: usize = 256;
@@ -98,6 +99,8 @@ pub struct WorkerEnv {
     pub passthrough: bool,
     /// Wall-clock ms of the last eviction warning (at most one a minute per instance).
     pub eviction_warned_ms: AtomicI64,
+    /// The status page (recent records, device queries); `None` when it is off.
+    pub status: Option<Arc<crate::status::StatusHub>>,
 }
 
 impl WorkerEnv {
@@ -127,6 +130,8 @@ struct Worker {
     evictions_counted: u64,
     /// Inputs whose dead letter was already sent again without payload.
     dead_letters_resent: HashSet<u64>,
+    /// Recent records and device queries for the status page (see [`crate::status::link`]).
+    status_link: WorkerLink,
 }
 
 /// Starts the worker of one partition on the runtime. `position` is the offset it starts from,
@@ -156,6 +161,7 @@ pub fn spawn(
         counters: env.metrics.outcome_counters(),
         notify,
         position: position.clone(),
+        status_link: WorkerLink::new(env.status.as_ref(), topic, partition),
         inflight: Inflight::new(env, topic, partition, id, acks),
         state,
         evictions_counted: 0,
@@ -223,6 +229,7 @@ impl Worker {
             drop(guard);
             self.inflight.take_acks();
             self.after_acks(Some(&clock)).await;
+            self.status_link.answer_waiting(&self.engine);
             devices.set(self.engine.states().device_count() as i64);
             cache.set(self.engine.states().cache_entries() as i64);
             self.count_evictions(clock.wall_ms);
@@ -244,6 +251,7 @@ impl Worker {
                 }
                 _ = self.notify.notified() => {}
                 _ = sleep_until(due) => self.after_acks(Some(&Clock::now())).await,
+                q = self.status_link.query() => self.status_link.answer(q, &self.engine),
             }
         }
         if env.gate.is_none() {
@@ -430,6 +438,7 @@ impl Worker {
                 urls,
             } => {
                 self.counters.decision(status, urls);
+                self.status_link.offer(region, json, clock.wall_ms);
                 if status == Decision::Success {
                     if let Some(state) = &mut self.state {
                         state.changed(device_id);
