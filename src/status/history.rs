@@ -45,7 +45,7 @@ impl History {
             }
             let (now, urls) = totals(&metrics);
             self.push(Point {
-                at_ms: crate::kafka::worker::now_ms(),
+                at_ms: super::now_ms(),
                 events: std::array::from_fn(|i| now[i].saturating_sub(last[i])),
                 urls: urls.saturating_sub(last_urls),
             });

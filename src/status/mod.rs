@@ -144,7 +144,7 @@ impl StatusHub {
             .collect();
         json!({
             "info": self.info,
-            "now": crate::kafka::worker::now_ms(),
+            "now": now_ms(),
             "uptime_secs": self.started.elapsed().as_secs(),
             "ready": self.health.is_ready(),
             "processed": processed,
@@ -271,6 +271,14 @@ pub enum Lookup {
         silent: Vec<Tp>,
         group: String,
     },
+}
+
+/// Wall clock, epoch ms.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn tp_list(tps: &[Tp]) -> String {
