@@ -10,12 +10,19 @@
 #   openssl       CLI that makes the test CA and certificates (tests/security.rs)
 #   chromium chromium-driver
 #                 headless browser and its WebDriver, for the status page test (tests/status_page.rs)
+#   python3       (only if there is none) for the package below
+#
+# and one Python package from PyPI, with pip:
+#   standardwebhooks  the Standard Webhooks reference library: tests verify the webhook
+#                     signatures with it (tests/standard_webhooks_verify.py), an implementation
+#                     this project did not write
 #
 # Usage: scripts/install-ci-deps.sh [extra-debian-package ...]
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
 PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq openssl chromium chromium-driver "$@")
+command -v python3 >/dev/null || PACKAGES+=(python3 python3-pip)
 
 installed() { # PKG -> 0 when dpkg has it fully installed
   [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" == "installed" ]]
@@ -26,8 +33,24 @@ for p in "${PACKAGES[@]}"; do
   installed "$p" || missing+=("$p")
 done
 
+# The Python package, once python3 is there (pip; Debian's externally managed Python needs
+# --break-system-packages, which older pips do not know).
+python_deps() {
+  if python3 -c 'import standardwebhooks' 2>/dev/null; then
+    return 0
+  fi
+  echo "install-ci-deps: installing standardwebhooks (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check standardwebhooks \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages standardwebhooks
+  python3 -c 'import standardwebhooks' || {
+    echo "install-ci-deps: python3 cannot import standardwebhooks after installing it" >&2
+    exit 1
+  }
+}
+
 if ((${#missing[@]} == 0)); then
   echo "install-ci-deps: all ${#PACKAGES[@]} packages already installed"
+  python_deps
   exit 0
 fi
 
@@ -84,4 +107,5 @@ if ((${#still[@]})); then
   echo "install-ci-deps: still missing after install: ${still[*]}" >&2
   exit 1
 fi
+python_deps
 echo "install-ci-deps: done"

@@ -8,7 +8,7 @@ use std::path::Path;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::core::urls::FALLBACK_REGION;
+use crate::core::urls::{check_link, LinkHosts, FALLBACK_REGION};
 use crate::core::{EngineSettings, HostChoice, Limits, UrlSettings};
 
 /// Errors that stop the program at start, each with what to fix.
@@ -19,10 +19,14 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid TOML: {source}")]
+    /// The parser's message and position only: its usual excerpt of the offending line could
+    /// show a password written there.
+    #[error("config file {path} is not valid TOML: {message} (line {line}, column {column})")]
     Toml {
         path: String,
-        source: toml::de::Error,
+        message: String,
+        line: usize,
+        column: usize,
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -181,10 +185,15 @@ pub struct UrlsConfig {
     /// Region → candidate hosts of the regional URL. Must contain `global`, the fallback for
     /// events with no or an unknown `region`.
     pub regions: IndexMap<String, Vec<String>>,
-    /// Default link target: `<base>/devices/<device_id>`, and `<base>` in regional URLs.
+    /// Default link target: `<base>/devices/<device_id>`, and `<base>` in regional URLs. Checked
+    /// at start like an event's `dashboard_url`: an absolute http(s) URL with an allowed host.
     pub dashboard_base_url: String,
     /// How the regional host is picked: `hash` (stable per device) or `random`.
     pub regional_host_choice: HostChoice,
+    /// Hosts an event's `dashboard_url` may link to: exact hosts (`grafana.example.com`) and
+    /// `*.example.com` patterns (any subdomain, not the domain itself). Empty allows any host; an
+    /// event linking elsewhere is a dead letter (`invalid_field`, field `dashboard_url`).
+    pub allowed_link_hosts: Vec<String>,
 }
 
 /// Input validation limits.
@@ -260,6 +269,7 @@ impl Default for UrlsConfig {
             regions: u.regions,
             dashboard_base_url: u.dashboard_base_url,
             regional_host_choice: u.host_choice,
+            allowed_link_hosts: Vec::new(),
         }
     }
 }
@@ -307,12 +317,14 @@ pub struct WebhookEndpointConfig {
     /// Only records of these regions (the record's `region`, after fallback); empty means all.
     #[serde(default)]
     pub regions: Vec<String>,
-    /// Environment variable holding the HMAC-SHA256 secret: requests then carry
-    /// `X-Aepiot-Signature: sha256=<hex HMAC of the body>`. The secret is never logged or printed.
+    /// Environment variable holding the signing secret: requests are then signed to the Standard
+    /// Webhooks spec (`webhook-signature: v1,<base64 HMAC-SHA256>`). A secret is the spec's
+    /// `whsec_<base64 of 24 to 64 bytes>`; several, one per line, during a rotation (each adds a
+    /// signature). A malformed one stops the service at start. It is never logged or printed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_env: Option<String>,
-    /// File holding the HMAC-SHA256 secret (one trailing newline is ignored); instead of
-    /// `secret_env`.
+    /// File holding the signing secret(s), as `secret_env` (e.g. a mounted Kubernetes Secret);
+    /// instead of `secret_env`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<String>,
 }
@@ -431,8 +443,16 @@ impl Config {
                 path: p.clone(),
                 source,
             })?;
-            table =
-                toml::from_str(&text).map_err(|source| ConfigError::Toml { path: p, source })?;
+            table = toml::from_str(&text).map_err(|e: toml::de::Error| {
+                let at = e.span().map_or(0, |s| s.start).min(text.len());
+                let before = text.get(..at).unwrap_or_default();
+                ConfigError::Toml {
+                    path: p,
+                    message: e.message().trim_end().replace('\n', "; "),
+                    line: before.matches('\n').count() + 1,
+                    column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+                }
+            })?;
         }
         // Variables whose first part names no configuration key are not ours: Kubernetes, for
         // one, injects `<SERVICE>_PORT`-style variables for every Service in the namespace, and a
@@ -453,6 +473,11 @@ impl Config {
             }
         }
         merge(&mut table, overrides);
+        if let Some(key) = non_string_secret(&table, "") {
+            return Err(ConfigError::Invalid(format!(
+                "{key} must be a string (quote it in TOML; the value is not shown)"
+            )));
+        }
         let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
@@ -479,14 +504,13 @@ impl Config {
         if let Some((name, _)) = u.regions.iter().find(|(_, hs)| hs.is_empty()) {
             return bad(format!("urls.regions.{name} must name at least one host"));
         }
-        match url::Url::parse(&u.dashboard_base_url) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
-            _ => {
-                return bad(format!(
-                    "urls.dashboard_base_url {:?} is not an http(s) URL",
-                    u.dashboard_base_url
-                ))
-            }
+        let link_hosts = LinkHosts::new(&u.allowed_link_hosts)
+            .map_err(|e| ConfigError::Invalid(format!("urls.allowed_link_hosts: {e}")))?;
+        if let Err(why) = check_link(&u.dashboard_base_url, &link_hosts) {
+            return bad(format!(
+                "urls.dashboard_base_url {:?} {why}",
+                u.dashboard_base_url
+            ));
         }
         if self.limits.window_secs == 0 {
             return bad("limits.window_secs must be at least 1".into());
@@ -609,6 +633,8 @@ impl Config {
                 regions: self.urls.regions.clone(),
                 dashboard_base_url: self.urls.dashboard_base_url.clone(),
                 host_choice: self.urls.regional_host_choice,
+                link_hosts: LinkHosts::new(&self.urls.allowed_link_hosts)
+                    .expect("urls.allowed_link_hosts is checked by Config::validate"),
             },
             limits: Limits {
                 max_per_window: l.max_urls_per_device,
@@ -696,16 +722,26 @@ impl Config {
             }
         }
         for e in shown.webhooks.endpoints.iter_mut() {
-            // Credentials in a webhook URL (`https://user:pass@…`) are secrets too.
-            if let Ok(mut u) = url::Url::parse(&e.url) {
-                if u.password().is_some() {
-                    let _ = u.set_password(Some("[redacted]"));
-                    e.url = u.to_string();
-                }
-            }
+            e.url = redact_url(&e.url);
         }
         toml::to_string_pretty(&shown).expect("config serializes to TOML")
     }
+}
+
+/// A webhook URL as `config check` shows it: scheme, host and port. Its user info, path and
+/// query are dropped (`/[redacted]`): Slack-style URLs carry their token in the path, others in
+/// the query or as `user:pass@`.
+fn redact_url(text: &str) -> String {
+    let Ok(u) = url::Url::parse(text) else {
+        return "[redacted: not a URL]".into();
+    };
+    let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else {
+        return "[redacted]".into();
+    };
+    let bare = u.path() == "/" && u.query().is_none() && u.fragment().is_none();
+    let bare = bare && u.username().is_empty() && u.password().is_none();
+    let rest = if bare { "/" } else { "/[redacted]" };
+    format!("{}://{host}:{port}{rest}", u.scheme())
 }
 
 /// A host must be a bare host name (optionally with a port): anything else would break the URL.
@@ -735,13 +771,16 @@ fn env_path(rest: &str) -> Vec<String> {
     parts
 }
 
-/// Typed values from environment text: lists are comma-separated; numbers and booleans parse.
+/// Typed values from environment text: lists are comma-separated; numbers and booleans parse,
+/// except in librdkafka properties and secret-bearing keys (`*password*`, `*secret*`, …), which
+/// stay strings: `AEPIOT_SECURITY__SASL_PASSWORD=123456` is the password "123456", and a type
+/// error could not be raised without naming the value.
 fn env_value(path: &[String], value: &str) -> toml::Value {
     let key = path.last().map(String::as_str).unwrap_or("");
-    if path[0] == "kafka" || path[0] == "output_topics_by_region" {
+    if path[0] == "kafka" || path[0] == "output_topics_by_region" || is_secret_key(key) {
         return toml::Value::String(value.to_string());
     }
-    if key == "input_topics" || key == "hosts" {
+    if matches!(key, "input_topics" | "hosts" | "allowed_link_hosts") {
         return toml::Value::Array(
             value
                 .split(',')
@@ -758,6 +797,26 @@ fn env_value(path: &[String], value: &str) -> toml::Value {
         "false" => toml::Value::Boolean(false),
         _ => toml::Value::String(value.to_string()),
     }
+}
+
+/// The first secret-bearing key (`*password*`, `*secret*`, …) whose value is not a string, so
+/// the error can name the key before serde's type error would print the value. `[kafka]` values
+/// are all passed on as strings.
+fn non_string_secret(table: &toml::Table, prefix: &str) -> Option<String> {
+    table.iter().find_map(|(k, v)| {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if key == "kafka" {
+            return None;
+        }
+        if is_secret_key(k) && !v.is_str() {
+            return Some(key);
+        }
+        v.as_table().and_then(|t| non_string_secret(t, &key))
+    })
 }
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
@@ -892,6 +951,195 @@ mod tests {
         assert!(load("[urls]\ndashboard_base_url = \"not a url\"", &[]).is_err());
         assert!(load("[limits]\nwindow_secs = 0", &[]).is_err());
         assert!(matches!(load("x = ", &[]), Err(ConfigError::Toml { .. })));
+    }
+
+    /// Every secret-bearing key: the `[security]` passwords and librdkafka's secret properties.
+    const SECRET_KEYS: [(&str, &str); 6] = [
+        ("security", "sasl_password"),
+        ("security", "ssl_key_password"),
+        ("kafka", "sasl.password"),
+        ("kafka", "ssl.key.password"),
+        ("kafka", "ssl.keystore.password"),
+        ("kafka", "sasl.oauthbearer.client.secret"),
+    ];
+
+    fn env_name(section: &str, key: &str) -> String {
+        format!("AEPIOT_{}__{}", section, key.replace('.', "_")).to_ascii_uppercase()
+    }
+
+    fn shown(r: &Result<Config, ConfigError>) -> String {
+        match r {
+            Ok(c) => c.to_redacted_toml(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn secret_values_from_the_environment_are_strings_and_never_shown() {
+        for (section, key) in SECRET_KEYS {
+            for value in ["123456", "true", "false", "-7", "1.5", "hunter2"] {
+                let c = load("", &[(&env_name(section, key), value)]).unwrap_or_else(|e| {
+                    panic!("{section}.{key} = {value}: {e}");
+                });
+                let got = match section {
+                    "security" if key == "sasl_password" => {
+                        c.security.sasl_password.expose().to_string()
+                    }
+                    "security" => c.security.ssl_key_password.expose().to_string(),
+                    _ => c.kafka[key].as_str().unwrap().to_string(),
+                };
+                assert_eq!(got, value, "{section}.{key}");
+                let text = c.to_redacted_toml();
+                assert!(
+                    !text.contains(&format!("\"{value}\"")),
+                    "{section}.{key}: {text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn secret_values_in_a_file_never_appear_in_errors() {
+        for (section, key) in SECRET_KEYS {
+            let key_toml = if section == "kafka" {
+                format!("\"{key}\"")
+            } else {
+                key.to_string()
+            };
+            for value in [
+                "123456",
+                "987654.25",
+                "true",
+                "[\"hunter2\"]",
+                "{ x = \"hunter2\" }",
+                "1979-05-27T07:32:00Z",
+            ] {
+                let r = load(&format!("[{section}]\n{key_toml} = {value}\n"), &[]);
+                let text = shown(&r);
+                for secret in ["123456", "987654", "hunter2", "1979"] {
+                    assert!(!text.contains(secret), "{section}.{key} = {value}: {text}");
+                }
+                // (An unquoted TOML date arrives as its text, a string: nothing to refuse.)
+                if section == "security" && !value.starts_with("1979") {
+                    assert!(
+                        matches!(&r, Err(ConfigError::Invalid(m))
+                            if m.contains("the value is not shown") && m.contains(key)),
+                        "{section}.{key} = {value}: {text}"
+                    );
+                }
+            }
+            // Broken TOML around the secret: the parser's message and position only.
+            for broken in [
+                format!("[{section}]\n{key_toml} = \"hunter2\n"),
+                format!("[{section}]\n{key_toml} = hunter2\n"),
+                format!("[{section}]\n{key_toml} = 'hunter2\n"),
+                format!("[{section}]\n{key_toml} = \"hunter2\" \"hunter2\"\n"),
+                format!("[{section}]\n{key_toml} = \"\"\"hunter2\n"),
+                format!("[{section}]\n{key_toml} = \"hunter2\"\n{key_toml} = \"hunter2\"\n"),
+                format!("[{section}\n{key_toml} = \"hunter2\"\n"),
+                format!("[{section}]\n{key_toml} = \"hunter2\\q\"\n"),
+                format!("[{section}]\n{key_toml} = hunter2\"\n"),
+                format!("[{section}]\n{key_toml} = [\"hunter2\",\n"),
+                format!("[{section}]\n{key_toml} = 0xhunter2\n"),
+            ] {
+                let r = load(&broken, &[]);
+                let text = shown(&r);
+                assert!(
+                    matches!(r, Err(ConfigError::Toml { .. })),
+                    "{broken:?}: {text}"
+                );
+                assert!(
+                    !text.contains("hunter2") && !text.contains("hunt"),
+                    "{broken:?}: {text}"
+                );
+                assert!(text.contains("line "), "{text}");
+            }
+        }
+        // The position is right.
+        let e = load("a = 1\nbrokers = \"x\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn config_check_shows_webhook_urls_without_path_query_or_credentials() {
+        for (url, want) in [
+            (
+                "https://hooks.slack.com/services/T000/B000/XXXXXXXXtoken",
+                "https://hooks.slack.com:443/[redacted]",
+            ),
+            (
+                "https://h.example:8443/hook?token=s3cr3t",
+                "https://h.example:8443/[redacted]",
+            ),
+            (
+                "https://u:pw@h.example/",
+                "https://h.example:443/[redacted]",
+            ),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/"),
+            ("http://h.example#frag", "http://h.example:80/[redacted]"),
+        ] {
+            let c = load(&format!("[[webhooks.endpoints]]\nurl = {url:?}\n"), &[]).unwrap();
+            let text = c.to_redacted_toml();
+            assert!(text.contains(&format!("url = {want:?}")), "{url}: {text}");
+            for secret in ["services", "T000", "token", "s3cr3t", "pw", "frag"] {
+                assert!(!text.contains(secret), "{url}: {text}");
+            }
+            // What it shows loads again.
+            load(&text, &[]).unwrap();
+        }
+    }
+
+    #[test]
+    fn link_hosts_and_the_dashboard_base_url_are_checked_at_start() {
+        let c = load(
+            "[urls]\nallowed_link_hosts = [\"*.example.com\", \"grafana.plant.example\"]\ndashboard_base_url = \"https://dash.example.com\"",
+            &[],
+        )
+        .unwrap();
+        let hosts = c.engine_settings().urls.link_hosts;
+        assert!(hosts.allows("a.example.com") && hosts.allows("grafana.plant.example"));
+        assert!(!hosts.allows("example.com") && !hosts.allows("evil.example"));
+        let env = load(
+            "",
+            &[
+                ("AEPIOT_URLS__ALLOWED_LINK_HOSTS", "a.example, *.b.example"),
+                ("AEPIOT_URLS__DASHBOARD_BASE_URL", "https://x.b.example"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            env.urls.allowed_link_hosts,
+            vec!["a.example", "*.b.example"]
+        );
+        for (toml_text, says) in [
+            (
+                "[urls]\ndashboard_base_url = \"javascript:alert(1)\"",
+                "http",
+            ),
+            (
+                "[urls]\ndashboard_base_url = \" https://dash.example.com\"",
+                "whitespace",
+            ),
+            (
+                "[urls]\ndashboard_base_url = \"//dash.example.com\"",
+                "http",
+            ),
+            (
+                "[urls]\ndashboard_base_url = \"https://\"",
+                "dashboard_base_url",
+            ),
+            (
+                "[urls]\nallowed_link_hosts = [\"https://x.example/\"]",
+                "allowed_link_hosts",
+            ),
+            (
+                "[urls]\nallowed_link_hosts = [\"x.example\"]",
+                "allowed_link_hosts does not allow",
+            ),
+        ] {
+            let e = load(toml_text, &[]).unwrap_err().to_string();
+            assert!(e.contains(says), "{toml_text}: {e}");
+        }
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //!   (also while idle between keep-alive requests), so a client that connects and sends nothing,
 //!   or trickles its headers (slowloris), is disconnected; a request is answered within
 //!   [`REQUEST_TIMEOUT`] (else 408 / 503); no connection lives longer than [`CONNECTION_LIFETIME`];
-//! - bounded concurrency: at most [`MAX_CONNECTIONS`] connections at once; further ones are
-//!   closed at once.
+//! - bounded concurrency, probes first: at most [`MAX_CONNECTIONS`] connections at once; when
+//!   all are taken, a new connection replaces the one idle longest ([`conns`]), so connections
+//!   held open without a request never starve `/healthz` and `/readyz`; only when every
+//!   connection is answering a request is a newcomer closed at once.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,10 +29,11 @@ use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+
+mod conns;
 
 /// Largest request head (request line and headers) accepted, in bytes.
 pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
@@ -151,7 +154,7 @@ pub async fn serve_with(
         .max_buf_size(MAX_REQUEST_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let table = conns::Table::new(MAX_CONNECTIONS);
     tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -166,21 +169,36 @@ pub async fn serve_with(
                     }
                 },
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                tracing::debug!(%peer, "metrics server: too many connections; closing");
+            let Some(slot) = table.admit() else {
+                tracing::debug!(%peer, "metrics server: every connection is busy; closing");
                 drop(stream);
                 continue;
             };
+            let slot = Arc::new(slot);
             let _ = stream.set_nodelay(true);
-            let conn = http.serve_connection(TokioIo::new(stream), service.clone());
+            let tracked = {
+                let (service, slot) = (service.clone(), slot.clone());
+                hyper::service::service_fn(move |req| {
+                    let busy = slot.request();
+                    let answer = hyper::service::Service::call(&service, req);
+                    async move {
+                        let r = answer.await;
+                        drop(busy);
+                        r
+                    }
+                })
+            };
+            let conn = http.serve_connection(TokioIo::new(stream), tracked);
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let _slot = slot;
                 let mut conn = std::pin::pin!(conn);
                 let end = tokio::select! {
                     r = conn.as_mut() => Some(r),
                     _ = tokio::time::sleep(CONNECTION_LIFETIME) => None,
                     _ = shutdown.cancelled() => None,
+                    // Replaced by a newcomer while idle: close now, as nothing is in flight
+                    // (a request that began meanwhile is finished first, as at shutdown).
+                    _ = slot.evicted() => if slot.is_busy() { None } else { return },
                 };
                 if let Some(r) = end {
                     if let Err(e) = r {

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use rdkafka::ClientConfig;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 /// A secret string: usable by the program, never shown.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -46,9 +46,73 @@ impl Serialize for Secret {
     }
 }
 
+/// A secret is a string. Any other value is refused with a message that does not show it
+/// (serde's usual "invalid type: integer `123456`" would print the password).
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        d.deserialize_any(SecretVisitor)
+    }
+}
+
+struct SecretVisitor;
+
+impl SecretVisitor {
+    fn refuse<E: de::Error>(what: &str) -> E {
+        E::custom(format!(
+            "a secret must be a string, got {what} (quote it in TOML; the value is not shown)"
+        ))
+    }
+}
+
+impl<'de> de::Visitor<'de> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string (the value is not shown)")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
+        Ok(Secret::new(v))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Secret, E> {
+        Ok(Secret(v))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
+        Err(Self::refuse("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
+        Err(Self::refuse("a number"))
+    }
+
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<Secret, E> {
+        Err(Self::refuse("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
+        Err(Self::refuse("a number"))
+    }
+
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<Secret, E> {
+        Err(Self::refuse("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
+        Err(Self::refuse("a number"))
+    }
+
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Secret, E> {
+        Err(Self::refuse("bytes"))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
+        Err(Self::refuse("an array"))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
+        Err(Self::refuse("a table or date"))
     }
 }
 

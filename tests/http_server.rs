@@ -1,5 +1,6 @@
 //! The metrics/health server (`aepiot_stream::http::serve`) under hostile clients: only GET and
-//! HEAD on the three known paths, bounded request size, bounded time, bounded connections.
+//! HEAD on the three known paths, bounded request size, bounded time, bounded connections, and
+//! probes that idle connections cannot starve.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -272,25 +273,81 @@ async fn silent_and_slow_connections_are_closed_in_bounded_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_are_bounded() {
+async fn connections_are_bounded_and_the_longest_idle_makes_room() {
     let s = server().await;
     let mut held = Vec::new();
     for _ in 0..http::MAX_CONNECTIONS {
         held.push(TcpStream::connect(s.addr).await.unwrap());
+        // Accepted in this order: the first is the longest idle.
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    // Let the server accept them all.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // One more is closed at once, unanswered.
-    let mut extra = TcpStream::connect(s.addr).await.unwrap();
-    let _ = extra
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await;
-    let closed = time_to_close(&mut extra, Duration::from_secs(2)).await;
-    assert!(closed.is_some(), "connection over the limit was served");
-    // Freed slots serve again.
+    // One more is served; the server closes the connection idle longest to make room.
+    assert_eq!(get(s.addr, "GET", "/healthz").await.status, 200);
+    let closed = time_to_close(&mut held[0], Duration::from_secs(2)).await;
+    assert!(
+        closed.is_some(),
+        "the server holds more than MAX_CONNECTIONS"
+    );
+    // The newer ones are still open (then closed by the header-read timeout, not now).
+    let last = held.last_mut().unwrap();
+    assert!(time_to_close(last, Duration::from_millis(300))
+        .await
+        .is_none());
     drop(held);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get(s.addr, "GET", "/healthz").await.status, 200);
+}
+
+/// Probes first (issue 13): Kubelet's `/healthz` and `/readyz` answer within 1 s while 500 idle
+/// connections are held open to the server, and while more keep arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_within_a_second_while_500_idle_connections_are_held_open() {
+    let s = server().await;
+    s.health.set_ready(true);
+    let mut held = Vec::with_capacity(500);
+    for _ in 0..500 {
+        held.push(TcpStream::connect(s.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let probe = |path: &'static str| async move {
+        let t = Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(1), get(s.addr, "GET", path))
+            .await
+            .unwrap_or_else(|_| panic!("{path} not answered within 1 s"));
+        (r, t.elapsed())
+    };
+    for path in ["/healthz", "/readyz", "/healthz", "/readyz"] {
+        let (r, took) = probe(path).await;
+        assert_eq!(r.status, 200, "{path} after {took:?}: {r:?}");
+    }
+    // Idle connections keep arriving (a few hundred a second) and are held open meanwhile.
+    let stop = CancellationToken::new();
+    let churn = {
+        let (addr, stop) = (s.addr, stop.clone());
+        tokio::spawn(async move {
+            let mut more = Vec::new();
+            while !stop.is_cancelled() && more.len() < 2_000 {
+                if let Ok(c) = TcpStream::connect(addr).await {
+                    more.push(c);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            more.len()
+        })
+    };
+    for i in 0..20 {
+        let path = if i % 2 == 0 { "/healthz" } else { "/readyz" };
+        let (r, took) = probe(path).await;
+        assert_eq!(r.status, 200, "{path} #{i} after {took:?}: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    assert!(churn.await.unwrap() > 100);
+    // Not ready is told as quickly.
+    s.health.set_ready(false);
+    assert_eq!(probe("/readyz").await.0.status, 503);
+    drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

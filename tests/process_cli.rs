@@ -258,10 +258,11 @@ fn nested(depth: usize) -> String {
     format!("{}{}", "[".repeat(depth), "]".repeat(depth))
 }
 
-/// Every field of an event set to `text` (a JSON string literal's content, already escaped).
+/// Every field of an event set to `text` (a JSON string literal's content, already escaped);
+/// `dashboard_url`, which must be a link, holds it in its path.
 fn every_field(device_id: &str, text: &str) -> Vec<u8> {
     format!(
-        r#"{{"device_id":"{device_id}{text}","event_type":"{text}","severity":"{text}","location":"{text}","description":"{text}","dashboard_url":"{text}","region":"{text}","value":"{text}","timestamp":"2026-11-26T08:00:00Z","{text}":"{text}"}}"#
+        r#"{{"device_id":"{device_id}{text}","event_type":"{text}","severity":"{text}","location":"{text}","description":"{text}","dashboard_url":"https://dash.example/{text}/","region":"{text}","value":"{text}","timestamp":"2026-11-26T08:00:00Z","{text}":"{text}"}}"#
     )
     .into_bytes()
 }

@@ -1,9 +1,10 @@
 //! Properties of URL building that must hold for any input: percent-encoding is lossless and
-//! closed over a safe alphabet, and no field value can add, drop, reorder or corrupt a URL's
-//! parameters.
+//! closed over a safe alphabet, no field value can add, drop, reorder or corrupt a URL's
+//! parameters, and a `dashboard_url` is either a safe link kept byte for byte or a dead letter.
 
 use aepiot_stream::core::event::parse_event;
 use aepiot_stream::core::urls::{quote_into, UrlBuilder, UrlSet, UrlSettings};
+use aepiot_stream::core::ErrorKind;
 use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -94,6 +95,24 @@ struct Fields {
     timestamp: Option<String>,
 }
 
+/// A valid link: an absolute http(s) URL with a host, then anything (hostile characters, `?`,
+/// `#`, tabs, line breaks) up to a last character that is neither whitespace nor a control.
+fn valid_link() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["https", "http", "HTTPS", "hTTp"]),
+        prop::sample::select(vec![
+            "grafana.plant3.example",
+            "dash.example.org",
+            "10.0.0.7:3000",
+            "[::1]",
+            "xn--bcher-kva.example",
+        ]),
+        hostile_string(0..30),
+        prop::sample::select(vec!['x', '/', '~', '😀', '#', '?']),
+    )
+        .prop_map(|(scheme, host, path, last)| format!("{scheme}://{host}/{path}{last}"))
+}
+
 fn fields() -> impl Strategy<Value = Fields> {
     let text = || prop::option::of(hostile_string(0..40));
     let region = prop::option::of(prop_oneof![
@@ -110,7 +129,13 @@ fn fields() -> impl Strategy<Value = Fields> {
     (
         // Non-empty, and at most 48 characters of at most 4 bytes: within the 256-byte limit.
         hostile_string(1..48),
-        (text(), text(), text(), text(), text()),
+        (
+            text(),
+            text(),
+            text(),
+            text(),
+            prop::option::of(valid_link()),
+        ),
         region,
         text(),
         prop::option::of(rfc3339()),
@@ -239,5 +264,58 @@ proptest! {
             l,
             f.dashboard_url.clone().unwrap_or_else(|| settings.dashboard_base_url.clone())
         );
+    }
+}
+
+/// What a browser would be sent to: the link parsed as the backlink page's visitor's browser
+/// would (WHATWG), if it is an absolute http(s) URL with a host.
+fn followed(link: &str) -> Option<url::Url> {
+    url::Url::parse(link).ok().filter(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any text as `dashboard_url`: a dead letter (`invalid_field`, field `dashboard_url`) unless
+    /// it is a link to an http(s) host with nothing a parser would silently trim; accepted links
+    /// appear byte for byte in every URL.
+    #[test]
+    fn any_dashboard_url_is_a_safe_link_or_a_dead_letter(
+        prefix in prop::sample::select(vec![
+            "", "https://", "http://", "HtTpS://", "javascript:", "JaVaScRiPt:", " https://", "\thttps://",
+            "\u{0}https://", "data:text/html,", "vbscript:", "//", "/", "https:", "https:/", "https:///",
+            "https:\\\\", "ftp://", "\u{feff}https://", "java\tscript:", "https://d.example/",
+        ]),
+        rest in hostile_string(0..24),
+    ) {
+        let link = format!("{prefix}{rest}");
+        let json = serde_json::to_vec(&serde_json::json!({"device_id": "d", "dashboard_url": link})).unwrap();
+        match parse_event(Some(&json), 1 << 20) {
+            Err(e) => {
+                prop_assert_eq!((e.kind, e.field), (ErrorKind::InvalidField, Some("dashboard_url")), "{:?}", link);
+            }
+            Ok(event) => {
+                prop_assert_eq!(event.dashboard_url.as_deref(), Some(link.as_str()));
+                prop_assert!(followed(&link).is_some(), "accepted {:?}", link);
+                let lower = link.to_ascii_lowercase();
+                prop_assert!(lower.starts_with("http://") || lower.starts_with("https://"), "{:?}", link);
+                let edge = |c: Option<char>| c.is_some_and(|c| c.is_whitespace() || c.is_control());
+                prop_assert!(!edge(link.chars().next()) && !edge(link.chars().next_back()), "{:?}", link);
+                let builder = UrlBuilder::new(UrlSettings::default());
+                let mut set = UrlSet::default();
+                builder.build(&event, &mut set);
+                for url in set.urls().chain([set.regional()]) {
+                    let (_, [_, _, l]) = check_url(url)?;
+                    prop_assert_eq!(&l, &link);
+                }
+            }
+        }
+        // Never a script, a data URL or a host-less link, whatever follows these.
+        let never = ["javascript:", "JaVaScRiPt:", "data:text/html,", "vbscript:", "//", "/", "", " https://", "\thttps://", "\u{0}https://", "https:///", "ftp://"];
+        if never.contains(&prefix) {
+            prop_assert!(parse_event(Some(&json), 1 << 20).is_err(), "{:?}", link);
+        }
     }
 }

@@ -481,7 +481,7 @@ fn hostile_cases() -> Vec<Case> {
             "escaped NUL in every field",
             ev(json!({
                 "device_id": "\u{0}", "event_type": "\u{0}", "severity": "\u{0}", "location": "\u{0}",
-                "description": "\u{0}", "dashboard_url": "\u{0}", "region": "\u{0}", "value": "\u{0}"
+                "description": "\u{0}", "dashboard_url": "https://d.example/\u{0}/", "region": "\u{0}", "value": "\u{0}"
             })),
             None,
         ),
@@ -517,7 +517,7 @@ fn hostile_cases() -> Vec<Case> {
             "hostile text in every field",
             ev(json!({
                 "device_id": nasty, "event_type": nasty, "severity": nasty, "location": nasty,
-                "description": nasty, "dashboard_url": nasty, "region": nasty, "value": nasty,
+                "description": nasty, "dashboard_url": format!("https://d.example/{nasty}/"), "region": nasty, "value": nasty,
                 "timestamp": "2026-11-26T08:00:00Z", nasty: nasty
             })),
             None,
@@ -526,10 +526,95 @@ fn hostile_cases() -> Vec<Case> {
             "non-string text fields",
             ev(json!({
                 "device_id": "d", "event_type": 5, "severity": true, "location": [1, "a", {"b": null}],
-                "description": {"x": [1.5e300, -0.0]}, "dashboard_url": false, "region": 1e-7,
+                "description": {"x": [1.5e300, -0.0]}, "region": 1e-7,
                 "value": 123456789012345678901234567890u128 as f64
             })),
             None,
+        ),
+        // dashboard_url is a link on a public page: only absolute http(s) URLs with a host.
+        case(
+            "dashboard_url: https with query, fragment, tab and non-ASCII inside",
+            ev(
+                json!({"device_id": "d", "dashboard_url": "HTTPS://Grafana.example/d/x?var=1&b=é\tc#top"}),
+            ),
+            None,
+        ),
+        case(
+            "dashboard_url: http with port",
+            ev(json!({"device_id": "d", "dashboard_url": "http://10.0.0.7:3000/d"})),
+            None,
+        ),
+        case(
+            "dashboard_url: javascript:",
+            ev(json!({"device_id": "d1", "dashboard_url": "javascript:alert(document.cookie)"})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: JaVaScRiPt:",
+            ev(json!({"device_id": "d", "dashboard_url": "JaVaScRiPt:alert(1)"})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: leading space",
+            ev(json!({"device_id": "d", "dashboard_url": " https://d.example/"})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: trailing newline",
+            ev(json!({"device_id": "d", "dashboard_url": "https://d.example/\n"})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: leading control character",
+            ev(json!({"device_id": "d", "dashboard_url": "\u{1}https://d.example/"})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: data:",
+            ev(
+                json!({"device_id": "d", "dashboard_url": "data:text/html,<script>alert(1)</script>"}),
+            ),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: vbscript:",
+            ev(json!({"device_id": "d", "dashboard_url": "vbscript:msgbox(1)"})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: scheme-relative",
+            ev(json!({"device_id": "d", "dashboard_url": "//evil.example/phish"})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: relative path",
+            ev(json!({"device_id": "d", "dashboard_url": "devices/d1"})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: no host",
+            ev(json!({"device_id": "d", "dashboard_url": "https:///evil.example"})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: ftp",
+            ev(json!({"device_id": "d", "dashboard_url": "ftp://files.example/"})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: a number",
+            ev(json!({"device_id": "d", "dashboard_url": 42})),
+            Some(InvalidField),
+        ),
+        case(
+            "dashboard_url: a boolean",
+            ev(json!({"device_id": "d", "dashboard_url": false})),
+            Some(InvalidField),
+        ),
+        gap(
+            "dashboard_url: a host no URL parser takes",
+            ev(json!({"device_id": "d", "dashboard_url": "https://exa mple.com/"})),
+            Some(InvalidField),
         ),
         case(
             "huge integer value",

@@ -20,6 +20,11 @@
 //! stays 503 while the process runs, and it exits non-zero within 60 s. In every case all of
 //! stdout, stderr, the `/metrics` text and the probes' bodies are searched for the passwords, and
 //! so is `config check`.
+//!
+//! Without a broker (issue 13): links safe to render (`dashboard_url` through the real binary),
+//! secrets that no error message or `config check` shows (every secret key as a number, a boolean
+//! and inside broken TOML), and webhooks signed to the Standard Webhooks spec, verified with the
+//! `standardwebhooks` package from PyPI (not this project's code), with the spec's status handling.
 
 mod common;
 
@@ -36,6 +41,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+use common::standard_webhooks;
 use common::{bin, generated, unique};
 
 const USER: &str = "aepiot-svc";
@@ -971,4 +977,650 @@ fn scram_and_tls_on_a_real_broker() {
         "failed cases: {failed:?} (see the panics above)\n--- broker log ---\n{}",
         b.log_tail()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 13: safe links, secrets never printed, Standard Webhooks signatures. No broker needed.
+
+/// Runs `aepiot-stream process` on `lines` (with `config`, if any); returns the URL records and
+/// the dead letters.
+fn process(
+    lines: &[String],
+    config: Option<&str>,
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output, dead) = (
+        dir.path().join("in"),
+        dir.path().join("out"),
+        dir.path().join("dead"),
+    );
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "process",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ])
+    .args(["--dead-letter", dead.to_str().unwrap()]);
+    if let Some(text) = config {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        cmd.args(["--config", path.to_str().unwrap()]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |p: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    (read(&output), read(&dead))
+}
+
+/// The `link` parameter of a URL, decoded.
+fn link_of(url: &str) -> String {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "link")
+        .map(|(_, v)| v.into_owned())
+        .unwrap()
+}
+
+#[test]
+fn backlinks_only_ever_link_to_http_hosts() {
+    let event = |i: usize, link: &serde_json::Value| {
+        serde_json::json!({"device_id": format!("d{i}"), "dashboard_url": link}).to_string()
+    };
+    let hostile: Vec<serde_json::Value> = [
+        "javascript:alert(document.cookie)",
+        "JaVaScRiPt:alert(document.cookie)",
+        " javascript:alert(1)",
+        " https://dash.example.com/",
+        "https://dash.example.com/ ",
+        "\u{1}https://dash.example.com/",
+        "java\tscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "//evil.example/phish",
+        "/devices/d1",
+        "devices/d1",
+        "https:evil.example",
+        "https:///evil.example",
+        "ftp://files.example/",
+        "",
+    ]
+    .iter()
+    .map(|s| serde_json::json!(s))
+    .chain([
+        serde_json::json!(42),
+        serde_json::json!(true),
+        serde_json::json!({"href": "https://x.example"}),
+    ])
+    .collect();
+    let valid = [
+        "https://grafana.plant3.example/d/abc?var-device=28&from=now-1h",
+        "HTTP://Dash.Example.org/devices/vibration anomalytab\tsep/door/open",
+        "https://dash.example.org/devices/温度警报#frag",
+    ];
+    let mut lines: Vec<String> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, l)| event(i, l))
+        .collect();
+    lines.extend(
+        valid
+            .iter()
+            .enumerate()
+            .map(|(i, l)| event(100 + i, &serde_json::json!(l))),
+    );
+    let (records, dead) = process(&lines, None);
+
+    assert_eq!(dead.len(), hostile.len(), "{dead:?}");
+    for d in &dead {
+        let e = &d["error"];
+        assert_eq!(
+            (e["kind"].as_str(), e["field"].as_str()),
+            (Some("invalid_field"), Some("dashboard_url")),
+            "{d}"
+        );
+    }
+    assert_eq!(records.len(), valid.len());
+    for (r, want) in records.iter().zip(valid) {
+        // Kept byte for byte in all four distributed URLs and the regional one.
+        let urls = r["urls"].as_array().unwrap();
+        assert_eq!(urls.len(), 4);
+        for u in urls.iter().chain([&r["regional_url"]]) {
+            assert_eq!(link_of(u.as_str().unwrap()), want);
+        }
+    }
+
+    // With urls.allowed_link_hosts, only those hosts (and the default link) pass.
+    let config = "[urls]\nallowed_link_hosts = [\"*.plant3.example\", \"dashboard.example.com\"]\n";
+    let lines: Vec<String> = [
+        "https://grafana.plant3.example/d/abc",
+        "https://plant3.example/",
+        "https://evil.example/",
+        "https://grafana.plant3.example.evil.example/",
+        "https://grafana.plant3.example@evil.example/",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, l)| event(i, &serde_json::json!(l)))
+    .chain([r#"{"device_id":"no-link"}"#.to_string()])
+    .collect();
+    let (records, dead) = process(&lines, Some(config));
+    let devices: Vec<&str> = records
+        .iter()
+        .map(|r| r["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, ["d0", "no-link"]);
+    assert_eq!(dead.len(), 4);
+    assert!(dead.iter().all(|d| d["error"]["field"] == "dashboard_url"
+        && d["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_link_hosts")));
+
+    // A bad base URL or pattern stops the program at start.
+    for config in [
+        "[urls]\ndashboard_base_url = \"javascript:alert(1)\"\n",
+        "[urls]\ndashboard_base_url = \" https://dashboard.example.com\"\n",
+        "[urls]\nallowed_link_hosts = [\"grafana.example.com\"]\n",
+        "[urls]\nallowed_link_hosts = [\"https://grafana.example.com/\"]\n",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(bin())
+            .args(["config", "check", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("urls."),
+            "{config}: {err}"
+        );
+    }
+}
+
+/// Every secret-bearing key, as the environment names it and as TOML writes it.
+const SECRET_KEYS: [(&str, &str); 6] = [
+    (
+        "AEPIOT_SECURITY__SASL_PASSWORD",
+        "[security]\nsasl_password",
+    ),
+    (
+        "AEPIOT_SECURITY__SSL_KEY_PASSWORD",
+        "[security]\nssl_key_password",
+    ),
+    ("AEPIOT_KAFKA__SASL_PASSWORD", "[kafka]\n\"sasl.password\""),
+    (
+        "AEPIOT_KAFKA__SSL_KEY_PASSWORD",
+        "[kafka]\n\"ssl.key.password\"",
+    ),
+    (
+        "AEPIOT_KAFKA__SSL_KEYSTORE_PASSWORD",
+        "[kafka]\n\"ssl.keystore.password\"",
+    ),
+    (
+        "AEPIOT_KAFKA__SASL_OAUTHBEARER_CLIENT_SECRET",
+        "[kafka]\n\"sasl.oauthbearer.client.secret\"",
+    ),
+];
+
+/// `aepiot-stream config check` with `toml` and `env`: (success, stdout + stderr).
+fn check_config(toml: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(bin())
+        .args(["config", "check", "--config", path.to_str().unwrap()])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn no_message_ever_shows_a_secret() {
+    for (var, toml_key) in SECRET_KEYS {
+        // What `config check` prints for the key: `sasl_password = "[redacted]"`.
+        let redacted = format!("{} = \"[redacted]\"", toml_key.split('\n').nth(1).unwrap());
+        // From the environment: a string whatever it looks like, redacted by `config check`
+        // (booleans: `true` and `false` appear elsewhere in the output, so the line is checked).
+        for value in ["123456", "918273645", "true", "false", "4.5e1"] {
+            let (ok, text) = check_config("", &[(var, value)]);
+            assert!(ok, "{var}={value}: {text}");
+            assert!(text.contains(&redacted), "{var}={value}: {text}");
+            if value.starts_with(char::is_numeric) {
+                assert!(!text.contains(value), "{var}={value}: {text}");
+            }
+        }
+        // In the file: a number or a boolean is refused without being shown, or (`[kafka]`
+        // properties are all strings to librdkafka) taken and redacted.
+        for value in ["918273645", "true", "false", "-918273645.5"] {
+            let (ok, text) = check_config(&format!("{toml_key} = {value}\n"), &[]);
+            assert!(!text.contains("918273645"), "{toml_key} = {value}: {text}");
+            if ok {
+                assert!(
+                    toml_key.starts_with("[kafka]") && text.contains(&redacted),
+                    "{text}"
+                );
+            } else {
+                assert!(
+                    text.contains("the value is not shown"),
+                    "{toml_key} = {value}: {text}"
+                );
+            }
+        }
+        for broken in [
+            format!("{toml_key} = \"Hunter2pw\n"),
+            format!("{toml_key} = Hunter2pw\n"),
+            format!("{toml_key} = 'Hunter2pw\n"),
+            format!("{toml_key} = \"Hunter2pw\" trailing\n"),
+            format!("{toml_key} = \"Hunter2pw\"\n{toml_key} = \"Hunter2pw\"\n"),
+            format!("{toml_key} = \"\"\"Hunter2pw\n"),
+            format!("{toml_key} = [\"Hunter2pw\",\n"),
+            format!("{toml_key} = 918273645x\n"),
+        ] {
+            let (ok, text) = check_config(&broken, &[]);
+            assert!(!ok, "{broken:?} loaded");
+            assert!(
+                text.contains("not valid TOML") && text.contains("line "),
+                "{broken:?}: {text}"
+            );
+            for secret in ["Hunter2pw", "Hunter2", "918273645"] {
+                assert!(!text.contains(secret), "{broken:?}: {text}");
+            }
+        }
+    }
+
+    // Webhook URLs: scheme, host and port; never the path, query or credentials.
+    let (ok, text) = check_config(
+        "[[webhooks.endpoints]]\nurl = \"https://hooks.slack.com/services/T0AAAA/B0BBBB/XyzSlackToken\"\n\
+         [[webhooks.endpoints]]\nurl = \"https://bot:BasicPw@hooks.example:8443/hook?token=QueryToken\"\n",
+        &[],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("url = \"https://hooks.slack.com:443/[redacted]\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("url = \"https://hooks.example:8443/[redacted]\""),
+        "{text}"
+    );
+    for secret in [
+        "T0AAAA",
+        "XyzSlackToken",
+        "BasicPw",
+        "QueryToken",
+        "services",
+    ] {
+        assert!(!text.contains(secret), "{text}");
+    }
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Captured {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// A receiver answering by path: `/ok` 204, `/moved` 302 (to `/elsewhere`), `/gone` 410,
+/// `/status/<code>/<retry-after>` that status with that `Retry-After`.
+async fn spec_receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<Captured>>>) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(
+        move |uri: Uri, headers: HeaderMap, body: axum::body::Bytes| {
+            let log = log.clone();
+            async move {
+                let path = uri.path().to_string();
+                log.lock().unwrap().push(Captured {
+                    path: path.clone(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                        .collect(),
+                    body: body.to_vec(),
+                });
+                let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+                match parts.as_slice() {
+                    ["ok"] => StatusCode::NO_CONTENT.into_response(),
+                    ["moved"] => (StatusCode::FOUND, [("location", "/elsewhere")]).into_response(),
+                    ["gone"] => StatusCode::GONE.into_response(),
+                    ["status", code, after] => (
+                        StatusCode::from_u16(code.parse().unwrap()).unwrap(),
+                        [("retry-after", after.to_string())],
+                        "later",
+                    )
+                        .into_response(),
+                    _ => StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn received(c: &Captured) -> standard_webhooks::Received {
+    standard_webhooks::Received {
+        headers: c.headers.clone(),
+        body: c.body.clone(),
+    }
+}
+
+fn header<'a>(c: &'a Captured, name: &str) -> Option<&'a str> {
+    c.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_to_the_standard_webhooks_spec() {
+    use aepiot_stream::webhook::policy::{Attempt, RetryPolicy, Verdict};
+    use aepiot_stream::webhook::request::{self, Request};
+    use aepiot_stream::webhook::sign::Secret;
+
+    let (addr, seen) = spec_receiver().await;
+    let client = request::client(Duration::from_secs(5), 4).unwrap();
+    let (current, previous) = (standard_webhooks::secret(11), standard_webhooks::secret(12));
+    // A secret source during a rotation: both keys, one a line.
+    let secret = Secret::parse(&format!("{current}\n{previous}\n")).unwrap();
+    let body = br#"{"aepiot_url":"https://aepiot.com/backlink.html?title=a","device_id":"d1"}"#;
+    let url = |path: &str| reqwest::Url::parse(&format!("http://{addr}{path}")).unwrap();
+    let ok = url("/ok");
+    let send = |u: &reqwest::Url, attempt: u32| {
+        let client = client.clone();
+        let (u, secret) = (u.clone(), secret.clone());
+        async move {
+            request::post(
+                &client,
+                &Request {
+                    url: &u,
+                    body,
+                    webhook_id: "aepiot-urls-3-1042",
+                    secret: Some(&secret),
+                    attempt,
+                },
+            )
+            .await
+        }
+    };
+
+    // Two attempts of one record, a second apart: the same id, each its own timestamp.
+    let first = send(&ok, 1).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = send(&ok, 2).await;
+    for sent in [&first, &second] {
+        assert_eq!(
+            sent.attempt,
+            Attempt::Response {
+                status: 204,
+                retry_after: None
+            }
+        );
+    }
+    let got: Vec<Captured> = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for c in &got {
+        assert_eq!(header(c, "webhook-id"), Some("aepiot-urls-3-1042"));
+        let ts: u64 = header(c, "webhook-timestamp").unwrap().parse().unwrap();
+        assert!(ts <= now && now - ts < 30, "{ts} vs {now}");
+        let sig = header(c, "webhook-signature").unwrap();
+        let parts: Vec<&str> = sig.split(' ').collect();
+        assert_eq!(parts.len(), 2, "one signature per key: {sig}");
+        assert!(parts.iter().all(|p| p.starts_with("v1,")), "{sig}");
+        // The old scheme is gone, and nothing unsigned claims to identify the record.
+        for old in ["x-aepiot-signature", "idempotency-key"] {
+            assert_eq!(header(c, old), None, "{old}");
+        }
+        assert_eq!(c.body, body);
+    }
+    assert_ne!(
+        header(&got[0], "webhook-timestamp"),
+        header(&got[1], "webhook-timestamp")
+    );
+
+    // The reference library verifies every request with either key of the rotation.
+    let requests: Vec<_> = got.iter().map(received).collect();
+    for key in [&current, &previous] {
+        for verdict in standard_webhooks::verify(key, &requests) {
+            assert_eq!(verdict, Ok(()));
+        }
+    }
+    // And refuses what was not signed so: another key, a changed body, id or timestamp.
+    let tamper = |f: &dyn Fn(&mut standard_webhooks::Received)| {
+        let mut r = received(&got[0]);
+        f(&mut r);
+        r
+    };
+    let set = |name: &'static str, value: String| {
+        move |r: &mut standard_webhooks::Received| {
+            for (k, v) in r.headers.iter_mut() {
+                if k == name {
+                    *v = value.clone();
+                }
+            }
+        }
+    };
+    let ts0: u64 = header(&got[0], "webhook-timestamp")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let forged = [
+        tamper(&|r| r.body.extend_from_slice(b" ")),
+        tamper(&set("webhook-id", "aepiot-urls-3-1043".into())),
+        tamper(&set("webhook-timestamp", (ts0 + 1).to_string())),
+        // A replay long after: refused for its age, whatever the signature.
+        tamper(&set("webhook-timestamp", (ts0 - 600).to_string())),
+    ];
+    for (i, verdict) in standard_webhooks::verify(&current, &forged)
+        .into_iter()
+        .enumerate()
+    {
+        assert!(verdict.is_err(), "forgery {i} verified");
+    }
+    assert!(standard_webhooks::verify(&standard_webhooks::secret(13), &requests[..1])[0].is_err());
+
+    // Responses, as the spec suggests: 2xx delivered; 3xx a failure, not followed; 410 not
+    // retried; 429, 502, 503, 504 retried after their Retry-After.
+    let policy = RetryPolicy {
+        max_attempts: 5,
+        base: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        retry_after_max: Duration::from_secs(60),
+    };
+    let cases: [(&str, Verdict); 7] = [
+        ("/ok", Verdict::Delivered),
+        ("/moved", Verdict::GiveUp { retryable: false }),
+        ("/gone", Verdict::GiveUp { retryable: false }),
+        ("/status/429/7", Verdict::Retry(Duration::from_secs(7))),
+        ("/status/502/3", Verdict::Retry(Duration::from_secs(3))),
+        ("/status/503/2", Verdict::Retry(Duration::from_secs(2))),
+        ("/status/504/4", Verdict::Retry(Duration::from_secs(4))),
+    ];
+    for (path, want) in cases {
+        let sent = send(&url(path), 1).await;
+        assert_eq!(
+            policy.decide(1, &sent.attempt, 0.5),
+            want,
+            "{path}: {}",
+            sent.error
+        );
+    }
+    let paths: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.path.clone())
+        .collect();
+    assert!(
+        !paths.iter().any(|p| p == "/elsewhere"),
+        "a redirect was followed: {paths:?}"
+    );
+}
+
+#[test]
+fn a_malformed_webhook_secret_stops_the_service_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(
+        &config,
+        format!(
+            "brokers = \"127.0.0.1:1\"\nmetrics_addr = \"\"\n\
+             [[webhooks.endpoints]]\nurl = \"http://127.0.0.1:1/hook\"\nsecret_env = \"H13_SECRET\"\n\
+             [[webhooks.endpoints]]\nurl = \"http://127.0.0.1:1/other\"\nsecret_file = \"{}\"\n",
+            secret_file.display()
+        ),
+    )
+    .unwrap();
+    let good = standard_webhooks::secret(21);
+    let short = format!("whsec_{}", &good[6..22]);
+    let run = |env_value: &str, file_text: &str| {
+        std::fs::write(&secret_file, file_text).unwrap();
+        let t = Instant::now();
+        let out = Command::new(bin())
+            .args(["webhooks", "--config", config.to_str().unwrap()])
+            .env("H13_SECRET", env_value)
+            .output()
+            .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(20), "not at start");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for (env_value, file_text, names) in [
+        ("Hunter2plain", good.as_str(), "H13_SECRET"),
+        (short.as_str(), good.as_str(), "H13_SECRET"),
+        ("whsec_!!Hunter2!!", good.as_str(), "H13_SECRET"),
+        (good.as_str(), "Hunter2plain\n", "secret_file"),
+        (
+            good.as_str(),
+            &format!("{good}\nwhsec_Hunter2=\n"),
+            "line 2",
+        ),
+        (good.as_str(), "\n\n", "secret_file"),
+    ] {
+        let (ok, err) = run(env_value, file_text);
+        assert!(!ok, "started with {env_value:?} / {file_text:?}");
+        assert!(
+            err.contains(names) && err.contains("webhooks.endpoints["),
+            "{err}"
+        );
+        for secret in ["Hunter2", &good[6..], &short[6..]] {
+            assert!(!err.contains(secret), "{err}");
+        }
+    }
+}
+
+/// README's Python receiver, run as it is written: it takes a signed request and refuses a
+/// request signed with another key or not signed at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_receiver_verifies_real_requests() {
+    use aepiot_stream::webhook::policy::Attempt;
+    use aepiot_stream::webhook::request::{self, Request};
+    use aepiot_stream::webhook::sign::Secret;
+
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let security = &readme[readme
+        .find("\n## Security")
+        .expect("README has a Security section")..];
+    let start = security.find("```python\n").expect("a Python receiver") + "```python\n".len();
+    let code = &security[start..start + security[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("receiver.py");
+    std::fs::write(&script, code).unwrap();
+
+    let key = standard_webhooks::secret(31);
+    let port = free_port();
+    let receiver = Command::new("python3")
+        .arg(&script)
+        .env("AEPIOT_HOOK_SECRET", &key)
+        .env("PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _kill = KillOnDrop(receiver.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the README receiver did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let client = request::client(Duration::from_secs(5), 2).unwrap();
+    let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}/hook")).unwrap();
+    let body = br#"{"aepiot_url":"https://aepiot.com/backlink.html?title=t","device_id":"press-7","event_type":"door","timestamp":"2026-11-26T08:05:01.000Z","regional_url":"https://aepiot.ro/backlink.html?title=r","urls":[]}"#;
+    let signed = Secret::parse(&key).unwrap();
+    let stranger = Secret::parse(&standard_webhooks::secret(32)).unwrap();
+    let status = |sent: request::Sent| match sent.attempt {
+        Attempt::Response { status, .. } => status,
+        other => panic!("no answer: {other:?} {}", sent.error),
+    };
+    for (secret, id, want) in [
+        (Some(&signed), "out-0-1", 204),
+        (Some(&stranger), "out-0-2", 401),
+        (None, "out-0-3", 401),
+    ] {
+        let r = Request {
+            url: &url,
+            body,
+            webhook_id: id,
+            secret,
+            attempt: 1,
+        };
+        assert_eq!(status(request::post(&client, &r).await), want, "{id}");
+    }
+    drop(_kill);
+    let out = receiver.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        printed.lines().collect::<Vec<_>>(),
+        ["out-0-1 press-7 https://aepiot.com/backlink.html?title=t"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends SIGTERM to a child process when dropped (also when a test fails).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+    }
 }

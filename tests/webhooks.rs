@@ -1,6 +1,6 @@
 //! Webhook delivery on the real broker, with local receivers (127.0.0.1 only) that are slow, fail
 //! with 500, answer 429 with `Retry-After`, reset connections, never answer, refuse, stall, or
-//! dedupe on the `Idempotency-Key`. Every `success` record ends delivered once by key or in the
+//! dedupe on the `webhook-id`. Signatures are verified with the `standardwebhooks` package. Every `success` record ends delivered once by key or in the
 //! webhook dead-letter topic, the webhook group's committed offsets reach the output topic's end,
 //! and URL generation does not wait for receivers.
 
@@ -58,6 +58,17 @@ struct Seen {
     body: Bytes,
     signature: Option<String>,
     user_agent: String,
+    /// Every header, for a Standard Webhooks verifier.
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn received(&self) -> standard_webhooks::Received {
+        standard_webhooks::Received {
+            headers: self.headers.clone(),
+            body: self.body.to_vec(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -102,7 +113,7 @@ async fn handle(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let key = h("idempotency-key").unwrap_or_default();
+    let key = h("webhook-id").unwrap_or_default();
     let n = {
         let mut log = r.log.lock().unwrap();
         let n = {
@@ -115,8 +126,12 @@ async fn handle(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes)
             attempt: h("x-aepiot-attempt").unwrap_or_default(),
             at: Instant::now(),
             body,
-            signature: h("x-aepiot-signature"),
+            signature: h("webhook-signature"),
             user_agent: h("user-agent").unwrap_or_default(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+                .collect(),
         });
         n
     };
@@ -244,7 +259,7 @@ async fn flaky_connection(
                 let value = value.trim();
                 match name.to_ascii_lowercase().as_str() {
                     "content-length" => len = value.parse().unwrap(),
-                    "idempotency-key" => key = value.to_string(),
+                    "webhook-id" => key = value.to_string(),
                     _ => {}
                 }
             }
@@ -510,11 +525,17 @@ fn wait_webhooks_done(c: &Config, timeout: Duration) {
     );
 }
 
-fn hmac_hex(secret: &[u8], body: &[u8]) -> String {
-    use hmac::Mac;
-    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
-    m.update(body);
-    format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+/// Asserts that `standardwebhooks` (not this project's code) verifies every request with
+/// `secret`, and that no request carries the old `X-Aepiot-Signature`.
+fn assert_verified(secret: &str, requests: &[Seen]) {
+    let received: Vec<_> = requests.iter().map(Seen::received).collect();
+    for (s, verdict) in requests
+        .iter()
+        .zip(standard_webhooks::verify(secret, &received))
+    {
+        assert_eq!(verdict, Ok(()), "request {} attempt {}", s.key, s.attempt);
+        assert!(s.headers.iter().all(|(k, _)| k != "x-aepiot-signature"));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -534,9 +555,11 @@ fn delivers_each_success_record_once_signed_filtered_and_in_device_order() {
         .collect();
     assert!(!europe.is_empty() && europe.len() < expected.len());
 
+    // A secret being rotated: the new key and the old one, one per line.
+    let (new_key, old_key) = (standard_webhooks::secret(1), standard_webhooks::secret(2));
     let dir = tempfile::tempdir().unwrap();
     let secret_path = dir.path().join("secret");
-    std::fs::write(&secret_path, "s3cret\n").unwrap();
+    std::fs::write(&secret_path, format!("{new_key}\n{old_key}\n")).unwrap();
     let (all, all_addr) = receiver(&rt, Behaviour::Ok);
     let (eu, eu_addr) = receiver(&rt, Behaviour::Ok);
     let mut signed = endpoint(all_addr);
@@ -573,11 +596,9 @@ fn delivers_each_success_record_once_signed_filtered_and_in_device_order() {
         assert_eq!(body["regional_url"], r.json["regional_url"]);
         assert_eq!(body["urls"], r.json["urls"]);
         assert_eq!(body.as_object().unwrap().len(), 6);
-        // Headers.
-        assert_eq!(
-            s.signature.as_deref(),
-            Some(hmac_hex(b"s3cret", &s.body).as_str())
-        );
+        // Headers: one signature per key (verified below).
+        let signature = s.signature.as_deref().unwrap_or_default();
+        assert_eq!(signature.split(' ').count(), 2, "{signature}");
         assert_eq!(
             s.user_agent,
             format!("aepiot-stream/{}", env!("CARGO_PKG_VERSION"))
@@ -592,6 +613,12 @@ fn delivers_each_success_record_once_signed_filtered_and_in_device_order() {
             "device {device} out of order"
         );
     }
+    // Receivers that know either key verify every request; one that knows neither, none.
+    assert_verified(&new_key, &log.requests);
+    assert_verified(&old_key, &log.requests);
+    let stranger =
+        standard_webhooks::verify(&standard_webhooks::secret(3), &[log.requests[0].received()]);
+    assert!(stranger[0].is_err());
     assert!(eu
         .log
         .lock()
@@ -739,7 +766,7 @@ fn refused_and_hopeless_records_are_dead_lettered() {
 
     assert_eq!(ok.accepted_keys(), expected);
     // No `max_accepts() == 1` here: with a 300 ms timeout, a loaded machine can time out a request
-    // the healthy receiver did accept, and the retry (same Idempotency-Key) is accepted again.
+    // the healthy receiver did accept, and the retry (same webhook-id) is accepted again.
     // That is the at-least-once contract; the key lets the receiver dedupe.
     assert_eq!(down.requests(), 3 * n, "500: every attempt made");
     assert_eq!(refuses.requests(), n, "400: not retried");
@@ -1040,6 +1067,7 @@ fn cli_run_with_webhooks_and_the_webhooks_command() {
         .collect();
     produce(&input, &events);
     let (r, addr) = receiver(&rt, Behaviour::Ok);
+    let cli_secret = standard_webhooks::secret(9);
     let group = unique("wh-cli-group");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("aepiot.toml");
@@ -1055,7 +1083,7 @@ fn cli_run_with_webhooks_and_the_webhooks_command() {
     .unwrap();
     let child = Command::new(bin())
         .args(["run", "--webhooks", "--config", path.to_str().unwrap()])
-        .env("WH_TEST_SECRET", "cli-secret")
+        .env("WH_TEST_SECRET", &cli_secret)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -1075,14 +1103,8 @@ fn cli_run_with_webhooks_and_the_webhooks_command() {
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");
     assert!(log.contains("webhooks stopped cleanly"), "{log}");
-    assert!(!log.contains("cli-secret"));
-    {
-        let log = r.log.lock().unwrap();
-        assert!(log
-            .requests
-            .iter()
-            .all(|s| s.signature.as_deref() == Some(hmac_hex(b"cli-secret", &s.body).as_str())));
-    }
+    assert!(!log.contains(&cli_secret[6..]));
+    assert_verified(&cli_secret, &r.log.lock().unwrap().requests);
 
     // Without endpoints, or without the secret, the service refuses to start and says why.
     let out_cmd = Command::new(bin())

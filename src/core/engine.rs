@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::error::{ErrorKind, RecordError};
-use super::event::{parse_event, Event};
+use super::event::{parse_event_with_hosts, Event};
 use super::limiter::{cache_key, Decision, Limits};
 use super::record::{encode_json, DeadLetter, Source, UrlRecord};
 use super::state::{DeviceBudget, DeviceStates};
@@ -179,7 +179,8 @@ impl Engine {
     pub fn process(&mut self, payload: Option<&[u8]>, meta: &RecordMeta<'_>) -> Output<'_> {
         format_cached(&mut self.now_text, meta.now_ms);
         let len = payload.map_or(0, <[u8]>::len);
-        match parse_event(payload, self.shared.settings.max_record_bytes) {
+        let s = &self.shared.settings;
+        match parse_event_with_hosts(payload, s.max_record_bytes, &s.urls.link_hosts) {
             Ok(event) => match self.admit(&event, meta) {
                 Ok(event_ms) => self.judge(&event, event_ms, payload, meta),
                 Err(error) => self.reject(error, payload, len, meta),

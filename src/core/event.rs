@@ -6,9 +6,11 @@
 //! Field typing rules (documented in README, "Event format"):
 //! - `device_id` must be a non-empty string of at most [`MAX_DEVICE_ID_BYTES`] UTF-8 bytes.
 //! - `null` is treated as absent for every optional field.
-//! - Text fields (`event_type`, `severity`, `location`, `description`, `dashboard_url`, `region`,
-//!   `value`) accept any JSON value: strings are used as they are, numbers print as Python would,
-//!   everything else as compact JSON text.
+//! - Text fields (`event_type`, `severity`, `location`, `description`, `region`, `value`) accept
+//!   any JSON value: strings are used as they are, numbers print as Python would, everything else
+//!   as compact JSON text.
+//! - `dashboard_url` becomes a link on a public page, so it must be an absolute `http(s)://` URL
+//!   with an allowed host ([`check_link`]); it is then used byte for byte.
 //! - `timestamp` must be an RFC 3339 string or an integer of epoch milliseconds; anything else is
 //!   rejected, because it would silently change which rate-limit window the event falls in.
 //! - Unknown fields are ignored; a field given twice is rejected (which one would win is ambiguous).
@@ -22,6 +24,7 @@ use serde_json::value::RawValue;
 use super::error::{ErrorKind, RecordError};
 use super::render::{render, RenderError};
 use super::time::parse_rfc3339_ms;
+use super::urls::{check_link, LinkHosts};
 
 /// Longest accepted `device_id`, in bytes: it becomes a Kafka key and a state key.
 pub const MAX_DEVICE_ID_BYTES: usize = 256;
@@ -59,8 +62,18 @@ struct RawFields<'a> {
     timestamp: Option<&'a RawValue>,
 }
 
-/// Parses and validates one payload. `max_bytes` is the configured record size limit.
+/// Parses and validates one payload, allowing a `dashboard_url` of any host. `max_bytes` is the
+/// configured record size limit.
 pub fn parse_event(payload: Option<&[u8]>, max_bytes: usize) -> Result<Event<'_>, RecordError> {
+    parse_event_with_hosts(payload, max_bytes, &LinkHosts::default())
+}
+
+/// [`parse_event`], with `dashboard_url` limited to `link_hosts` (`urls.allowed_link_hosts`).
+pub fn parse_event_with_hosts<'a>(
+    payload: Option<&'a [u8]>,
+    max_bytes: usize,
+    link_hosts: &LinkHosts,
+) -> Result<Event<'a>, RecordError> {
     let bytes = payload.ok_or_else(|| {
         RecordError::new(
             ErrorKind::NullPayload,
@@ -83,7 +96,7 @@ pub fn parse_event(payload: Option<&[u8]>, max_bytes: usize) -> Result<Event<'_>
         )
     })?;
     let raw = parse_raw(text)?;
-    typed(raw)
+    typed(raw, link_hosts)
 }
 
 fn parse_raw(text: &str) -> Result<RawFields<'_>, RecordError> {
@@ -266,7 +279,7 @@ fn text_field<'a>(
     }
 }
 
-fn typed(raw: RawFields<'_>) -> Result<Event<'_>, RecordError> {
+fn typed<'a>(raw: RawFields<'a>, link_hosts: &LinkHosts) -> Result<Event<'a>, RecordError> {
     let device_id = match present(raw.device_id) {
         None => {
             return Err(RecordError::field(
@@ -311,12 +324,30 @@ fn typed(raw: RawFields<'_>) -> Result<Event<'_>, RecordError> {
         severity: text_field(raw.severity, "severity")?,
         location: text_field(raw.location, "location")?,
         description: text_field(raw.description, "description")?,
-        dashboard_url: text_field(raw.dashboard_url, "dashboard_url")?,
+        dashboard_url: link_field(raw.dashboard_url, link_hosts)?,
         region: text_field(raw.region, "region")?,
         value: text_field(raw.value, "value")?,
         timestamp_text,
         timestamp_ms,
     })
+}
+
+/// `dashboard_url`: a text field that must also pass [`check_link`].
+fn link_field<'a>(
+    raw: Option<&'a RawValue>,
+    hosts: &LinkHosts,
+) -> Result<Option<Cow<'a, str>>, RecordError> {
+    let link = text_field(raw, "dashboard_url")?;
+    if let Some(l) = &link {
+        check_link(l, hosts).map_err(|why| {
+            RecordError::field(
+                ErrorKind::InvalidField,
+                "dashboard_url",
+                format!("field `dashboard_url` {why}: {:?}", truncate(l)),
+            )
+        })?;
+    }
+    Ok(link)
 }
 
 type Timestamp<'a> = (Option<Cow<'a, str>>, Option<i64>);
@@ -476,6 +507,60 @@ mod tests {
         assert_eq!(kind(&long), (ErrorKind::InvalidField, Some("device_id")));
         let ok = format!(r#"{{"device_id":"{}"}}"#, "é".repeat(128));
         assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn dashboard_url_must_be_a_safe_link() {
+        let link = |url: &str| {
+            format!(
+                r#"{{"device_id":"d","dashboard_url":{}}}"#,
+                serde_json::json!(url)
+            )
+        };
+        for bad in [
+            "javascript:alert(document.cookie)",
+            "JaVaScRiPt:alert(1)",
+            " https://dash.example/",
+            "data:text/html;base64,PHNjcmlwdD4=",
+            "vbscript:msgbox(1)",
+            "//evil.example/phish",
+            "devices/d1",
+        ] {
+            let e = parse(&link(bad)).unwrap_err();
+            assert_eq!(
+                (e.kind, e.field),
+                (ErrorKind::InvalidField, Some("dashboard_url")),
+                "{bad:?}"
+            );
+            assert!(
+                e.message.starts_with("field `dashboard_url` "),
+                "{}",
+                e.message
+            );
+        }
+        // Not a string at all: not a URL either.
+        assert_eq!(
+            kind(r#"{"device_id":"d","dashboard_url":42}"#),
+            (ErrorKind::InvalidField, Some("dashboard_url"))
+        );
+        // Valid links are kept byte for byte, escapes decoded.
+        let ok = r#"{"device_id":"d","dashboard_url":"HTTPS://Dash.example/d?a=1&b=é#x"}"#;
+        assert_eq!(
+            parse(ok).unwrap().dashboard_url.as_deref(),
+            Some("HTTPS://Dash.example/d?a=1&b=é#x")
+        );
+        // Allowed hosts apply when given.
+        let hosts = LinkHosts::new(&["*.example.com".to_string()]).unwrap();
+        let with = |s: &str| {
+            parse_event_with_hosts(Some(s.as_bytes()), 1 << 20, &hosts)
+                .err()
+                .map(|e| (e.field, e.message))
+        };
+        assert_eq!(with(&link("https://grafana.example.com/d")), None);
+        assert_eq!(with(r#"{"device_id":"d"}"#), None);
+        let (field, message) = with(&link("https://evil.example/d")).unwrap();
+        assert_eq!(field, Some("dashboard_url"));
+        assert!(message.contains("evil.example"), "{message}");
     }
 
     #[test]

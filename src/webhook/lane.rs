@@ -204,7 +204,7 @@ async fn deliver(env: &LaneEnv, counters: &Counters, ep: &Endpoint, d: &Delivery
         let request = Request {
             url: &ep.url,
             body: &d.body,
-            idempotency_key: &d.idempotency_key,
+            webhook_id: &d.idempotency_key,
             secret: ep.secret.as_ref(),
             attempt,
         };

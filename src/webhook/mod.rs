@@ -16,19 +16,22 @@
 //!   (The output topic is keyed by region, so a partition holds many devices: the lanes are what
 //!   make delivery concurrent.)
 //! - **Retries** ([`policy`], pure): timeouts, connection errors, 5xx, 408 and 429 are retried with
-//!   exponential backoff and jitter, or after `Retry-After` (429/503); other statuses are not. A
+//!   exponential backoff and jitter, or after `Retry-After` (429, 502, 503, 504); 3xx (redirects
+//!   are not followed), 410 Gone and the other 4xx are not. A
 //!   record that is refused or still failing after `max_attempts` goes to
 //!   `webhooks.dead_letter_topic` ([`dead_letter`]) with the endpoint, the last error, the attempt
 //!   count and the original record.
 //! - **At-least-once, one effect** ([`tracker`], pure): a record's offset is committed only when
 //!   it is finished at every endpoint (delivered, or its dead letter acknowledged by the broker),
 //!   and only after every earlier record of its partition. A crash or rebalance can send a record
-//!   again; every request carries `Idempotency-Key: <topic>-<partition>-<offset>`, the same across
+//!   again; every request carries `webhook-id: <topic>-<partition>-<offset>`, the same across
 //!   retries, redeliveries and instances, so a receiver that dedupes on it sees each record once.
-//! - **Receiver-friendly** ([`request`], [`sign`]): `User-Agent: aepiot-stream/<version>`,
-//!   `X-Aepiot-Attempt`, and with a secret (`secret_env` or `secret_file`; never logged)
-//!   `X-Aepiot-Signature: sha256=<hex HMAC-SHA256 of the body>`. The body
-//!   ([`payload`], pure) is the same bytes on every attempt.
+//! - **Receiver-friendly** ([`request`], [`sign`]): [Standard Webhooks] v1 headers
+//!   (`webhook-id`, `webhook-timestamp` of the attempt, and with a secret — `secret_env` or
+//!   `secret_file`, `whsec_` keys, never logged — `webhook-signature: v1,<base64 HMAC-SHA256 of
+//!   "{id}.{timestamp}.{body}">`, one per key during a rotation), so any Standard Webhooks library
+//!   verifies them and refuses replays; `User-Agent: aepiot-stream/<version>` and
+//!   `X-Aepiot-Attempt`. The body ([`payload`], pure) is the same bytes on every attempt.
 //! - **Observable**: `aepiot_webhook_requests_total{result}` (delivered, retried, dead_lettered,
 //!   failed), `aepiot_webhook_latency_seconds{result}`, `aepiot_webhook_retries_total`,
 //!   `aepiot_webhook_dead_letters_total`, `aepiot_webhook_in_flight_requests`,
@@ -37,6 +40,8 @@
 //! Pure logic ([`payload`], [`policy`], [`sign`], [`dead_letter`], [`tracker`]) is apart from I/O
 //! ([`request`]: HTTP; [`lane`], [`partition`], [`consumer`], [`startup`], [`service`]: tasks and
 //! Kafka).
+//!
+//! [Standard Webhooks]: https://www.standardwebhooks.com
 
 pub mod consumer;
 pub mod dead_letter;

@@ -10,9 +10,6 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-/// The request header carrying the record's idempotency key.
-pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
-
 /// A `success` record, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookRecord {
@@ -87,11 +84,13 @@ pub fn parse(payload: Option<&[u8]>) -> Result<Parsed, String> {
     }))
 }
 
-/// The `Idempotency-Key` of a URL record: `<topic>-<partition>-<offset>`. Stable across retries,
-/// redeliveries after a crash or rebalance, and instances; the same for every endpoint (each
-/// receiver dedupes its own requests).
+/// The idempotency key of a URL record, sent as `webhook-id`: `<topic>-<partition>-<offset>`.
+/// Stable across retries, redeliveries after a crash or rebalance, and instances; the same for
+/// every endpoint (each receiver dedupes its own requests). The signature covers
+/// `{id}.{timestamp}.{body}`, so the id must hold no `.` (Standard Webhooks): a topic's dots
+/// become `~`, which no topic name holds, so ids stay distinct.
 pub fn idempotency_key(topic: &str, partition: i32, offset: i64) -> String {
-    format!("{topic}-{partition}-{offset}")
+    format!("{}-{partition}-{offset}", topic.replace('.', "~"))
 }
 
 /// Whether an endpoint with the `regions` filter takes records of `region` (empty: all).
@@ -158,6 +157,7 @@ mod tests {
             idempotency_key("aepiot-urls", 3, 1042),
             "aepiot-urls-3-1042"
         );
+        assert_eq!(idempotency_key("plant.eu.urls", 0, 7), "plant~eu~urls-0-7");
         assert!(accepts(&[], "europe"));
         assert!(accepts(&["europe".into()], "europe"));
         assert!(!accepts(&["europe".into()], "global"));

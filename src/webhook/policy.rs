@@ -1,12 +1,16 @@
-//! The retry policy: which attempt results are retried and after how long. Pure: the attempt
-//! number, the jitter and the clock are inputs, so every rule is tested without a network.
+//! The retry policy: which attempt results are retried and after how long, as the Standard
+//! Webhooks spec suggests. Pure: the attempt number, the jitter and the clock are inputs, so every
+//! rule is tested without a network.
 //!
 //! - 2xx: delivered.
 //! - Timeouts, connection errors (refused, reset, closed before the response), 5xx, 408 and 429:
-//!   retried after an exponential backoff with jitter — or, for 429 and 503, after the response's
-//!   `Retry-After` (seconds or an HTTP date, capped) when it has one.
-//! - Any other status (other 4xx, and 3xx: redirects are not followed, a POST must not silently
-//!   turn into a GET elsewhere) and requests that cannot be built: not retried.
+//!   retried after an exponential backoff with jitter — or, for the throttling answers 429, 502,
+//!   503 and 504, after the response's `Retry-After` (seconds or an HTTP date, capped) when it
+//!   has one.
+//! - 3xx: a failure, not retried: redirects are not followed (a POST must not silently turn into
+//!   a GET elsewhere; the endpoint's URL is to be updated instead).
+//! - 410 Gone: the receiver wants no more webhooks; not retried. Nor are the other 4xx, and
+//!   requests that cannot be built.
 //! - A retryable failure on the last attempt: given up. Given-up records are dead-lettered.
 
 use std::time::{Duration, SystemTime};
@@ -66,7 +70,7 @@ impl RetryPolicy {
                 if !retryable_status(*status) {
                     return Verdict::GiveUp { retryable: false };
                 }
-                if matches!(status, 429 | 503) {
+                if honours_retry_after(*status) {
                     *retry_after
                 } else {
                     None
@@ -102,6 +106,12 @@ impl RetryPolicy {
 /// Statuses worth another attempt: the receiver is overloaded, down or timed out.
 pub fn retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429) || (500..=599).contains(&status)
+}
+
+/// Statuses whose `Retry-After` sets the next attempt's time: the receiver (or its gateway)
+/// asks to be throttled.
+pub fn honours_retry_after(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
 }
 
 /// Parses a `Retry-After` value: delay seconds (`"120"`) or an HTTP date
@@ -223,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_honoured_on_429_and_503_and_capped() {
+    fn retry_after_is_honoured_on_429_502_503_504_and_capped() {
         let p = policy();
         let ra = |s, secs| Attempt::Response {
             status: s,
@@ -241,11 +251,26 @@ mod tests {
             p.decide(1, &ra(429, 3600), 0.0),
             Verdict::Retry(Duration::from_secs(60))
         );
-        // Only 429 and 503 carry a meaningful Retry-After; a 500's is ignored.
+        for s in [502, 504] {
+            assert_eq!(
+                p.decide(1, &ra(s, 9), 0.0),
+                Verdict::Retry(Duration::from_secs(9)),
+                "{s}"
+            );
+        }
+        // Only the throttling answers carry a meaningful Retry-After; a 500's is ignored.
         assert_eq!(
             p.decide(1, &ra(500, 40), 1.0),
             Verdict::Retry(Duration::from_millis(500))
         );
+        // A refusal is a refusal, whatever its Retry-After.
+        for s in [410, 301, 400] {
+            assert_eq!(
+                p.decide(1, &ra(s, 1), 0.0),
+                Verdict::GiveUp { retryable: false },
+                "{s}"
+            );
+        }
         // The last attempt is the last, whatever the receiver asks.
         assert_eq!(
             p.decide(5, &ra(429, 1), 0.0),

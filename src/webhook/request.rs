@@ -10,9 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 
-use super::payload::IDEMPOTENCY_HEADER;
 use super::policy::{parse_retry_after, Attempt};
-use super::sign::{Secret, SIGNATURE_HEADER};
+use super::sign::{Secret, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("aepiot-stream/", env!("CARGO_PKG_VERSION"));
@@ -43,7 +42,8 @@ pub fn client(timeout: Duration, idle_per_host: usize) -> reqwest::Result<reqwes
 pub struct Request<'a> {
     pub url: &'a reqwest::Url,
     pub body: &'a [u8],
-    pub idempotency_key: &'a str,
+    /// `webhook-id`: the record's idempotency key, the same on every attempt.
+    pub webhook_id: &'a str,
     pub secret: Option<&'a Secret>,
     pub attempt: u32,
 }
@@ -55,16 +55,23 @@ pub struct Sent {
     pub error: String,
 }
 
-/// Sends one attempt.
+/// Sends one attempt, stamped with the current time (`webhook-timestamp`) and signed for it.
 pub async fn post(client: &reqwest::Client, r: &Request<'_>) -> Sent {
+    let timestamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut req = client
         .post(r.url.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header(IDEMPOTENCY_HEADER, r.idempotency_key)
+        .header(ID_HEADER, r.webhook_id)
+        .header(TIMESTAMP_HEADER, timestamp)
         .header(ATTEMPT_HEADER, r.attempt)
         .body(r.body.to_vec());
     if let Some(secret) = r.secret {
-        req = req.header(SIGNATURE_HEADER, secret.sign(r.body));
+        req = req.header(
+            SIGNATURE_HEADER,
+            secret.sign(r.webhook_id, timestamp, r.body),
+        );
     }
     let mut resp = match req.send().await {
         Ok(resp) => resp,

@@ -1,38 +1,102 @@
-//! Request signatures: `X-Aepiot-Signature: sha256=<hex HMAC-SHA256 of the body>`, keyed by a
-//! per-endpoint shared secret read from an environment variable or a file at start.
+//! Request signatures, [Standard Webhooks] v1: every request carries
 //!
-//! The secret never appears in logs, errors, `Debug` output or `config check`: errors name the
-//! variable or file it was to come from, never its content.
+//! - `webhook-id`: the record's id, the same on every attempt (the receiver's idempotency key);
+//! - `webhook-timestamp`: this attempt's time, Unix seconds (receivers refuse old ones: a captured
+//!   request cannot be replayed later);
+//! - `webhook-signature`: `v1,<base64 of HMAC-SHA256("{id}.{timestamp}.{body}")>`, one per key,
+//!   space-separated.
+//!
+//! Keys are the spec's `whsec_<base64 of 24 to 64 random bytes>`. An endpoint's `secret_env` or
+//! `secret_file` holds one key per line: during a rotation, the new key and the old one, so
+//! receivers that know either verify (the spec's zero-downtime rotation). Receivers verify with
+//! any Standard Webhooks library (`standardwebhooks` for Python, JS, Go, Rust, Java; `svix`).
+//!
+//! A key never appears in logs, errors, `Debug` output or `config check`: errors name the variable
+//! or file it was to come from and the line, never its content.
+//!
+//! [Standard Webhooks]: https://www.standardwebhooks.com
 
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// The signature header's name.
-pub const SIGNATURE_HEADER: &str = "X-Aepiot-Signature";
+/// The record id header.
+pub const ID_HEADER: &str = "webhook-id";
+/// The attempt time header (Unix seconds).
+pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "webhook-signature";
 
-/// A signing secret. Its `Debug` is redacted.
+/// The spec's prefix of a symmetric key.
+pub const KEY_PREFIX: &str = "whsec_";
+/// Key sizes the spec allows, in bytes.
+pub const KEY_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+/// Most keys per endpoint (a rotation needs two).
+pub const MAX_KEYS: usize = 8;
+
+/// Standard base64, with or without padding (keys are written both ways).
+const KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// An endpoint's signing keys, in the order given. Its `Debug` is redacted.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Box<[u8]>);
+pub struct Secret(Vec<Box<[u8]>>);
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
+        write!(f, "Secret([{} key(s) redacted])", self.0.len())
     }
 }
 
 impl Secret {
-    /// A secret of at least one byte.
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Secret, String> {
-        let bytes = bytes.into();
-        if bytes.is_empty() {
-            return Err("the secret is empty".into());
+    /// Parses keys, one per line (blank lines and surrounding whitespace ignored). The error says
+    /// which line is wrong and how, never what it holds.
+    pub fn parse(text: &str) -> Result<Secret, String> {
+        let mut keys = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let key = line
+                .strip_prefix(KEY_PREFIX)
+                .and_then(|b64| KEY_BASE64.decode(b64).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "line {} is not a Standard Webhooks secret (`whsec_` and the base64 of {} to {} random bytes, one per line)",
+                        i + 1,
+                        KEY_BYTES.start(),
+                        KEY_BYTES.end()
+                    )
+                })?;
+            if !KEY_BYTES.contains(&key.len()) {
+                return Err(format!(
+                    "line {}: the secret is {} bytes; Standard Webhooks secrets are {} to {} bytes",
+                    i + 1,
+                    key.len(),
+                    KEY_BYTES.start(),
+                    KEY_BYTES.end()
+                ));
+            }
+            keys.push(key.into_boxed_slice());
         }
-        Ok(Secret(bytes.into_boxed_slice()))
+        if keys.is_empty() {
+            return Err("holds no secret".into());
+        }
+        if keys.len() > MAX_KEYS {
+            return Err(format!(
+                "holds {} secrets; at most {MAX_KEYS} (a rotation needs two)",
+                keys.len()
+            ));
+        }
+        Ok(Secret(keys))
     }
 
-    /// Loads the secret named by an endpoint's `secret_env` or `secret_file` (neither: `None`).
-    /// `getenv` is normally `std::env::var`. A file's one trailing newline (`\n` or `\r\n`) is
-    /// dropped, as editors and `echo` add one.
+    /// Loads the keys named by an endpoint's `secret_env` or `secret_file` (neither: `None`).
+    /// `getenv` is normally `std::env::var`.
     pub fn load(
         secret_env: Option<&str>,
         secret_file: Option<&str>,
@@ -41,31 +105,41 @@ impl Secret {
         if let Some(var) = secret_env {
             let value = getenv(var)
                 .ok_or_else(|| format!("environment variable {var} (secret_env) is not set"))?;
-            return Secret::new(value)
+            return Secret::parse(&value)
                 .map(Some)
-                .map_err(|_| format!("environment variable {var} (secret_env) is empty"));
+                .map_err(|e| format!("environment variable {var} (secret_env): {e}"));
         }
         if let Some(path) = secret_file {
-            let mut bytes = std::fs::read(path)
+            let bytes = std::fs::read(path)
                 .map_err(|e| format!("cannot read secret_file {path}: {}", e.kind()))?;
-            if bytes.ends_with(b"\n") {
-                bytes.pop();
-                if bytes.ends_with(b"\r") {
-                    bytes.pop();
-                }
-            }
-            return Secret::new(bytes)
+            let text = String::from_utf8(bytes)
+                .map_err(|_| format!("secret_file {path} is not UTF-8 text"))?;
+            return Secret::parse(&text)
                 .map(Some)
-                .map_err(|_| format!("secret_file {path} is empty"));
+                .map_err(|e| format!("secret_file {path}: {e}"));
         }
         Ok(None)
     }
 
-    /// The signature header's value for `body`: `sha256=` and the HMAC's lowercase hex.
-    pub fn sign(&self, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(body);
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    /// The `webhook-signature` value for one attempt: `v1,<base64>` per key, space-separated.
+    pub fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
+        let stamp = timestamp.to_string();
+        let mut out = String::with_capacity(self.0.len() * 48);
+        for key in &self.0 {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(id.as_bytes());
+            mac.update(b".");
+            mac.update(stamp.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str("v1,");
+            base64::engine::general_purpose::STANDARD
+                .encode_string(mac.finalize().into_bytes(), &mut out);
+        }
+        out
     }
 }
 
@@ -73,50 +147,106 @@ impl Secret {
 mod tests {
     use super::*;
 
+    /// The published Standard Webhooks test vector (the spec's reference libraries' tests).
+    const SPEC_KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const SPEC_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const SPEC_TIMESTAMP: u64 = 1_614_265_330;
+    const SPEC_BODY: &str = r#"{"test": 2432232314}"#;
+    const SPEC_SIGNATURE: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
     #[test]
-    fn signs_with_hmac_sha256() {
-        // RFC 4231, test case 2.
-        let s = Secret::new(b"Jefe".to_vec()).unwrap();
+    fn signs_the_spec_test_vector() {
+        let s = Secret::parse(SPEC_KEY).unwrap();
         assert_eq!(
-            s.sign(b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            s.sign(SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY.as_bytes()),
+            SPEC_SIGNATURE
         );
+        // Id, timestamp and body are all signed.
+        for (id, ts, body) in [
+            ("msg_other", SPEC_TIMESTAMP, SPEC_BODY),
+            (SPEC_ID, SPEC_TIMESTAMP + 1, SPEC_BODY),
+            (SPEC_ID, SPEC_TIMESTAMP, r#"{"test": 2432232315}"#),
+        ] {
+            assert_ne!(s.sign(id, ts, body.as_bytes()), SPEC_SIGNATURE);
+        }
+    }
+
+    #[test]
+    fn rotation_signs_with_every_key_in_order() {
+        let other = format!(
+            "{KEY_PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        );
+        let both = Secret::parse(&format!("\n  {other}  \r\n{SPEC_KEY}\n\n")).unwrap();
+        let sig = both.sign(SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY.as_bytes());
+        let parts: Vec<&str> = sig.split(' ').collect();
+        assert_eq!(parts.len(), 2, "{sig}");
+        assert!(parts[0].starts_with("v1,") && parts[0] != SPEC_SIGNATURE);
+        assert_eq!(parts[1], SPEC_SIGNATURE);
+        // Unpadded base64 is the same key.
+        let unpadded = Secret::parse(&other.trim_end_matches('=').to_string()).unwrap();
+        assert_eq!(unpadded, Secret::parse(&other).unwrap());
+    }
+
+    #[test]
+    fn malformed_secrets_are_refused_without_echoing_them() {
+        let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![0x5a; n]);
+        for (text, says) in [
+            ("hunter2-not-a-key".to_string(), "line 1"),
+            (format!("{SPEC_KEY}\nwhsec_hunter2!!"), "line 2"),
+            (b64(32), "line 1"),
+            (format!("whsec_{}", b64(16)), "16 bytes"),
+            (format!("whsec_{}", b64(65)), "65 bytes"),
+            (format!("{SPEC_KEY} {SPEC_KEY}"), "line 1"),
+            ("\n \n".to_string(), "no secret"),
+            (format!("{SPEC_KEY}\n").repeat(9), "at most"),
+        ] {
+            let e = Secret::parse(&text).unwrap_err();
+            assert!(e.contains(says), "{text:?}: {e}");
+            assert!(!e.contains("hunter2") && !e.contains("MfKQ9r8"), "{e}");
+        }
     }
 
     #[test]
     fn debug_is_redacted() {
-        let s = Secret::new(b"hunter2".to_vec()).unwrap();
-        assert_eq!(format!("{s:?}"), "Secret([redacted])");
-        assert!(!format!("{:?}", Some(s)).contains("hunter2"));
+        let s = Secret::parse(SPEC_KEY).unwrap();
+        assert_eq!(format!("{s:?}"), "Secret([1 key(s) redacted])");
+        assert!(!format!("{:?}", Some(s)).contains("MfKQ"));
     }
 
     #[test]
     fn loads_from_env_or_file_without_echoing_it() {
         let env = |k: &str| match k {
-            "SET" => Some("hunter2".to_string()),
+            "SET" => Some(SPEC_KEY.to_string()),
+            "BAD" => Some("hunter2".to_string()),
             "EMPTY" => Some(String::new()),
             _ => None,
         };
         assert_eq!(
             Secret::load(Some("SET"), None, env).unwrap(),
-            Some(Secret::new(b"hunter2".to_vec()).unwrap())
+            Some(Secret::parse(SPEC_KEY).unwrap())
         );
         let e = Secret::load(Some("UNSET"), None, env).unwrap_err();
         assert!(e.contains("UNSET") && e.contains("not set"), "{e}");
+        let e = Secret::load(Some("BAD"), None, env).unwrap_err();
+        assert!(
+            e.contains("BAD") && e.contains("whsec_") && !e.contains("hunter2"),
+            "{e}"
+        );
         assert!(Secret::load(Some("EMPTY"), None, env).is_err());
         assert_eq!(Secret::load(None, None, env).unwrap(), None);
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
-        std::fs::write(&path, "hunter2\r\n").unwrap();
+        std::fs::write(&path, format!("{SPEC_KEY}\r\n")).unwrap();
         let p = path.to_str().unwrap();
         assert_eq!(
             Secret::load(None, Some(p), env).unwrap(),
-            Some(Secret::new(b"hunter2".to_vec()).unwrap())
+            Some(Secret::parse(SPEC_KEY).unwrap())
         );
-        std::fs::write(&path, "\n").unwrap();
+        std::fs::write(&path, "hunter2\n").unwrap();
         let e = Secret::load(None, Some(p), env).unwrap_err();
-        assert!(e.contains("empty") && !e.contains("hunter2"), "{e}");
+        assert!(e.contains(p) && !e.contains("hunter2"), "{e}");
         let e = Secret::load(None, Some("/no/such/file"), env).unwrap_err();
         assert!(e.contains("/no/such/file"), "{e}");
     }

@@ -415,3 +415,5 @@ pub fn expected_sources(topic: &str) -> HashSet<(i64, i64)> {
         .flat_map(|(p, e)| (0..*e).map(move |o| (*p as i64, o)))
         .collect()
 }
+
+pub mod standard_webhooks;
