@@ -1505,6 +1505,8 @@ fn a_malformed_webhook_secret_stops_the_service_at_start() {
     .unwrap();
     let good = standard_webhooks::secret(21);
     let short = format!("whsec_{}", &good[6..22]);
+    let not_base64 = format!("whsec_{}", "Hunter2!".repeat(6));
+    let no_prefix = "Hunter2plain".repeat(4);
     let run = |env_value: &str, file_text: &str| {
         std::fs::write(&secret_file, file_text).unwrap();
         let t = Instant::now();
@@ -1521,6 +1523,9 @@ fn a_malformed_webhook_secret_stops_the_service_at_start() {
     };
     for (env_value, file_text, names) in [
         ("Hunter2plain", good.as_str(), "H13_SECRET"),
+        (no_prefix.as_str(), good.as_str(), "H13_SECRET"),
+        (not_base64.as_str(), good.as_str(), "H13_SECRET"),
+        (&good[6..], good.as_str(), "H13_SECRET"),
         (short.as_str(), good.as_str(), "H13_SECRET"),
         ("whsec_!!Hunter2!!", good.as_str(), "H13_SECRET"),
         (good.as_str(), "Hunter2plain\n", "secret_file"),

@@ -184,7 +184,7 @@ mod tests {
         assert!(parts[0].starts_with("v1,") && parts[0] != SPEC_SIGNATURE);
         assert_eq!(parts[1], SPEC_SIGNATURE);
         // Unpadded base64 is the same key.
-        let unpadded = Secret::parse(&other.trim_end_matches('=').to_string()).unwrap();
+        let unpadded = Secret::parse(other.trim_end_matches('=')).unwrap();
         assert_eq!(unpadded, Secret::parse(&other).unwrap());
     }
 
