@@ -585,9 +585,6 @@ impl Config {
         {
             return bad("an input topic cannot also be an output or the dead-letter topic");
         }
-        if outputs.contains(&self.dead_letter_topic) {
-            return bad("an output topic cannot also be the dead-letter topic");
-        }
         if self.group_id.is_empty() {
             return bad("group_id must be set");
         }
