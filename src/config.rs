@@ -548,7 +548,9 @@ impl Config {
                 ));
             }
             if topic.trim().is_empty() {
-                return bad(format!("output_topics_by_region.{region} must name a topic"));
+                return bad(format!(
+                    "output_topics_by_region.{region} must name a topic"
+                ));
             }
         }
         if !self.group_instance_id.is_empty() && self.group_protocol != "classic" {
@@ -865,7 +867,11 @@ mod tests {
         let mut topics = c.output_topics();
         assert_eq!(topics.remove(0), "aepiot-urls", "output_topic first");
         topics.sort();
-        assert_eq!(topics, ["123", "urls-eu"], "a topic name of digits stays a string");
+        assert_eq!(
+            topics,
+            ["123", "urls-eu"],
+            "a topic name of digits stays a string"
+        );
         let by_region: Vec<_> = c.urls.regions.keys().zip(c.region_topics()).collect();
         assert!(by_region.contains(&(&"europe".to_string(), "urls-eu".to_string())));
         assert!(by_region.contains(&(&"global".to_string(), "aepiot-urls".to_string())));

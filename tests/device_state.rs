@@ -8,45 +8,11 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aepiot_stream::core::time::format_rfc3339_ms;
-use aepiot_stream::kafka::{self, RunHooks};
-use aepiot_stream::metrics::Metrics;
 use common::*;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
-
-fn start_with_page(mut config: aepiot_stream::config::Config) -> (Running, SocketAddr) {
-    config.metrics_addr = "127.0.0.1:0".into();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let stop = CancellationToken::new();
-    let metrics = Metrics::new();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let hooks = RunHooks {
-        metrics: Some(metrics.clone()),
-        on_metrics_bound: Some(Arc::new(move |a| {
-            let _ = tx.send(a);
-        })),
-        ..RunHooks::default()
-    };
-    let task = rt.spawn(kafka::run(config, stop.clone(), hooks));
-    let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    (
-        Running {
-            rt,
-            stop,
-            task,
-            metrics,
-        },
-        addr,
-    )
-}
 
 fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
     let rt = tokio::runtime::Builder::new_current_thread()

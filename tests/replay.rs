@@ -13,14 +13,12 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use aepiot_stream::kafka::{self, RunHooks};
-use aepiot_stream::metrics::Metrics;
+use aepiot_stream::kafka::RunHooks;
 use aepiot_stream::replay::StartFrom;
 use common::*;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 /// Produces one event per device id with the given Kafka record timestamp (and no `timestamp`
 /// field, so the record's is the event time too).
@@ -49,25 +47,11 @@ fn devices(prefix: &str, n: usize) -> Vec<String> {
 }
 
 fn start_from(config: aepiot_stream::config::Config, from: Option<StartFrom>) -> Running {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let stop = CancellationToken::new();
-    let metrics = Metrics::new();
     let hooks = RunHooks {
-        metrics: Some(metrics.clone()),
         start_from: from,
         ..RunHooks::default()
     };
-    let task = rt.spawn(kafka::run(config, stop.clone(), hooks));
-    Running {
-        rt,
-        stop,
-        task,
-        metrics,
-    }
+    start_with(config, hooks)
 }
 
 /// Device ids of every record of `topic`.

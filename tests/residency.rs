@@ -25,8 +25,10 @@ fn setup(name: &str) -> Residency {
 
 fn residency_config(r: &Residency, unknown: UnknownRegion) -> Config {
     let mut c = config(&r.t, false);
-    c.output_topics_by_region.insert("europe".into(), r.eu.clone());
-    c.output_topics_by_region.insert("asia_pacific".into(), r.ap.clone());
+    c.output_topics_by_region
+        .insert("europe".into(), r.eu.clone());
+    c.output_topics_by_region
+        .insert("asia_pacific".into(), r.ap.clone());
     c.unknown_region = unknown;
     c
 }
@@ -117,7 +119,10 @@ fn strict_residency_makes_dead_letters_of_absent_and_unknown_regions() {
 
     assert_eq!(read(&r.eu).0, BTreeMap::from([("eu".to_string(), 10)]));
     assert_eq!(read(&r.ap).0, BTreeMap::from([("ap".to_string(), 10)]));
-    assert_eq!(read(&r.t.output).0, BTreeMap::from([("na".to_string(), 10)]));
+    assert_eq!(
+        read(&r.t.output).0,
+        BTreeMap::from([("na".to_string(), 10)])
+    );
     let dead = consume_all(&r.t.dlq, Duration::from_secs(30));
     assert_eq!(dead.len(), 10);
     for d in &dead {
@@ -132,7 +137,8 @@ fn a_missing_region_topic_fails_the_start_up_check() {
     let t = topics("residency-missing", 1);
     let missing = unique("residency-nowhere");
     let mut cfg = config(&t, false);
-    cfg.output_topics_by_region.insert("europe".into(), missing.clone());
+    cfg.output_topics_by_region
+        .insert("europe".into(), missing.clone());
     cfg.startup_timeout_ms = 3_000;
     let running = start(cfg);
     let err = running

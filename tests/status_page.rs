@@ -10,52 +10,15 @@ mod browser;
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aepiot_stream::generate::{Generator, Profile};
-use aepiot_stream::kafka::{self, RunHooks};
-use aepiot_stream::metrics::Metrics;
 use browser::Browser;
 use common::*;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 const HOSTILE_DEVICE: &str = "<img src=x onerror=alert(1)>";
 const HOSTILE_TYPE: &str = "<script>alert(2)</script><b>bold</b>";
-
-/// Starts a processor serving its status page; returns it with the bound address.
-fn start_with_page(mut config: aepiot_stream::config::Config) -> (Running, SocketAddr) {
-    config.metrics_addr = "127.0.0.1:0".into();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let stop = CancellationToken::new();
-    let metrics = Metrics::new();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let hooks = RunHooks {
-        metrics: Some(metrics.clone()),
-        on_metrics_bound: Some(Arc::new(move |a| {
-            let _ = tx.send(a);
-        })),
-        ..RunHooks::default()
-    };
-    let task = rt.spawn(kafka::run(config, stop.clone(), hooks));
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("metrics server bound");
-    (
-        Running {
-            rt,
-            stop,
-            task,
-            metrics,
-        },
-        addr,
-    )
-}
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -353,17 +353,18 @@ pub struct Running {
 }
 
 pub fn start(config: Config) -> Running {
+    start_with(config, RunHooks::default())
+}
+
+/// Starts a pipeline with `hooks` (its metrics are the hooks' or new ones).
+pub fn start_with(config: Config, mut hooks: RunHooks) -> Running {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let stop = CancellationToken::new();
-    let metrics = Metrics::new();
-    let hooks = RunHooks {
-        metrics: Some(metrics.clone()),
-        ..RunHooks::default()
-    };
+    let metrics = hooks.metrics.get_or_insert_with(Metrics::new).clone();
     let task = rt.spawn(kafka::run(config, stop.clone(), hooks));
     Running {
         rt,
@@ -371,6 +372,24 @@ pub fn start(config: Config) -> Running {
         task,
         metrics,
     }
+}
+
+/// Starts a pipeline serving `/metrics` and the status page on a free port; returns its address.
+pub fn start_with_page(mut config: Config) -> (Running, std::net::SocketAddr) {
+    config.metrics_addr = "127.0.0.1:0".into();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let hooks = RunHooks {
+        on_metrics_bound: Some(std::sync::Arc::new(move |a| {
+            let _ = tx.lock().unwrap().send(a);
+        })),
+        ..RunHooks::default()
+    };
+    let running = start_with(config, hooks);
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("metrics server bound");
+    (running, addr)
 }
 
 impl Running {
