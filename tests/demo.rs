@@ -34,6 +34,8 @@ fn the_demo_processes_every_generated_event() {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("unreadable summary: {summary}"));
-    assert_eq!(produced, 3000, "{summary}");
+    // How many the generator manages in 3 s depends on the machine's load (2,997 of 3,000 seen on
+    // a busy CI machine); what the demo promises is that every one of them is processed.
+    assert!(produced > 0, "{summary}");
     assert_eq!(processed, produced, "{summary}");
 }
