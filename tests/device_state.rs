@@ -15,15 +15,8 @@ use common::*;
 use serde_json::{json, Value};
 
 fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap())
-    })
+    let (status, body) = http_get(addr, path);
+    (status, serde_json::from_str(&body).unwrap())
 }
 
 fn ev(device: &str, event_type: &str, ms: i64) -> (Option<Vec<u8>>, Option<Vec<u8>>) {

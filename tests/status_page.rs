@@ -21,14 +21,7 @@ const HOSTILE_DEVICE: &str = "<img src=x onerror=alert(1)>";
 const HOSTILE_TYPE: &str = "<script>alert(2)</script><b>bold</b>";
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    })
+    http_get(addr, path)
 }
 
 /// The sum of `aepiot_events_total` over its outcomes, from `/metrics`.
@@ -77,9 +70,11 @@ fn the_status_page_in_a_real_browser() {
     traffic(&t.input, 12);
     // Caught up first: the recent-records sampler keeps at most 20 records per partition per
     // 100 ms, so a worker still working off a backlog could skip the records below.
-    wait_until("background traffic committed", Duration::from_secs(60), || {
-        all_committed(&t.group, &t.input)
-    });
+    wait_until(
+        "background traffic committed",
+        Duration::from_secs(60),
+        || all_committed(&t.group, &t.input),
+    );
     // The newest records: named devices, and hostile HTML as a device id and an event type.
     let named = ["press-7", "oven-12", "robot-arm-3", "conveyor-9"];
     let mut last: Vec<_> = named

@@ -374,6 +374,18 @@ pub fn start_with(config: Config, mut hooks: RunHooks) -> Running {
     }
 }
 
+/// GET `http://{addr}{path}`: the status code and the body.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
 /// Starts a pipeline serving `/metrics` and the status page on a free port; returns its address.
 pub fn start_with_page(mut config: Config) -> (Running, std::net::SocketAddr) {
     config.metrics_addr = "127.0.0.1:0".into();
