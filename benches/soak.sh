@@ -85,12 +85,20 @@ sleep 10
   --rate "$RATE" --duration "$DURATION" --seed 7 >"$WORK/simulate.log" 2>&1 &
 SIM=$!
 t0=$(date +%s)
-rss5="" recoveries=()
+rss5="" recoveries=() next_sample=0
+: >"$WORK/rss_series"
 next_kill=$KILL_EVERY
 while kill -0 "$SIM" 2>/dev/null; do
   sleep 5
   el=$(($(date +%s) - t0))
   if [[ -z "$rss5" && $el -ge 300 ]]; then rss5=$(rss "${PID[b]}"); fi
+  # B's RSS and devices held, every minute: tells state growth (devices, their windows filling)
+  # from allocator retention after partition moves.
+  if ((el >= next_sample)); then
+    devices=$(curl -s "127.0.0.1:${PORT[b]}/metrics" | awk '/^aepiot_state_devices /{print $2}')
+    echo "$el $(rss "${PID[b]}") ${devices:-0}" >>"$WORK/rss_series"
+    next_sample=$((next_sample + 60))
+  fi
   if ((el >= next_kill && el < DURATION - 60)); then
     kill -9 "${PID[a]}"; wait "${PID[a]}" 2>/dev/null || true
     start a
