@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # benches/e2e.sh — end-to-end benchmarks of `aepiot-stream run` on a real Apache Kafka broker
 # (issue 6): drain throughput beside a no-op passthrough, latency at a fixed offered rate, memory
-# with 1M devices. A benchmark, not a test: CI never runs it (timings are never asserted).
+# with 1M devices. A benchmark: timings are never asserted. CI (scripts/test.sh) runs only
+# --smoke, a tiny version that checks the harness and that every run drained and committed.
 #
 # drain    One input topic, 12 partitions, preloaded once with
 #            simulate --rate 0 --count EVENTS --devices DEVICES --profile city --seed 1
@@ -91,6 +92,10 @@
 #   --smoke    a tiny version (20k events, 1k devices, 1 run, latency 2k/s for 8 s, memory 20k
 #              devices, no load wait, no warm-up) to check that the harness works; its figures
 #              mean nothing. Exits 1 if any run is not ok. CI runs it (scripts/test.sh).
+#   A run is ok only if the process exited 0 after its SIGTERM and, after every run (drain,
+#   latency and memory alike), the group's committed offsets equal the input's end offsets
+#   (ConsumerGroupCommand --describe, field "committed" of the run's record); a latency run also
+#   needs every URL record read back and matched to its input (as many as `success` events).
 #
 # Environment:
 #   KAFKA_PORT=19592, KAFKA_DATA_DIR=/tmp/aepiot-kafka-bench: the broker (scripts/kafka.sh),
@@ -436,6 +441,9 @@ latency_one() { # VARIANT RUN
   load_after="$(load1)"
   stop_process "$pid"
   local rc=$LAST_RC iso=()
+  describe "$group" "$dir/$group.describe"
+  local desc
+  desc="$(python3 "$STATS" describe --file "$dir/$group.describe" --expect "$sent")"
   [[ "$variant" == run-eos ]] && iso=(-X isolation.level=read_committed)
   kcat -b "$BROKERS" -C -t "$in" -o beginning -e -q -f '%p %o %T\n' >"$dir/inputs.txt"
   local lat
@@ -443,8 +451,10 @@ latency_one() { # VARIANT RUN
     | python3 "$STATS" latency --inputs "$dir/inputs.txt")"
   rm -f "$dir/inputs.txt"
   local ok
-  ok="$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); l=json.loads(sys.argv[2]); print("true" if r.get("ok") and sys.argv[3]=="0" and l["unmatched"]==0 and l["all"]["count"]>0 else "false")' "$res" "$lat" "$rc")"
-  record "{\"drain\": $res}" "{\"bench\": \"latency\", \"variant\": \"$variant\", \"run\": $run, \"ok\": $ok, \"exit_code\": $rc, \"load_before\": $LOAD_BEFORE, \"load_after\": $load_after, \"quiet\": $QUIET, \"simulate\": $sim, \"latency\": $lat}"
+  # Every output read back and matched: as many as the process counted `success` events.
+  ok="$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); l=json.loads(sys.argv[2]); d=json.loads(sys.argv[4]); s=(r.get("metrics") or {}).get("events", {}).get("success", -1); print("true" if r.get("ok") and sys.argv[3]=="0" and d["ok"] and l["unmatched"]==0 and l["all"]["count"]==s>0 else "false")' "$res" "$lat" "$rc" "$desc")"
+  [[ "$ok" == true ]] || log "latency $variant run $run NOT ok (rc $rc, describe $desc); log: $dir/$group.log"
+  record "{\"drain\": $res}" "{\"bench\": \"latency\", \"variant\": \"$variant\", \"run\": $run, \"ok\": $ok, \"exit_code\": $rc, \"load_before\": $LOAD_BEFORE, \"load_after\": $load_after, \"quiet\": $QUIET, \"simulate\": $sim, \"latency\": $lat, \"committed\": $desc}"
   delete_topic "$in"; delete_topic "$out"; delete_topic "$dlq"; delete_topic "$group-$in-changelog"
 }
 
@@ -493,11 +503,15 @@ memory_one() { # VARIANT RUN
   stop_process "$pid"
   local rc=$LAST_RC
   wait "$sampler" 2>/dev/null || true
+  describe "$group" "$dir/$group.describe"
+  local desc
+  desc="$(python3 "$STATS" describe --file "$dir/$group.describe" --expect "$sent")"
   local extra
-  extra="$(python3 - "$before" "$after" "$mafter" "$res" "$MEM_DEVICES" "$MEM_COUNT" "$rc" "$dir/$group.samples.jsonl" <<'EOF'
+  extra="$(python3 - "$before" "$after" "$mafter" "$res" "$MEM_DEVICES" "$MEM_COUNT" "$rc" "$dir/$group.samples.jsonl" "$desc" <<'EOF'
 import json, sys
 b, a, m, r = (json.loads(x) for x in sys.argv[1:5])
 n, c, rc = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+committed = json.loads(sys.argv[9])
 samples = []
 try:
     with open(sys.argv[8]) as f:
@@ -508,7 +522,8 @@ except OSError:
 series = [s for i, s in enumerate(samples) if i % 5 == 0 or i == len(samples) - 1]
 growth = a["VmRSS"] - b["VmRSS"]
 print(json.dumps({
-  "ok": bool(r.get("ok")) and rc == 0,
+  "ok": bool(r.get("ok")) and rc == 0 and committed["ok"],
+  "committed": committed,
   "rss_growth_bytes": growth,
   "state_devices": m["state_devices"],
   "state_cache_entries": m["state_cache_entries"],
@@ -520,6 +535,8 @@ print(json.dumps({
 }))
 EOF
 )"
+  python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["ok"] else 1)' "$extra" \
+    || log "memory $variant run $run NOT ok (rc $rc, describe $desc); log: $dir/$group.log"
   record "{\"drain\": $res}" "$extra" "{\"bench\": \"memory\", \"variant\": \"$variant\", \"run\": $run, \"rate\": $MEM_RATE, \"exit_code\": $rc, \"load_before\": $LOAD_BEFORE, \"load_after\": $load_after, \"quiet\": $QUIET, \"simulate\": $sim, \"rss_before\": $before, \"rss_after\": $after, \"metrics_before\": $mbefore, \"metrics_after\": $mafter}"
   delete_topic "$in"; delete_topic "$out"; delete_topic "$dlq"; delete_topic "$group-$in-changelog"
 }
@@ -554,7 +571,10 @@ if ((SMOKE)); then
   python3 - "$RUNS_FILE" <<'EOF'
 import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-bad = [f'{r.get("bench")}/{r.get("variant")}' for r in runs if not r.get("ok")]
+# Every measured run: ok, and its committed offsets checked and at the input's end.
+measured = ("drain", "latency", "memory")
+bad = [f'{r.get("bench")}/{r.get("variant")}' for r in runs
+       if not r.get("ok") or (r.get("bench") in measured and not (r.get("committed") or {}).get("ok"))]
 print(f"e2e.sh: smoke: {len(runs)} runs, {len(bad)} not ok {bad}", file=sys.stderr)
 sys.exit(1 if bad or not runs else 0)
 EOF

@@ -10,6 +10,10 @@ if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   bash scripts/kafka.sh start
   export KAFKA_BOOTSTRAP="$(bash scripts/kafka.sh bootstrap)"
 fi
+# `cargo test` includes the CI fault scenario (tests/faults.rs, 1-2 minutes): a rolling restart
+# of three instances mid-stream, under at_least_once and exactly_once, with the default settings,
+# checked for 0 lost successes; on a broker of its own (port 19192, fresh, stopped afterwards).
+# The scenarios that kill instances or the broker are opt-in: scripts/faults.sh --short.
 cargo test "$@"
 # The end-to-end benchmark harness, tiny and on a broker of its own (stopped afterwards): every
 # drain, latency and memory run must complete and commit everything. Its figures mean nothing

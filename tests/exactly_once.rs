@@ -2,11 +2,13 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aepiot_stream::config::{Config, Guarantee};
 use common::*;
+use rdkafka::Message;
 
 fn eos(t: &Topics) -> Config {
     Config {
@@ -33,6 +35,122 @@ fn exactly_once_writes_one_output_per_input() {
     let (total, sources) = all_sources(&t);
     assert_eq!(sources, expected_sources(&t.input));
     assert_eq!(total, sources.len(), "duplicates under exactly-once");
+}
+
+fn spawn_eos(t: &Topics) -> std::process::Child {
+    Command::new(bin())
+        .args(["run", "--brokers", brokers(), "--input-topics", &t.input])
+        .args(["--output-topic", &t.output, "--dead-letter-topic", &t.dlq])
+        .args([
+            "--group-id",
+            &t.group,
+            "--emit-suppressed",
+            "--metrics-addr",
+            "",
+        ])
+        .env("AEPIOT_PROCESSING_GUARANTEE", "exactly_once")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm_and_wait(child: std::process::Child) -> String {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "exit {:?}:\n{log}", out.status);
+    assert!(log.contains("stopped cleanly"), "{log}");
+    log
+}
+
+/// Records per partition of what was read from a topic.
+fn per_partition(msgs: &[rdkafka::message::OwnedMessage]) -> HashMap<i32, i64> {
+    let mut n = HashMap::new();
+    for m in msgs {
+        *n.entry(m.partition()).or_default() += 1;
+    }
+    n
+}
+
+/// A SIGTERM mid-stream and a restart: every input offset still has exactly one output or dead
+/// letter, each judged as the offline engine judges it (the state restored from the changelog is
+/// the state the outputs reflect), and the outputs were written in transactions: every output
+/// partition holds commit markers, which take offsets (an at-least-once pipeline leaves none).
+#[test]
+fn exactly_once_survives_a_sigterm_mid_stream_and_a_restart() {
+    let t = topics("eos-restart", 4);
+    const N: usize = 30_000;
+    let mut records = generated(N, 3_000, 33);
+    records.push((Some(b"bad".to_vec()), Some(b"{not json".to_vec())));
+    produce(&t.input, &records);
+
+    let first = spawn_eos(&t);
+    wait_until("some outputs", Duration::from_secs(90), || {
+        end_offsets(&t.output).values().sum::<i64>() >= 3_000
+    });
+    sigterm_and_wait(first);
+    let committed: i64 = committed_offsets(&t.group, &t.input)
+        .values()
+        .filter(|o| **o > 0)
+        .sum();
+    assert!(
+        committed > 0 && committed < N as i64,
+        "the first instance committed {committed} of {N}: the stop was not mid-stream"
+    );
+
+    let second = spawn_eos(&t);
+    wait_until(
+        "all input offsets committed",
+        Duration::from_secs(180),
+        || all_committed(&t.group, &t.input),
+    );
+    sigterm_and_wait(second);
+
+    let outputs = consume_all(&t.output, Duration::from_secs(60));
+    let letters = consume_all(&t.dlq, Duration::from_secs(30));
+    let mut seen = HashSet::new();
+    for m in outputs.iter().chain(&letters) {
+        assert!(
+            seen.insert(source_of(m)),
+            "offset {:?} written twice under exactly-once",
+            source_of(m)
+        );
+    }
+    assert_eq!(seen, expected_sources(&t.input), "every input offset once");
+
+    // Each output's status is the offline engine's judgement of its input.
+    let offline = judged_offline(&t.input);
+    for m in &outputs {
+        let v = json(m);
+        let expected = offline[&source_of(m)].map(|d| d.as_str());
+        assert_eq!(
+            v["status"].as_str(),
+            expected,
+            "input {:?} judged differently after the restart",
+            source_of(m)
+        );
+    }
+    for m in &letters {
+        assert_eq!(offline[&source_of(m)], None);
+    }
+
+    // Transactional output: commit markers take offsets, so every written partition ends past
+    // its records (read_committed reads records only).
+    for (topic, msgs) in [(&t.output, &outputs), (&t.dlq, &letters)] {
+        let ends = end_offsets(topic);
+        for (p, n) in per_partition(msgs) {
+            assert!(
+                ends[&p] > n,
+                "{topic} partition {p}: {n} records end at offset {}: no transaction markers",
+                ends[&p]
+            );
+        }
+    }
 }
 
 /// A device that used its 10 URLs stays rate limited after its partition moves to a new instance:

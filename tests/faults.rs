@@ -5,30 +5,47 @@
 //! - (c) a rolling restart of all three instances (SIGTERM one, start a replacement, wait until it
 //!   owns partitions, next).
 //!
-//! Each scenario runs three `aepiot-stream run` processes (the real binary, `--emit-suppressed`, so
-//! every valid input yields exactly one output record) in one consumer group on a 6-partition input
-//! topic, while two `aepiot-stream simulate` processes produce to it, rate-limited, so the fault
-//! lands mid-stream: a factory fleet (bursts) and a few hot city sensors that send hundreds of
-//! events each (the rate limit bites hard and is checked across partition moves). About 1% of the
-//! input is invalid (dead letters). After the fault the test waits until the group has committed
-//! every input offset, stops the instances with SIGTERM, and checks, reading outputs and dead
-//! letters with `isolation.level=read_committed`:
+//! Each scenario runs three `aepiot-stream run` processes (the real binary) in one consumer group
+//! on a 6-partition input topic, while two `aepiot-stream simulate` processes produce to it,
+//! rate-limited, so the fault lands mid-stream: a factory fleet (bursts) and a few hot city sensors
+//! that send hundreds of events each (the rate limit bites hard and is checked across partition
+//! moves). About 1% of the input is invalid (dead letters). After the fault the test waits until
+//! the group has committed every input offset, stops the instances with SIGTERM, and checks,
+//! reading outputs and dead letters with `isolation.level=read_committed`.
 //!
-//! - every input offset (partition, offset of each record's `source`) is in outputs ∪ dead letters
-//!   (0 lost), invalid inputs are exactly the dead letters;
+//! The instances run with the default settings (state changelog on, `emit_suppressed` off: only
+//! `success` records are written), and what a user would lose is counted: the input is judged
+//! again by the offline engine (the `process` path, each partition in offset order, default
+//! settings), and every input it judges `success` must have a `success` record after the faults
+//! (**0 lost successes**). A replayed event that comes out `cached` or `rate_limited` because the
+//! restored state already held it is a lost URL, though the broker holds a record for its offset.
+//! The `*_emit_suppressed` variants (opt-in) run with `--emit-suppressed` instead, so that every
+//! valid input yields one output record, and also check that every input offset is in outputs ∪
+//! dead letters. In both:
+//!
+//! - 0 lost successes; invalid inputs are exactly the dead letters;
+//! - no `success` where the offline engine judges otherwise (state carried over exactly), except
+//!   after crashes under at-least-once, where it is counted and printed (the rate-limit checks
+//!   below still hold);
 //! - under exactly-once no offset appears twice; under at-least-once duplicates are counted and
 //!   printed (and must be 0 after the clean stops of a rolling restart, as the README promises);
 //! - the group's committed offsets equal the input end offsets;
 //! - no device has more than 10 `success` records in any sliding hour of `event_time` (each input
-//!   offset counted once, so at-least-once duplicates are one event).
+//!   offset counted once, so at-least-once duplicates are one event), and every hot sensor has
+//!   exactly 10.
+//!
+//! `scripts/test.sh` (CI) runs the rolling restart in both guarantees (`rolling_restart_*`, not
+//! ignored: `cargo test` runs them); the other scenarios, which kill instances or the broker, and
+//! the long and emit-suppressed versions, are `#[ignore]`d: `scripts/faults.sh` runs them.
 //!
 //! The suite runs on a broker of its own (`scripts/kafka.sh` with `KAFKA_PORT=19192`,
 //! `KAFKA_DATA_DIR=/tmp/aepiot-kafka-faults`, a fresh cluster per run; `FAULTS_KAFKA_PORT` and
 //! `FAULTS_KAFKA_DATA_DIR` change them), never the shared one: scenario (b) kills it. Broker
-//! settings that make recovery fast enough for a test run: KRaft broker session 3 s,
-//! consumer-group (KIP-848) session timeout 6 s and heartbeat 1 s (the defaults, 45 s and 5 s,
-//! would make the takeover after a SIGKILL take ~45 s), timed-out transactions aborted every
-//! second (see `EXTRA_PROPS`). The scenarios
+//! settings that make recovery fast enough for a test run (see `broker_props`): consumer-group
+//! (KIP-848) heartbeat 1 s, and where an instance or the broker is killed, session timeout 6 s
+//! (the defaults, 45 s and 5 s, would make the takeover after a SIGKILL take ~45 s) and KRaft
+//! broker session 3 s; timed-out transactions aborted every second. The first scenario of a test
+//! process chooses them (CI's rolling restarts keep the default sessions). The scenarios
 //! run one at a time (they share the broker and kill it), and a second run of the suite on the
 //! machine (another `cargo test`) waits for the first (a lock, `/tmp/aepiot-faults-<port>.lock`).
 //! A watchdog kills the processes a run started and stops its broker when the test process exits,
@@ -61,10 +78,11 @@ const HOUR_MS: i64 = 3_600_000;
 
 // ------------------------------------------------------------------------------------ the broker
 
-/// The suite's broker: its port and data directory, chosen once per test process.
+/// The suite's broker: its port, data directory and settings, chosen once per test process.
 struct Site {
     port: u16,
     data_dir: String,
+    props: String,
 }
 
 static SITE: OnceLock<Site> = OnceLock::new();
@@ -77,27 +95,49 @@ fn data_dir() -> String {
     SITE.get().expect("suite() first").data_dir.clone()
 }
 
-/// Broker settings for fast recovery (see the module documentation): a restarted broker waits
-/// for its old KRaft registration to expire (DUPLICATE_BROKER_REGISTRATION), 3 s instead of the
-/// default 9 s. On a heavily loaded machine the broker can still miss its own heartbeats and fence
-/// itself for a while (seen at load 10-12 on 2 cores with either value): an unplanned outage.
-const EXTRA_PROPS: &str = "broker.session.timeout.ms=3000
-broker.heartbeat.interval.ms=500
-group.consumer.min.session.timeout.ms=3000
-group.consumer.session.timeout.ms=6000
-group.consumer.min.heartbeat.interval.ms=500
-group.consumer.heartbeat.interval.ms=1000
-transaction.abort.timed.out.transaction.cleanup.interval.ms=1000";
+/// The broker's settings for the scenarios of this test process, chosen by the first one's fault
+/// (see the module documentation):
+/// - killing an instance or the broker: consumer-group sessions of 6 s with 1 s heartbeats, so
+///   that the survivors take a SIGKILLed member's partitions within seconds (the default session
+///   is 45 s);
+/// - killing the broker: also a KRaft broker session of 3 s instead of 9 s, since a restarted
+///   broker waits for its old registration to expire (DUPLICATE_BROKER_REGISTRATION);
+/// - a rolling restart (what CI runs): the default sessions, which tolerate a loaded machine, with
+///   1 s heartbeats so that a replacement gets its partitions quickly (a SIGTERMed member leaves
+///   the group at once). With the short sessions, on a machine at load 10-16 the broker missed its
+///   own heartbeats and fenced itself, and instances lost their group membership (commits failing
+///   with UnknownMemberId, partitions replayed): unplanned outages that make a clean rolling
+///   restart fail.
+fn broker_props(fault: Fault) -> String {
+    let mut props = vec![
+        "group.consumer.min.heartbeat.interval.ms=500",
+        "group.consumer.heartbeat.interval.ms=1000",
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000",
+    ];
+    if fault != Fault::RollingRestart {
+        props.extend([
+            "group.consumer.min.session.timeout.ms=3000",
+            "group.consumer.session.timeout.ms=6000",
+        ]);
+    }
+    if fault == Fault::KillBroker {
+        props.extend([
+            "broker.session.timeout.ms=3000",
+            "broker.heartbeat.interval.ms=500",
+        ]);
+    }
+    props.join("\n")
+}
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh")
 }
 
 /// `scripts/kafka.sh`'s settings for the broker on `port` with data in `dir`.
-fn kafka_env_for<'a>(c: &'a mut Command, port: u16, dir: &str) -> &'a mut Command {
+fn kafka_env_for<'a>(c: &'a mut Command, port: u16, dir: &str, props: &str) -> &'a mut Command {
     c.env("KAFKA_PORT", port.to_string())
         .env("KAFKA_DATA_DIR", dir)
-        .env("KAFKA_EXTRA_PROPS", EXTRA_PROPS)
+        .env("KAFKA_EXTRA_PROPS", props)
         .env_remove("KAFKA_CONTROLLER_PORT")
         .env_remove("KAFKA_HOST")
 }
@@ -106,7 +146,7 @@ fn kafka_sh_command(cmd: &str) -> Command {
     let site = SITE.get().expect("suite() first");
     let mut c = Command::new("bash");
     c.arg(script()).arg(cmd);
-    kafka_env_for(&mut c, site.port, &site.data_dir);
+    kafka_env_for(&mut c, site.port, &site.data_dir, &site.props);
     c
 }
 
@@ -148,11 +188,12 @@ fn port_in_use(port: u16) -> bool {
 }
 
 /// Scenarios run one at a time: they share the broker, and (b) kills it. The first one starts a
-/// fresh broker and points the common helpers (`common::brokers()`) at it.
+/// fresh broker (with the settings its `fault` needs) and points the common helpers
+/// (`common::brokers()`) at it.
 static SUITE: Mutex<()> = Mutex::new(());
 static BROKER: OnceLock<String> = OnceLock::new();
 
-fn suite() -> MutexGuard<'static, ()> {
+fn suite(fault: Fault) -> MutexGuard<'static, ()> {
     let guard = SUITE.lock().unwrap_or_else(|e| e.into_inner());
     BROKER.get_or_init(|| {
         let port = std::env::var("FAULTS_KAFKA_PORT")
@@ -169,6 +210,7 @@ fn suite() -> MutexGuard<'static, ()> {
         let _ = SITE.set(Site {
             port,
             data_dir: dir,
+            props: broker_props(fault),
         });
         let took = kafka_sh("start");
         let addr = String::from_utf8(kafka_sh_command("bootstrap").output().unwrap().stdout)
@@ -218,7 +260,7 @@ fn claim(port: u16, dir: &str) {
     let lock = format!("/tmp/aepiot-faults-{port}.lock");
     let watchdog = |flock_args: &[&str]| {
         let mut c = Command::new("flock");
-        kafka_env_for(&mut c, port, dir)
+        kafka_env_for(&mut c, port, dir, "")
             .args(flock_args)
             .arg(&lock)
             .args(["bash", "-c", watch, "faults-watchdog"])
@@ -260,9 +302,14 @@ fn claim(port: u16, dir: &str) {
     }
     let _ = std::fs::remove_file(children_file(dir));
     // A fresh cluster: no topics or groups of earlier runs to recover after a kill -9.
-    let out = kafka_env_for(Command::new("bash").arg(script()).arg("stop"), port, dir)
-        .output()
-        .unwrap();
+    let out = kafka_env_for(
+        Command::new("bash").arg(script()).arg("stop"),
+        port,
+        dir,
+        "",
+    )
+    .output()
+    .unwrap();
     assert!(out.status.success(), "kafka.sh stop: {out:?}");
     assert!(
         !port_in_use(port) && !port_in_use(port + 1),
@@ -290,6 +337,21 @@ impl Mode {
             Mode::AtLeastOnce => "at_least_once",
             Mode::ExactlyOnce => "exactly_once",
         }
+    }
+}
+
+/// The instances' settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settings {
+    /// The defaults: state changelog on, `emit_suppressed` off (only `success` is written).
+    Default,
+    /// `--emit-suppressed`: every valid input yields one output record.
+    EmitSuppressed,
+}
+
+impl Settings {
+    fn emit_suppressed(self) -> bool {
+        self == Settings::EmitSuppressed
     }
 }
 
@@ -354,19 +416,14 @@ struct Instance {
 }
 
 impl Instance {
-    fn spawn(dir: &Path, name: &str, t: &Topics, mode: Mode) -> Instance {
+    fn spawn(dir: &Path, name: &str, t: &Topics, mode: Mode, settings: Settings) -> Instance {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin())
             .args(["run", "--brokers", brokers(), "--input-topics", &t.input])
             .args(["--output-topic", &t.output, "--dead-letter-topic", &t.dlq])
-            .args([
-                "--group-id",
-                &t.group,
-                "--emit-suppressed",
-                "--metrics-addr",
-                "",
-            ])
+            .args(["--group-id", &t.group, "--metrics-addr", ""])
+            .args(settings.emit_suppressed().then_some("--emit-suppressed"))
             .env("AEPIOT_PROCESSING_GUARANTEE", mode.as_str())
             .env("AEPIOT_LOG_FORMAT", "json")
             .env("AEPIOT_PROGRESS_INTERVAL_SECS", "5")
@@ -826,6 +883,7 @@ impl Drop for Probe {
 struct Harness {
     name: String,
     mode: Mode,
+    settings: Settings,
     t: Topics,
     dir: PathBuf,
     instances: Vec<Instance>,
@@ -838,7 +896,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(name: &str, mode: Mode) -> Harness {
+    fn new(name: &str, mode: Mode, settings: Settings) -> Harness {
         let t = topics(name, PARTITIONS);
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("faults")
@@ -848,6 +906,7 @@ impl Harness {
         Harness {
             name: name.to_string(),
             mode,
+            settings,
             t,
             dir,
             instances: Vec::new(),
@@ -869,8 +928,13 @@ impl Harness {
     fn spawn_instance(&mut self) -> usize {
         self.spawned += 1;
         let name = format!("inst-{}", self.spawned);
-        self.instances
-            .push(Instance::spawn(&self.dir, &name, &self.t, self.mode));
+        self.instances.push(Instance::spawn(
+            &self.dir,
+            &name,
+            &self.t,
+            self.mode,
+            self.settings,
+        ));
         self.instances.len() - 1
     }
 
@@ -992,13 +1056,31 @@ struct Accounting {
     dead_letters: usize,
     distinct_outputs: usize,
     distinct_dead_letters: usize,
+    /// Input offsets that should have an output or a dead letter and have none: invalid inputs,
+    /// offline `success`es, and under emit_suppressed every valid input.
     lost: usize,
+    /// Inputs the offline engine judges `success` with no `success` record: URLs users lost.
+    lost_successes: usize,
+    /// A few of them, for the message.
+    lost_success_examples: Vec<(i64, i64)>,
+    /// Offsets with a `success` record that the offline engine judges `cached` or `rate_limited`.
+    extra_successes: usize,
+    /// Outputs of a status not written with these settings (not `success` without
+    /// emit_suppressed).
+    unexpected_outputs: usize,
     duplicates: usize,
     duplicated_offsets: usize,
     in_both: usize,
+    /// Dead letters for valid inputs, and invalid inputs with an output record.
+    misjudged: usize,
+    /// Distinct offsets by status as written.
     success: usize,
     cached: usize,
     rate_limited: usize,
+    /// The offline engine's judgement of the input.
+    offline_success: usize,
+    offline_cached: usize,
+    offline_rate_limited: usize,
     devices: usize,
     max_success_per_device_hour: usize,
     worst_device: String,
@@ -1006,10 +1088,17 @@ struct Accounting {
     inconsistent: usize,
 }
 
-fn account(t: &Topics, hot_prefix: &str) -> Accounting {
+fn account(t: &Topics, hot_prefix: &str, settings: Settings) -> Accounting {
+    use aepiot_stream::core::Decision;
     let outputs = consume_all(&t.output, Duration::from_secs(120));
     let letters = consume_all(&t.dlq, Duration::from_secs(60));
     let expected = expected_sources(&t.input);
+    let offline = judged_offline(&t.input);
+    assert_eq!(
+        offline.len(),
+        expected.len(),
+        "the input read back for the offline judgement is incomplete"
+    );
     let mut a = Accounting {
         input: expected.len(),
         outputs: outputs.len(),
@@ -1030,6 +1119,9 @@ fn account(t: &Topics, hot_prefix: &str) -> Accounting {
         let device = v["device_id"].as_str().unwrap().to_string();
         let status = v["status"].as_str().unwrap().to_string();
         let at = parse_rfc3339_ms(v["event_time"].as_str().unwrap()).expect("event_time");
+        if status != "success" && !settings.emit_suppressed() {
+            a.unexpected_outputs += 1;
+        }
         let s = by_offset.entry(source_of(m)).or_insert(Seen {
             device: device.clone(),
             copies: 0,
@@ -1061,7 +1153,6 @@ fn account(t: &Topics, hot_prefix: &str) -> Accounting {
         .chain(letter_offsets.keys())
         .copied()
         .collect();
-    a.lost = expected.difference(&seen).count();
     assert!(
         seen.is_subset(&expected),
         "outputs name input offsets that do not exist"
@@ -1069,6 +1160,38 @@ fn account(t: &Topics, hot_prefix: &str) -> Accounting {
     a.duplicates = (a.outputs + a.dead_letters) - seen.len();
     a.duplicated_offsets = by_offset.values().filter(|s| s.copies > 1).count()
         + letter_offsets.values().filter(|n| **n > 1).count();
+
+    // Against the offline judgement: what must have been written, and what was lost.
+    let mut lost_successes: Vec<(i64, i64)> = Vec::new();
+    for (offset, judged) in &offline {
+        let out = by_offset.get(offset);
+        match judged {
+            None => {
+                a.misjudged += usize::from(out.is_some());
+                a.lost += usize::from(!letter_offsets.contains_key(offset));
+            }
+            Some(d) => {
+                a.misjudged += usize::from(letter_offsets.contains_key(offset));
+                match d {
+                    Decision::Success => a.offline_success += 1,
+                    Decision::Cached => a.offline_cached += 1,
+                    Decision::RateLimited => a.offline_rate_limited += 1,
+                }
+                let success = out.is_some_and(|s| s.success_at.is_some());
+                if *d == Decision::Success && !success {
+                    lost_successes.push(*offset);
+                }
+                if *d != Decision::Success && success {
+                    a.extra_successes += 1;
+                }
+                let must_write = *d == Decision::Success || settings.emit_suppressed();
+                a.lost += usize::from(must_write && out.is_none());
+            }
+        }
+    }
+    lost_successes.sort_unstable();
+    a.lost_successes = lost_successes.len();
+    a.lost_success_examples = lost_successes.into_iter().take(10).collect();
 
     // Each offset once: a success if any copy of it is one (at-least-once may judge a repeated
     // record again, against state that already holds its first judgement).
@@ -1107,18 +1230,23 @@ fn account(t: &Topics, hot_prefix: &str) -> Accounting {
     a
 }
 
-fn run_scenario(mode: Mode, fault: Fault, load: Load) {
-    let _suite = suite();
+fn run_scenario(mode: Mode, fault: Fault, load: Load, settings: Settings) {
+    let _suite = suite(fault);
     let name = format!(
-        "{}-{}{}",
+        "{}-{}{}{}",
         fault.as_str(),
         match mode {
             Mode::AtLeastOnce => "alo",
             Mode::ExactlyOnce => "eos",
         },
-        if load.rounds > 1 { "-long" } else { "" }
+        if load.rounds > 1 { "-long" } else { "" },
+        if settings.emit_suppressed() {
+            "-emit-suppressed"
+        } else {
+            ""
+        }
     );
-    let mut h = Harness::new(&name, mode);
+    let mut h = Harness::new(&name, mode, settings);
     // While the broker is down, an exactly-once instance exits non-zero once its outputs time out
     // (librdkafka caps message.timeout.ms at transaction.timeout.ms, 10 s) or its producer is
     // fenced by the transaction timeout: the README's "the instance stops with a non-zero exit
@@ -1309,7 +1437,7 @@ fn run_scenario(mode: Mode, fault: Fault, load: Load) {
     let committed = committed_offsets(&h.t.group, &h.t.input);
     let end = end_offsets(&h.t.input);
 
-    let a = account(&h.t, "sensor-");
+    let a = account(&h.t, "sensor-", settings);
     let recovery_secs = |faults: &[Instant]| -> Vec<f64> {
         faults
             .iter()
@@ -1326,16 +1454,27 @@ fn run_scenario(mode: Mode, fault: Fault, load: Load) {
     figures.insert("scenario".into(), name.clone().into());
     figures.insert("mode".into(), mode.as_str().into());
     figures.insert("fault".into(), fault.as_str().into());
+    figures.insert("emit_suppressed".into(), settings.emit_suppressed().into());
     figures.insert("rounds".into(), load.rounds.into());
     figures.insert("events".into(), a.input.into());
     figures.insert("outputs".into(), a.outputs.into());
     figures.insert("dead_letters".into(), a.dead_letters.into());
     figures.insert("lost".into(), a.lost.into());
+    figures.insert("lost_successes".into(), a.lost_successes.into());
+    figures.insert("extra_successes".into(), a.extra_successes.into());
     figures.insert("duplicates".into(), a.duplicates.into());
     figures.insert("duplicated_offsets".into(), a.duplicated_offsets.into());
     figures.insert("success".into(), a.success.into());
     figures.insert("cached".into(), a.cached.into());
     figures.insert("rate_limited".into(), a.rate_limited.into());
+    figures.insert(
+        "offline".into(),
+        serde_json::json!({
+            "success": a.offline_success,
+            "cached": a.offline_cached,
+            "rate_limited": a.offline_rate_limited,
+        }),
+    );
     figures.insert("devices".into(), a.devices.into());
     figures.insert(
         "max_success_per_device_hour".into(),
@@ -1386,8 +1525,9 @@ fn run_scenario(mode: Mode, fault: Fault, load: Load) {
     figures.insert("caught_up_s".into(), caught_up.into());
     figures.insert("scenario_s".into(), h.began.elapsed().as_secs_f64().into());
     h.log(format!(
-        "events {} (invalid {}), outputs {} + dead letters {}: lost {}, duplicates {} ({} offsets), \
-         success {} / cached {} / rate_limited {} over {} devices, max successes per device-hour {} ({}), \
+        "events {} (invalid {}), outputs {} + dead letters {}: lost {}, lost successes {} {:?}, \
+         extra successes {}, duplicates {} ({} offsets), success {} / cached {} / rate_limited {} \
+         written (offline: {} / {} / {}) over {} devices, max successes per device-hour {} ({}), \
          hot sensors' successes {:?}, recovery {:?} s, longest partition stall {:.1?} (p{stall_p}), \
          instances crashed and restarted: {}",
         a.input,
@@ -1395,11 +1535,17 @@ fn run_scenario(mode: Mode, fault: Fault, load: Load) {
         a.outputs,
         a.dead_letters,
         a.lost,
+        a.lost_successes,
+        a.lost_success_examples,
+        a.extra_successes,
         a.duplicates,
         a.duplicated_offsets,
         a.success,
         a.cached,
         a.rate_limited,
+        a.offline_success,
+        a.offline_cached,
+        a.offline_rate_limited,
         a.devices,
         a.max_success_per_device_hour,
         a.worst_device,
@@ -1416,9 +1562,27 @@ fn run_scenario(mode: Mode, fault: Fault, load: Load) {
         a.input as u64, acked,
         "[{name}] the input topic does not hold exactly what the simulators had acknowledged"
     );
+    // What users lose: inputs judged `success` (offline, the same per-partition order) with no
+    // `success` record. A replay judged `cached` or `rate_limited` against a state that already
+    // holds its own first judgement is a lost URL, though its offset has a record.
+    assert_eq!(
+        a.lost_successes, 0,
+        "[{name}] {} inputs judged `success` offline have no `success` record (e.g. (partition, \
+         offset) {:?})",
+        a.lost_successes, a.lost_success_examples
+    );
     assert_eq!(
         a.lost, 0,
-        "[{name}] input offsets with no output or dead letter"
+        "[{name}] input offsets with no output or dead letter (all valid ones under \
+         emit_suppressed, successes and dead letters without)"
+    );
+    assert_eq!(
+        a.misjudged, 0,
+        "[{name}] dead letters for valid inputs or records for invalid ones"
+    );
+    assert_eq!(
+        a.unexpected_outputs, 0,
+        "[{name}] records other than `success` without emit_suppressed"
     );
     assert_eq!(
         a.in_both, 0,
@@ -1442,11 +1606,24 @@ fn run_scenario(mode: Mode, fault: Fault, load: Load) {
         a.worst_device,
         a.max_success_per_device_hour
     );
+    // Each hot sensor sends hundreds of events within the hour, of 16 (event_type, severity)
+    // kinds: exactly 10 successes, whichever instances judged them.
     assert!(
-        a.hot_device_success.len() == load.hot_devices as usize && a.rate_limited > 0,
-        "[{name}] the rate limit did not bite on the hot sensors: {:?}",
+        a.hot_device_success.len() == load.hot_devices as usize
+            && a.hot_device_success.values().all(|n| *n == MAX_PER_HOUR),
+        "[{name}] hot sensors' successes (each must have exactly {MAX_PER_HOUR}): {:?}",
         a.hot_device_success
     );
+    // The state carried across partition moves is the state the outputs reflect: no `success`
+    // where the offline engine says `cached` or `rate_limited`. After a crash under
+    // at-least-once, the replay may meet an older state: counted and printed only (the limit
+    // checks above hold).
+    if mode == Mode::ExactlyOnce || fault == Fault::RollingRestart {
+        assert_eq!(
+            a.extra_successes, 0,
+            "[{name}] `success` records for inputs the offline engine judges cached or rate limited"
+        );
+    }
     if mode == Mode::AtLeastOnce {
         // At-least-once rides out a broker restart: outputs are retried for message.timeout.ms
         // (5 minutes).
@@ -1472,77 +1649,68 @@ fn run_scenario(mode: Mode, fault: Fault, load: Load) {
 
 // ------------------------------------------------------------------------------------ the tests
 
-#[test]
-#[ignore = "fault injection (kills processes and a broker of its own, ~4 min): scripts/faults.sh --short"]
-fn kill_instance_at_least_once() {
-    run_scenario(Mode::AtLeastOnce, Fault::KillInstance, SHORT);
+/// One test per (fault, guarantee, load, settings). `ci` scenarios run in `cargo test` (and so in
+/// CI, `scripts/test.sh`); the others are `#[ignore]`d with the reason given.
+macro_rules! scenario {
+    (ci $name:ident: $mode:ident, $fault:ident, $load:ident, $settings:ident) => {
+        #[test]
+        fn $name() {
+            run_scenario(Mode::$mode, Fault::$fault, $load, Settings::$settings);
+        }
+    };
+    ($why:literal $name:ident: $mode:ident, $fault:ident, $load:ident, $settings:ident) => {
+        #[test]
+        #[ignore = $why]
+        fn $name() {
+            run_scenario(Mode::$mode, Fault::$fault, $load, Settings::$settings);
+        }
+    };
 }
 
-#[test]
-#[ignore = "fault injection (kills processes and a broker of its own, ~4 min): scripts/faults.sh --short"]
-fn kill_instance_exactly_once() {
-    run_scenario(Mode::ExactlyOnce, Fault::KillInstance, SHORT);
-}
+// Default settings, lost successes counted. The rolling restart (clean stops, the broker stays
+// up; under a minute each on an idle 2-core machine) runs in CI, in both guarantees.
+scenario!(ci rolling_restart_at_least_once: AtLeastOnce, RollingRestart, SHORT, Default);
+scenario!(ci rolling_restart_exactly_once: ExactlyOnce, RollingRestart, SHORT, Default);
 
-#[test]
-#[ignore = "fault injection (kills processes and a broker of its own, ~4 min): scripts/faults.sh --short"]
-fn kill_broker_at_least_once() {
-    run_scenario(Mode::AtLeastOnce, Fault::KillBroker, SHORT);
-}
-
-#[test]
-#[ignore = "fault injection (kills processes and a broker of its own, ~4 min): scripts/faults.sh --short"]
-fn kill_broker_exactly_once() {
-    run_scenario(Mode::ExactlyOnce, Fault::KillBroker, SHORT);
-}
-
-#[test]
-#[ignore = "fault injection (kills processes and a broker of its own, ~4 min): scripts/faults.sh --short"]
-fn rolling_restart_at_least_once() {
-    run_scenario(Mode::AtLeastOnce, Fault::RollingRestart, SHORT);
-}
-
-#[test]
-#[ignore = "fault injection (kills processes and a broker of its own, ~4 min): scripts/faults.sh --short"]
-fn rolling_restart_exactly_once() {
-    run_scenario(Mode::ExactlyOnce, Fault::RollingRestart, SHORT);
-}
+// Issue 12 item 4: after a crash under at-least-once, a changelog record acknowledged before the
+// output it reflects makes the replay judge that event `cached` or `rate_limited`: a lost success,
+// which only the lost-successes check sees. 0 in the runs of these scenarios so far (the window is
+// a few milliseconds per batch); see the FAULTS-RESULT lines.
+scenario!("fault injection (SIGKILL of an instance): scripts/faults.sh --short"
+    kill_instance_at_least_once: AtLeastOnce, KillInstance, SHORT, Default);
+scenario!("fault injection (SIGKILL of an instance): scripts/faults.sh --short"
+    kill_instance_exactly_once: ExactlyOnce, KillInstance, SHORT, Default);
+scenario!("fault injection (kill -9 of the broker): scripts/faults.sh --short"
+    kill_broker_at_least_once: AtLeastOnce, KillBroker, SHORT, Default);
+scenario!("fault injection (kill -9 of the broker): scripts/faults.sh --short"
+    kill_broker_exactly_once: ExactlyOnce, KillBroker, SHORT, Default);
 
 // The long versions: ~90 k events over 90 s, each fault injected twice. Too long for the default
 // suite (a few minutes each on a 2-core machine): run them with scripts/faults.sh.
+scenario!("long: scripts/faults.sh"
+    long_kill_instance_at_least_once: AtLeastOnce, KillInstance, LONG, Default);
+scenario!("long: scripts/faults.sh"
+    long_kill_instance_exactly_once: ExactlyOnce, KillInstance, LONG, Default);
+scenario!("long: scripts/faults.sh"
+    long_kill_broker_at_least_once: AtLeastOnce, KillBroker, LONG, Default);
+scenario!("long: scripts/faults.sh"
+    long_kill_broker_exactly_once: ExactlyOnce, KillBroker, LONG, Default);
+scenario!("long: scripts/faults.sh"
+    long_rolling_restart_at_least_once: AtLeastOnce, RollingRestart, LONG, Default);
+scenario!("long: scripts/faults.sh"
+    long_rolling_restart_exactly_once: ExactlyOnce, RollingRestart, LONG, Default);
 
-#[test]
-#[ignore = "long: run with scripts/faults.sh"]
-fn long_kill_instance_at_least_once() {
-    run_scenario(Mode::AtLeastOnce, Fault::KillInstance, LONG);
-}
-
-#[test]
-#[ignore = "long: run with scripts/faults.sh"]
-fn long_kill_instance_exactly_once() {
-    run_scenario(Mode::ExactlyOnce, Fault::KillInstance, LONG);
-}
-
-#[test]
-#[ignore = "long: run with scripts/faults.sh"]
-fn long_kill_broker_at_least_once() {
-    run_scenario(Mode::AtLeastOnce, Fault::KillBroker, LONG);
-}
-
-#[test]
-#[ignore = "long: run with scripts/faults.sh"]
-fn long_kill_broker_exactly_once() {
-    run_scenario(Mode::ExactlyOnce, Fault::KillBroker, LONG);
-}
-
-#[test]
-#[ignore = "long: run with scripts/faults.sh"]
-fn long_rolling_restart_at_least_once() {
-    run_scenario(Mode::AtLeastOnce, Fault::RollingRestart, LONG);
-}
-
-#[test]
-#[ignore = "long: run with scripts/faults.sh"]
-fn long_rolling_restart_exactly_once() {
-    run_scenario(Mode::ExactlyOnce, Fault::RollingRestart, LONG);
-}
+// With --emit-suppressed: every valid input has an output record, so every input offset is
+// accounted for (outputs ∪ dead letters); lost successes are counted too.
+scenario!("emit_suppressed variant: scripts/faults.sh --short"
+    kill_instance_at_least_once_emit_suppressed: AtLeastOnce, KillInstance, SHORT, EmitSuppressed);
+scenario!("emit_suppressed variant: scripts/faults.sh --short"
+    kill_instance_exactly_once_emit_suppressed: ExactlyOnce, KillInstance, SHORT, EmitSuppressed);
+scenario!("emit_suppressed variant: scripts/faults.sh --short"
+    kill_broker_at_least_once_emit_suppressed: AtLeastOnce, KillBroker, SHORT, EmitSuppressed);
+scenario!("emit_suppressed variant: scripts/faults.sh --short"
+    kill_broker_exactly_once_emit_suppressed: ExactlyOnce, KillBroker, SHORT, EmitSuppressed);
+scenario!("emit_suppressed variant: scripts/faults.sh --short"
+    rolling_restart_at_least_once_emit_suppressed: AtLeastOnce, RollingRestart, SHORT, EmitSuppressed);
+scenario!("emit_suppressed variant: scripts/faults.sh --short"
+    rolling_restart_exactly_once_emit_suppressed: ExactlyOnce, RollingRestart, SHORT, EmitSuppressed);

@@ -20,6 +20,8 @@ use serde_json::Value;
 /// allow 12 MB (the broker's default is 1 MB).
 const TOPIC_MAX_BYTES: &str = "12000000";
 const PARTITIONS: i32 = 3;
+/// `urls.dashboard_base_url`'s default: the links of events without a `dashboard_url`.
+const DASHBOARD: &str = "https://dashboard.example.com";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {
@@ -312,16 +314,20 @@ fn produce_corpus(topic: &str, corpus: &[Case]) -> Vec<(i64, i64)> {
     at
 }
 
+/// A URL's decoded parameters, in order.
+type Params = Vec<(String, String)>;
+
 /// Every URL of a record: https, `/backlink.html`, no fragment, exactly the three parameters
-/// title, description, link; returns the decoded parameters of the first distributed URL.
-fn check_urls(record: &Value) -> Vec<(String, String)> {
+/// title, description, link; returns the decoded parameters of the distributed URLs (all alike)
+/// and of the regional URL.
+fn check_urls(record: &Value) -> (Params, Params) {
     let mut urls: Vec<&str> = record["urls"]
         .as_array()
         .map(|a| a.iter().map(|u| u.as_str().unwrap()).collect())
         .unwrap_or_default();
     urls.extend(record["regional_url"].as_str());
     assert_eq!(urls.len(), 5, "{record}");
-    let mut first = None;
+    let mut all = Vec::new();
     for u in urls {
         assert!(
             !u.bytes()
@@ -332,24 +338,49 @@ fn check_urls(record: &Value) -> Vec<(String, String)> {
         assert_eq!(parsed.scheme(), "https", "{u}");
         assert_eq!(parsed.path(), "/backlink.html", "{u}");
         assert_eq!(parsed.fragment(), None, "{u}");
-        let pairs: Vec<(String, String)> = parsed
+        let pairs: Params = parsed
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names, ["title", "description", "link"], "{u}");
-        first.get_or_insert(pairs);
+        all.push(pairs);
     }
-    first.unwrap()
+    let regional = all.pop().unwrap();
+    for other in &all[1..] {
+        assert_eq!(
+            other, &all[0],
+            "distributed URLs differ in their parameters"
+        );
+    }
+    (all.swap_remove(0), regional)
 }
 
-/// A JSON text field as the URLs print it: strings as they are.
-fn field_text(event: &Value, name: &str) -> Option<String> {
-    match &event[name] {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
+/// The event's text fields as the URLs print them: strings as they are, integers as written
+/// (as Python prints them, whatever their size), other values as JSON. `None` when the test's
+/// own JSON parser cannot read the event (over 128 levels deep).
+fn event_texts(payload: &str) -> Option<HashMap<String, String>> {
+    let raw: HashMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(payload.trim_end()).ok()?;
+    let mut texts = HashMap::new();
+    for (name, v) in raw {
+        let r = v.get();
+        let text = if r.starts_with('"') {
+            serde_json::from_str::<String>(r).ok()?
+        } else if r == "null" {
+            continue;
+        } else if r
+            .trim_start_matches('-')
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            r.to_string()
+        } else {
+            serde_json::from_str::<Value>(r).ok()?.to_string()
+        };
+        texts.insert(name, text);
     }
+    Some(texts)
 }
 
 #[test]
@@ -414,26 +445,60 @@ fn hostile_records_through_run_each_yield_one_output_or_dead_letter() {
             Expect::Success => {
                 assert_eq!(*what, "record", "case {i} {shown:?}: {v}");
                 assert_eq!(v["status"], "success", "case {i} {shown:?}: {v}");
-                let params = check_urls(v);
+                let (params, regional) = check_urls(v);
                 // The parameters decode back to exactly the event's texts: nothing added, nothing
-                // cut, whatever `& = # ?`, CR/LF, NUL, bidi or emoji they hold.
-                // (The test's own JSON parser stops at 128 levels and at numbers beyond f64:
-                // events with such unknown fields are checked by device only.)
+                // cut, whatever `& = # ?`, CR/LF, NUL, bidi or emoji they hold; the regional URL's
+                // too. (The test's own JSON parser stops at 128 levels: events with such unknown
+                // fields are checked by device only.)
                 let text = std::str::from_utf8(case.payload.as_ref().unwrap()).unwrap();
-                match serde_json::from_str::<Value>(text.trim_end()) {
-                    Ok(event) => {
-                        let device = event["device_id"].as_str().unwrap();
-                        assert_eq!(v["device_id"], device);
+                match event_texts(text) {
+                    Some(f) => {
+                        let field = |n: &str| f.get(n).cloned();
+                        let device = field("device_id").unwrap();
+                        assert_eq!(v["device_id"], device.as_str());
                         let title = format!(
                             "{} - {device}",
-                            field_text(&event, "event_type").unwrap_or("Event".into())
+                            field("event_type").unwrap_or("Event".into())
                         );
-                        assert_eq!(params[0], ("title".into(), title), "case {i}");
-                        if let Some(link) = field_text(&event, "dashboard_url") {
-                            assert_eq!(params[2], ("link".into(), link), "case {i}");
-                        }
+                        let parts: Vec<String> = [
+                            ("Location", "location"),
+                            ("Value", "value"),
+                            ("Time", "timestamp"),
+                        ]
+                        .iter()
+                        .filter_map(|(label, n)| field(n).map(|t| format!("{label}: {t}")))
+                        .collect();
+                        let description = if parts.is_empty() {
+                            "IoT event notification".to_string()
+                        } else {
+                            parts.join(" | ")
+                        };
+                        let link = field("dashboard_url")
+                            .unwrap_or(format!("{DASHBOARD}/devices/{device}"));
+                        let expected = |t: String, d: String, l: String| -> Params {
+                            vec![
+                                ("title".into(), t),
+                                ("description".into(), d),
+                                ("link".into(), l),
+                            ]
+                        };
+                        assert_eq!(params, expected(title, description, link), "case {i}");
+                        let regional_description = format!(
+                            "Region: {} | {}",
+                            field("region").unwrap_or("global".into()),
+                            field("description").unwrap_or("Event data".into())
+                        );
+                        assert_eq!(
+                            regional,
+                            expected(
+                                format!("IoT Event - {device}"),
+                                regional_description,
+                                field("dashboard_url").unwrap_or(DASHBOARD.into())
+                            ),
+                            "case {i}: regional URL"
+                        );
                     }
-                    Err(_) => {
+                    None => {
                         let device = v["device_id"].as_str().unwrap();
                         assert!(text.contains(&format!("{{\"device_id\":\"{device}\",")));
                     }

@@ -456,6 +456,9 @@ struct Run {
     child: Child,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The threads reading stdout and stderr: joined once the process has exited, so that the
+    /// output read afterwards is all of it.
+    readers: Vec<std::thread::JoinHandle<()>>,
     base_url: String,
     started: Instant,
     /// Everything the HTTP server answered (bodies), to be searched for secrets too.
@@ -479,10 +482,11 @@ fn spawn_run(config: &Path, env: &[(&str, &str)]) -> Run {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn aepiot-stream run");
-    let collect = |mut r: Box<dyn Read + Send>| {
+    let mut readers = Vec::new();
+    let mut collect = |mut r: Box<dyn Read + Send>| {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let b = buf.clone();
-        std::thread::spawn(move || {
+        readers.push(std::thread::spawn(move || {
             let mut chunk = [0u8; 8192];
             while let Ok(n) = r.read(&mut chunk) {
                 if n == 0 {
@@ -490,7 +494,7 @@ fn spawn_run(config: &Path, env: &[(&str, &str)]) -> Run {
                 }
                 b.lock().unwrap().extend_from_slice(&chunk[..n]);
             }
-        });
+        }));
         buf
     };
     let stdout = collect(Box::new(child.stdout.take().unwrap()));
@@ -499,6 +503,7 @@ fn spawn_run(config: &Path, env: &[(&str, &str)]) -> Run {
         child,
         stdout,
         stderr,
+        readers,
         base_url: format!("http://127.0.0.1:{port}"),
         started: Instant::now(),
         http_seen: String::new(),
@@ -512,9 +517,14 @@ impl Run {
         (code, body)
     }
 
-    fn output(&self) -> String {
-        // Give the reader threads a moment to drain the pipes after an exit.
-        std::thread::sleep(Duration::from_millis(200));
+    /// stdout and stderr so far; all of them once the process has exited (the reader threads
+    /// are joined: they end at the pipes' end of file).
+    fn output(&mut self) -> String {
+        if self.child.try_wait().unwrap().is_some() {
+            for r in self.readers.drain(..) {
+                r.join().expect("output reader thread");
+            }
+        }
         let mut s = String::from_utf8_lossy(&self.stdout.lock().unwrap()).to_string();
         s.push_str(&String::from_utf8_lossy(&self.stderr.lock().unwrap()));
         s

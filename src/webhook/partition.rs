@@ -4,10 +4,12 @@
 //!
 //! At most `webhooks.max_pending_per_partition` records are read ahead of that offset: when a
 //! receiver stalls, the reader stops reading and the group's lag grows, memory does not. On a
-//! revoke or shutdown the reader stops reading, withdraws the records no lane has started yet,
-//! waits for those being attempted within `drain_timeout_ms`, then abandons what is left (attempts
-//! stop). Withdrawn and abandoned records are not committed: the partition's next owner sends
-//! them again, with the same idempotency keys, after this reader has committed (a revoked
+//! revoke or shutdown the reader stops reading, withdraws the records no lane has started yet
+//! that come after every record delivered or being attempted (withdrawing an earlier one would
+//! leave a gap that stops the commit there, and the next owner would send the later, delivered
+//! ones again), waits for the others within `drain_timeout_ms`, then abandons what is left
+//! (attempts stop). Withdrawn and abandoned records are not committed: the partition's next owner
+//! sends them again, with the same idempotency keys, after this reader has committed (a revoked
 //! partition is handed over only once its revoke returns), so a device's order holds.
 
 use std::collections::{HashMap, HashSet};
@@ -60,6 +62,8 @@ struct Reader {
     /// Records that cannot finish here: skipped because the partition is stopping, or whose
     /// hand-over to the lanes a stop interrupted.
     unfinishable: HashSet<u64>,
+    /// The latest record (sequence number) finished by its endpoints.
+    last_finished: Option<u64>,
     committed: Arc<AtomicI64>,
 }
 
@@ -81,6 +85,7 @@ pub fn spawn(
     let reader = Reader {
         in_flight: HashMap::new(),
         unfinishable: HashSet::new(),
+        last_finished: None,
         abandon: env.fatal.child_token(),
         env,
         topic: topic.into(),
@@ -221,6 +226,7 @@ impl Reader {
     }
 
     fn finish(&mut self, seq: u64) {
+        self.last_finished = self.last_finished.max(Some(seq));
         self.in_flight.remove(&seq);
         self.tracker.finish(seq);
     }
@@ -265,14 +271,25 @@ impl Reader {
         }
     }
 
-    /// Skips the records no lane has started, waits for those whose attempts have started within
-    /// the drain deadline, abandons the rest, stores.
+    /// Skips the records no lane has started after the last one finished or started, waits for
+    /// the others within the drain deadline, abandons the rest, stores.
     async fn drain(&mut self) {
         let deadline = tokio::time::Instant::now() + self.env.drain_timeout;
         self.take_finished();
-        for (seq, d) in &self.in_flight {
-            if d.try_skip() {
-                self.unfinishable.insert(*seq);
+        // From the latest record down: skipped while no lane has started it; once one has been
+        // started or finished, every earlier record is waited for, so the committed prefix
+        // reaches every record delivered here.
+        let mut seqs: Vec<u64> = self.in_flight.keys().copied().collect();
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        let mut keep_below = self.last_finished;
+        for seq in seqs {
+            if keep_below.is_some_and(|k| seq < k) {
+                break;
+            }
+            if self.in_flight[&seq].try_skip() {
+                self.unfinishable.insert(seq);
+            } else {
+                keep_below = keep_below.max(Some(seq));
             }
         }
         while !self.env.fatal.is_cancelled() && self.tracker.unfinished() > self.unfinishable.len()

@@ -448,3 +448,38 @@ pub fn expected_sources(topic: &str) -> HashSet<(i64, i64)> {
 }
 
 pub mod standard_webhooks;
+
+/// How the offline engine (the `process` path: the default configuration's engine settings, the
+/// input's partitions each judged in offset order, with the records' own timestamps) judges every
+/// record of `topic`:
+/// `Some(status)` for a valid event, `None` for a dead letter. What a pipeline over the topic
+/// must agree with, whatever faults it went through.
+pub fn judged_offline(topic: &str) -> HashMap<(i64, i64), Option<aepiot_stream::core::Decision>> {
+    use aepiot_stream::core::{Engine, EngineSettings, Output, RecordMeta, Shared};
+    let mut records: Vec<OwnedMessage> = consume_all(topic, Duration::from_secs(120));
+    records.sort_by_key(|m| (m.partition(), m.offset()));
+    // emit_suppressed only makes the engine show its judgement of every record; the judgement is
+    // the same without it.
+    let shared = Shared::new(EngineSettings {
+        emit_suppressed: true,
+        ..Config::default().engine_settings()
+    });
+    let mut engines: HashMap<i32, Engine> = HashMap::new();
+    let mut out = HashMap::new();
+    for m in &records {
+        let engine = engines
+            .entry(m.partition())
+            .or_insert_with(|| Engine::new(shared.clone()));
+        let meta = RecordMeta {
+            record_time_ms: m.timestamp().to_millis(),
+            now_ms: aepiot_stream::kafka::worker::now_ms(),
+            source: None,
+        };
+        let status = match engine.process(m.payload(), &meta) {
+            Output::Record { status, .. } | Output::Suppressed { status, .. } => Some(status),
+            Output::DeadLetter { .. } => None,
+        };
+        out.insert((m.partition() as i64, m.offset()), status);
+    }
+    out
+}
