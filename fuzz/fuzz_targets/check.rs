@@ -86,6 +86,11 @@ fn engine_shared() -> &'static Arc<Shared> {
             max_record_bytes: ENGINE_MAX_RECORD,
             max_dead_letter_payload_bytes: ENGINE_MAX_DLQ_PAYLOAD,
             emit_suppressed: true,
+            // A handful, so that eviction runs too (it changes judgements, never their shape).
+            max_devices: 16,
+            // The other bounds stay off: they turn valid events into dead letters, which the
+            // "valid iff not a dead letter" check below would report (tests/delivery.rs covers them).
+            ..EngineSettings::default()
         })
     })
 }
