@@ -284,17 +284,17 @@ struct ProcessArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(run_demo(args))),
-        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Demo(args) => block_on(run_demo(args)),
+        Command::Run(args) => block_on(run(args)),
         Command::Simulate(args) => run_simulate(args),
         Command::Process(args) => process(args),
-        Command::Webhooks(args) => runtime().and_then(|rt| rt.block_on(run_webhooks(args))),
+        Command::Webhooks(args) => block_on(run_webhooks(args)),
         Command::Config(ConfigCommand::Check { config }) => config_check(config),
         Command::Inspect(InspectCommand::Device { device_id, group }) => {
             inspect_device(group, &device_id)
         }
         Command::ResetOffsets(args) => reset_offsets(args),
-        Command::Passthrough(args) => runtime().and_then(|rt| rt.block_on(run_passthrough(args))),
+        Command::Passthrough(args) => block_on(run_passthrough(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -305,10 +305,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+/// Runs `job` on a multi-threaded runtime. The runtime is then shut down without waiting for
+/// blocking work left behind (a shutdown that hit its deadline leaves a thread blocked in
+/// librdkafka): the process is exiting.
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(job: F) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?)
+        .build()?;
+    let result = rt.block_on(job);
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {

@@ -19,6 +19,7 @@ use super::client::{admin_config, consumer_config, producer_config};
 use super::fatal::{Fatal, FatalCause};
 use super::main_queue;
 use super::progress::log_progress;
+use super::shutdown;
 use super::rebalance::ConsumerCtx;
 use super::startup;
 use super::transactions::Transactions;
@@ -234,9 +235,7 @@ pub async fn run(
         _ = fatal.raised() => {}
     }
     stop.cancel();
-    tokio::task::spawn_blocking(move || poller.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("consumer thread panicked"))?;
+    shutdown::wait(poller, config.drain_timeout_ms, "consumer").await?;
     let _ = progress.await;
     if let Some(cause) = fatal.cause() {
         anyhow::bail!("stopped: {cause}; offsets were not committed past it");

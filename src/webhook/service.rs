@@ -110,8 +110,10 @@ pub async fn run(
         .create_with_context(ctx)
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
+    let offsets = Arc::downgrade(&consumer);
+    let offsets: std::sync::Weak<dyn crate::kafka::offsets::OffsetStore> = offsets;
     let env = Arc::new(PartitionEnv {
-        consumer: Arc::downgrade(&consumer),
+        consumer: offsets,
         endpoints,
         max_pending: w.max_pending_per_partition,
         drain_timeout: Duration::from_millis(config.drain_timeout_ms),
@@ -145,9 +147,7 @@ pub async fn run(
         _ = fatal.cancelled() => tracing::error!("webhooks: stopping after a fatal error"),
     }
     stop.cancel();
-    tokio::task::spawn_blocking(move || poller.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("webhook consumer thread panicked"))?;
+    crate::kafka::shutdown::wait(poller, config.drain_timeout_ms, "webhook consumer").await?;
     let flushed =
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await?;
     if let Err(e) = flushed {
