@@ -5,6 +5,8 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod limiter;
+pub mod links;
+mod raw_fields;
 pub mod record;
 pub mod render;
 pub mod snapshot;

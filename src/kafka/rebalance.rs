@@ -229,7 +229,7 @@ impl ConsumerCtx {
             let _ = txn.abort();
             return;
         }
-        let Err(e) = txn.commit(consumer, &positions) else {
+        let Err(e) = txn.commit(consumer.group_metadata().as_ref(), &positions) else {
             return;
         };
         if e.fatal {

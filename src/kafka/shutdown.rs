@@ -18,7 +18,12 @@ pub async fn wait(
     drain_timeout_ms: u64,
     what: &str,
 ) -> anyhow::Result<()> {
-    within(thread, Duration::from_millis(drain_timeout_ms) + AFTER_DRAIN, what).await
+    within(
+        thread,
+        Duration::from_millis(drain_timeout_ms) + AFTER_DRAIN,
+        what,
+    )
+    .await
 }
 
 async fn within(
@@ -64,12 +69,18 @@ mod tests {
             let _ = release.recv();
         });
         let bound = Duration::from_millis(50);
-        let e = within(stuck, bound, "consumer").await.unwrap_err().to_string();
+        let e = within(stuck, bound, "consumer")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("did not finish within 0.1 s"), "{e}");
         assert!(e.contains("group coordinator unavailable"), "{e}");
         drop(hold);
         let panics = std::thread::spawn(|| panic!("boom"));
         let e = within(panics, Duration::from_secs(60), "consumer").await;
-        assert!(e.unwrap_err().to_string().contains("consumer thread panicked"));
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("consumer thread panicked"));
     }
 }

@@ -12,14 +12,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::RwLock;
 
 use super::acks::ProducerCtx;
-use super::rebalance::ConsumerCtx;
 use crate::metrics::Metrics;
 
 /// Why a commit did not go through.
@@ -64,10 +63,11 @@ impl Transactions {
     }
 
     /// Commits the open transaction with the given next offsets, then begins the next one. The
-    /// caller holds the gate's write guard.
+    /// caller holds the gate's write guard. `group` is the consumer's group metadata (generation
+    /// and member): with it the broker fences a zombie that lost its partitions.
     pub fn commit(
         &self,
-        consumer: &BaseConsumer<ConsumerCtx>,
+        group: Option<&ConsumerGroupMetadata>,
         positions: &[((String, i32), i64)],
     ) -> Result<(), CommitError> {
         let _serial = self.commit_lock.lock().expect("commit lock");
@@ -79,11 +79,9 @@ impl Transactions {
         }
         let result = (|| {
             if tpl.count() > 0 {
-                let metadata = consumer
-                    .group_metadata()
-                    .ok_or(KafkaError::NoMessageReceived)?;
+                let group = group.ok_or(KafkaError::NoMessageReceived)?;
                 self.producer
-                    .send_offsets_to_transaction(&tpl, &metadata, self.timeout)?;
+                    .send_offsets_to_transaction(&tpl, group, self.timeout)?;
             }
             self.producer.commit_transaction(self.timeout)?;
             self.producer.begin_transaction()

@@ -18,22 +18,22 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::Message;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::consumer::WebhookConsumerCtx;
 use super::lane::{Delivery, Endpoint, QUEUED};
 use super::payload::{self, accepts, Parsed};
 use super::tracker::OffsetTracker;
+use crate::kafka::offsets::OffsetStore;
 
 /// Records read before the reader looks at completions and yields.
 const BATCH: usize = 256;
 
 /// What every partition reader shares.
 pub struct PartitionEnv {
-    pub consumer: Weak<BaseConsumer<WebhookConsumerCtx>>,
+    pub consumer: Weak<dyn OffsetStore>,
     pub endpoints: Vec<Arc<Endpoint>>,
     pub max_pending: usize,
     pub drain_timeout: Duration,
@@ -68,12 +68,12 @@ struct Reader {
 }
 
 /// Starts the reader of one partition.
-pub fn spawn(
+pub fn spawn<C: ConsumerContext + 'static>(
     env: Arc<PartitionEnv>,
     rt: &tokio::runtime::Handle,
     topic: &str,
     partition: i32,
-    mut queue: PartitionQueue<WebhookConsumerCtx>,
+    mut queue: PartitionQueue<C>,
 ) -> PartitionHandle {
     let notify = Arc::new(Notify::new());
     let n = notify.clone();
@@ -108,9 +108,9 @@ pub fn spawn(
 }
 
 impl Reader {
-    async fn run(
+    async fn run<C: ConsumerContext>(
         mut self,
-        queue: PartitionQueue<WebhookConsumerCtx>,
+        queue: PartitionQueue<C>,
         notify: Arc<Notify>,
         stop: CancellationToken,
     ) {
@@ -241,7 +241,7 @@ impl Reader {
             return;
         };
         // rd_kafka_offset_store commits offset + 1: the next record to read.
-        if let Err(e) = consumer.store_offset(&self.topic, self.partition, offset) {
+        if let Err(e) = consumer.store(&self.topic, self.partition, offset) {
             tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "could not store offset");
         }
     }
@@ -254,18 +254,12 @@ impl Reader {
         let Some(consumer) = self.env.consumer.upgrade() else {
             return;
         };
-        let Ok(positions) = consumer.position() else {
-            return;
-        };
-        let Some(rdkafka::Offset::Offset(position)) = positions
-            .find_partition(&self.topic, self.partition)
-            .map(|e| e.offset())
-        else {
+        let Some(position) = consumer.position_of(&self.topic, self.partition) else {
             return;
         };
         if position > self.committed.load(Ordering::Relaxed) && position > 0 {
             self.committed.store(position, Ordering::Relaxed);
-            if let Err(e) = consumer.store_offset(&self.topic, self.partition, position - 1) {
+            if let Err(e) = consumer.store(&self.topic, self.partition, position - 1) {
                 tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "could not store offset");
             }
         }
