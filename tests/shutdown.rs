@@ -72,7 +72,8 @@ fn processed() -> u64 {
         return 0;
     };
     let mut body = String::new();
-    if c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").is_err()
+    if c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .is_err()
         || c.read_to_string(&mut body).is_err()
     {
         return 0;
@@ -97,10 +98,23 @@ fn sigterm_with_the_broker_frozen_exits_and_names_the_cause() {
     }
     let sim = Command::new(bin())
         .args(["simulate", "--brokers", bootstrap, "--topic", &input])
-        .args(["--devices", "200", "--rate", "2000", "--count", "2000", "--seed", "3"])
+        .args([
+            "--devices",
+            "200",
+            "--rate",
+            "2000",
+            "--count",
+            "2000",
+            "--seed",
+            "3",
+        ])
         .output()
         .unwrap();
-    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
 
     // Offsets are committed only at the stop (the auto-commit interval is ten minutes), so the
     // stop has a commit to make while the broker is frozen.
