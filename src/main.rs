@@ -10,14 +10,16 @@ use std::time::Duration;
 use aepiot_stream::config::{Config, LogFormat};
 use aepiot_stream::core::Shared;
 use aepiot_stream::demo::{demo, DemoOptions};
-use aepiot_stream::generate::Profile;
 use aepiot_stream::kafka::{self, RunHooks};
 use aepiot_stream::process::process_lines;
 use aepiot_stream::replay::StartFrom;
 use aepiot_stream::simulate::{simulate, SimulateOptions};
 use aepiot_stream::webhook::{self, WebhookHooks};
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use tokio_util::sync::CancellationToken;
+
+mod cli;
+use cli::*;
 
 /// jemalloc, also for librdkafka's C allocations (feature `jemalloc`, on by default; see Cargo.toml).
 #[cfg(feature = "jemalloc")]
@@ -31,255 +33,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[allow(non_upper_case_globals)]
 #[export_name = "malloc_conf"]
 pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
-
-#[derive(Parser)]
-#[command(
-    name = "aepiot-stream",
-    version,
-    about = "IoT events from Kafka in, aéPiot backlink URL records out"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the whole pipeline against an in-process mock Kafka: needs nothing installed.
-    Demo(DemoArgs),
-    /// Consume device events from Kafka and produce URL records (the main job).
-    Run(RunArgs),
-    /// Produce synthetic device events to a Kafka topic (load generator).
-    Simulate(SimulateArgs),
-    /// Process JSON Lines events offline: one URL record per line out, dead letters apart.
-    Process(ProcessArgs),
-    /// POST every `success` URL record of the output topic to the `[webhooks]` endpoints, in a
-    /// consumer group of its own (retries, dead letters, signatures).
-    Webhooks(WebhooksArgs),
-    /// Configuration tools.
-    #[command(subcommand)]
-    Config(ConfigCommand),
-    /// Read state without a running instance.
-    #[command(subcommand)]
-    Inspect(InspectCommand),
-    /// Move a stopped consumer group's committed offsets to a point in time, to replay from there.
-    ResetOffsets(ResetOffsetsArgs),
-    /// Benchmark reference: copy the input topic's records unchanged to the output topic with the
-    /// processor's client settings and offset handling (see src/passthrough.rs, benches/e2e.sh).
-    #[command(hide = true)]
-    Passthrough(PassthroughArgs),
-}
-
-#[derive(Args)]
-struct PassthroughArgs {
-    /// TOML configuration file (client settings, `[kafka]` properties, processing_guarantee).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    #[arg(long)]
-    brokers: Option<String>,
-    #[arg(long)]
-    input_topic: String,
-    #[arg(long)]
-    output_topic: String,
-    #[arg(long)]
-    group_id: Option<String>,
-    /// Address for /metrics (empty string disables).
-    #[arg(long)]
-    metrics_addr: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum ConfigCommand {
-    /// Validate the configuration and print the effective values, secrets redacted.
-    Check {
-        /// TOML configuration file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum InspectCommand {
-    /// Print a device's state from the state changelog as JSON (what `GET /api/devices/ID`
-    /// answers on the instance that owns it).
-    Device {
-        /// The device id.
-        device_id: String,
-        #[command(flatten)]
-        group: GroupArgs,
-    },
-}
-
-/// A consumer group and its input topics (`inspect`, `reset-offsets`).
-#[derive(Args)]
-struct GroupArgs {
-    /// TOML configuration file (brokers, security, group, topics, limits).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Kafka bootstrap servers (host:port,…).
-    #[arg(long)]
-    brokers: Option<String>,
-    /// Consumer group id.
-    #[arg(long)]
-    group_id: Option<String>,
-    /// Input topics, comma-separated (default: the configuration's `input_topics`).
-    #[arg(long = "input-topic", alias = "input-topics", value_delimiter = ',')]
-    input_topics: Option<Vec<String>>,
-}
-
-#[derive(Args)]
-struct ResetOffsetsArgs {
-    #[command(flatten)]
-    group: GroupArgs,
-    /// RFC 3339 (`2026-11-30T00:00:00Z`) or before now (`-2h`, `-90m`, `-1d`): each partition
-    /// moves to its first record at or after it.
-    #[arg(long, allow_hyphen_values = true)]
-    to_datetime: String,
-    /// Print the moves without making them.
-    #[arg(long)]
-    dry_run: bool,
-}
-
-#[derive(Args)]
-struct RunArgs {
-    /// TOML configuration file.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Kafka bootstrap servers (host:port,…).
-    #[arg(long)]
-    brokers: Option<String>,
-    /// Input topics, comma-separated; an entry starting with `^` is a regular expression.
-    #[arg(long, value_delimiter = ',')]
-    input_topics: Option<Vec<String>>,
-    /// Topic for URL records (Kafka key = region).
-    #[arg(long)]
-    output_topic: Option<String>,
-    /// Topic for dead letters.
-    #[arg(long)]
-    dead_letter_topic: Option<String>,
-    /// Consumer group id.
-    #[arg(long)]
-    group_id: Option<String>,
-    /// Also write `cached` and `rate_limited` records.
-    #[arg(long)]
-    emit_suppressed: bool,
-    /// Address for /metrics, /healthz and /readyz (empty string disables).
-    #[arg(long)]
-    metrics_addr: Option<String>,
-    /// Create missing output and dead-letter topics at start.
-    #[arg(long)]
-    create_topics: bool,
-    /// Also deliver webhooks (`[webhooks]`), as `aepiot-stream webhooks` would, in this process.
-    #[arg(long)]
-    webhooks: bool,
-    /// Replay from a point in time: RFC 3339 (`2026-11-30T00:00:00Z`) or before now (`-2h`). For
-    /// a group with no committed offsets; each partition starts at its first record at or after it.
-    #[arg(long, allow_hyphen_values = true)]
-    start_from: Option<String>,
-}
-
-#[derive(Args)]
-struct WebhooksArgs {
-    /// TOML configuration file (endpoints are configured there, under `[[webhooks.endpoints]]`).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Kafka bootstrap servers (host:port,…).
-    #[arg(long)]
-    brokers: Option<String>,
-    /// The topic of URL records to deliver.
-    #[arg(long)]
-    output_topic: Option<String>,
-    /// The webhook service's consumer group (default `<group_id>-webhooks`).
-    #[arg(long)]
-    webhooks_group_id: Option<String>,
-    /// Address for /metrics, /healthz and /readyz (empty string disables).
-    #[arg(long)]
-    metrics_addr: Option<String>,
-    /// Create a missing webhook dead-letter topic at start.
-    #[arg(long)]
-    create_topics: bool,
-}
-
-#[derive(Args)]
-struct SimulateArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    brokers: String,
-    /// Topic to produce to.
-    #[arg(long)]
-    topic: String,
-    /// Fleet shape.
-    #[arg(long, value_enum, default_value = "factory")]
-    profile: Profile,
-    /// Distinct devices.
-    #[arg(long, default_value_t = 5000)]
-    devices: u64,
-    /// Events per second; 0 = as fast as possible.
-    #[arg(long, default_value_t = 1000)]
-    rate: u64,
-    /// Stop after this many events.
-    #[arg(long)]
-    count: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long)]
-    duration: Option<f64>,
-    /// Random seed: the same seed gives the same events.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Share of invalid records (0.0–1.0), for dead-letter testing.
-    #[arg(long, default_value_t = 0.0)]
-    invalid_ratio: f64,
-    /// Extra librdkafka producer properties, KEY=VALUE.
-    #[arg(long = "kafka", value_parser = parse_kv)]
-    kafka: Vec<(String, String)>,
-}
-
-#[derive(Args)]
-struct DemoArgs {
-    /// How long to generate events, in seconds.
-    #[arg(long, default_value_t = 15)]
-    duration: u64,
-    /// Events per second.
-    #[arg(long, default_value_t = 2000)]
-    rate: u64,
-    /// Distinct devices.
-    #[arg(long, default_value_t = 500)]
-    devices: u64,
-    /// Fleet shape.
-    #[arg(long, value_enum, default_value = "factory")]
-    profile: Profile,
-    /// Address for /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "127.0.0.1:9464")]
-    metrics_addr: String,
-    /// URL records to print as samples.
-    #[arg(long, default_value_t = 3)]
-    samples: usize,
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
-}
-
-#[derive(Args)]
-struct ProcessArgs {
-    /// TOML configuration file.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Input file of JSON Lines, `-` for stdin.
-    #[arg(long, default_value = "-")]
-    input: String,
-    /// Output file for URL records, `-` for stdout.
-    #[arg(long, default_value = "-")]
-    output: String,
-    /// File for dead letters (invalid lines); stderr by default.
-    #[arg(long)]
-    dead_letter: Option<PathBuf>,
-    /// Also write `cached` and `rate_limited` records.
-    #[arg(long)]
-    emit_suppressed: bool,
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -346,28 +99,7 @@ fn shutdown_on_signals() -> CancellationToken {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut o = toml::Table::new();
-    let mut set = |k: &str, v: Option<toml::Value>| {
-        if let Some(v) = v {
-            o.insert(k.to_string(), v);
-        }
-    };
-    set("brokers", args.brokers.map(Into::into));
-    set(
-        "input_topics",
-        args.input_topics
-            .map(|t| toml::Value::Array(t.into_iter().map(Into::into).collect())),
-    );
-    set("output_topic", args.output_topic.map(Into::into));
-    set("dead_letter_topic", args.dead_letter_topic.map(Into::into));
-    set("group_id", args.group_id.map(Into::into));
-    set("metrics_addr", args.metrics_addr.map(Into::into));
-    set(
-        "emit_suppressed",
-        args.emit_suppressed.then_some(true.into()),
-    );
-    set("create_topics", args.create_topics.then_some(true.into()));
-    let config = load_config(args.config.as_deref(), o)?;
+    let config = load_config(args.config.as_deref(), overrides(&args.set)?)?;
     init_logging(config.log_format, "info,rdkafka=warn");
     let hooks = RunHooks {
         start_from: args
@@ -385,18 +117,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn group_config(g: GroupArgs) -> anyhow::Result<Config> {
-    let mut o = toml::Table::new();
-    if let Some(b) = g.brokers {
-        o.insert("brokers".into(), b.into());
-    }
-    if let Some(id) = g.group_id {
-        o.insert("group_id".into(), id.into());
-    }
-    if let Some(t) = g.input_topics {
-        let topics = t.into_iter().map(Into::into).collect();
-        o.insert("input_topics".into(), toml::Value::Array(topics));
-    }
-    let config = load_config(g.config.as_deref(), o)?;
+    let config = load_config(g.config.as_deref(), overrides(&g.set)?)?;
     init_logging(config.log_format, "warn,rdkafka=error");
     Ok(config)
 }
@@ -418,7 +139,7 @@ fn inspect_device(group: GroupArgs, device_id: &str) -> anyhow::Result<()> {
 
 fn reset_offsets(args: ResetOffsetsArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.group.group_id.is_some(),
+        args.group.set.group_id.is_some(),
         "name the group whose offsets move: --group-id"
     );
     let config = group_config(args.group)?;
@@ -476,46 +197,13 @@ async fn run_with_webhooks(config: Config, hooks: RunHooks) -> anyhow::Result<()
 }
 
 async fn run_passthrough(args: PassthroughArgs) -> anyhow::Result<()> {
-    let mut o = toml::Table::new();
-    if let Some(b) = args.brokers {
-        o.insert("brokers".into(), b.into());
-    }
-    o.insert(
-        "input_topics".into(),
-        toml::Value::Array(vec![args.input_topic.into()]),
-    );
-    o.insert("output_topic".into(), args.output_topic.into());
-    if let Some(g) = args.group_id {
-        o.insert("group_id".into(), g.into());
-    }
-    if let Some(m) = args.metrics_addr {
-        o.insert("metrics_addr".into(), m.into());
-    }
-    let config = load_config(args.config.as_deref(), o)?;
+    let config = load_config(args.config.as_deref(), overrides(&args.set)?)?;
     init_logging(config.log_format, "info,rdkafka=warn");
     aepiot_stream::passthrough::run(config, shutdown_on_signals()).await
 }
 
 async fn run_webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
-    let mut o = toml::Table::new();
-    if let Some(b) = args.brokers {
-        o.insert("brokers".into(), b.into());
-    }
-    if let Some(t) = args.output_topic {
-        o.insert("output_topic".into(), t.into());
-    }
-    if let Some(m) = args.metrics_addr {
-        o.insert("metrics_addr".into(), m.into());
-    }
-    if args.create_topics {
-        o.insert("create_topics".into(), true.into());
-    }
-    if let Some(g) = args.webhooks_group_id {
-        let mut w = toml::Table::new();
-        w.insert("group_id".into(), g.into());
-        o.insert("webhooks".into(), w.into());
-    }
-    let config = load_config(args.config.as_deref(), o)?;
+    let config = load_config(args.config.as_deref(), overrides(&args.set)?)?;
     init_logging(config.log_format, "info,rdkafka=warn");
     webhook::run(config, shutdown_on_signals(), WebhookHooks::default()).await
 }
@@ -571,11 +259,7 @@ fn config_check(path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn process(args: ProcessArgs) -> anyhow::Result<()> {
-    let mut overrides = toml::Table::new();
-    if args.emit_suppressed {
-        overrides.insert("emit_suppressed".into(), true.into());
-    }
-    let config = load_config(args.config.as_deref(), overrides)?;
+    let config = load_config(args.config.as_deref(), overrides(&args.set)?)?;
     let shared = Shared::new(config.engine_settings());
 
     let mut input: Box<dyn io::BufRead> = match args.input.as_str() {
