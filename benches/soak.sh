@@ -95,7 +95,7 @@ while kill -0 "$SIM" 2>/dev/null; do
   # B's RSS and devices held, every minute: tells state growth (devices, their windows filling)
   # from allocator retention after partition moves.
   if ((el >= next_sample)); then
-    devices=$(curl -s "127.0.0.1:${PORT[b]}/metrics" | awk '/^aepiot_state_devices /{print $2}')
+    devices=$(curl -s "127.0.0.1:${PORT[b]}/metrics" | awk '/^aepiot_state_devices\{/ {s += $2} END {print s + 0}')
     echo "$el $(rss "${PID[b]}") ${devices:-0}" >>"$WORK/rss_series"
     next_sample=$((next_sample + 60))
   fi
