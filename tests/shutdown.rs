@@ -3,7 +3,7 @@
 //! so an instance stopped while its broker is frozen never exited. It must exit within
 //! `drain_timeout_ms` + 15 s, with a non-zero status and a message naming the cause.
 //!
-//! On a broker of its own (`scripts/kafka.sh`, port 19698), frozen with SIGSTOP: the project's
+//! On a broker of its own (`scripts/kafka.sh`, port 19704), frozen with SIGSTOP: the project's
 //! shared test broker cannot be.
 
 mod common;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::bin;
 
-const PORT: &str = "19698";
+const PORT: &str = "19704";
 const DATA_DIR: &str = "/tmp/aepiot-kafka-shutdown";
 // Not 19699: the broker's controller listens on its port + 1.
 const METRICS: &str = "127.0.0.1:19711";
