@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::urls::{check_link, LinkHosts, FALLBACK_REGION};
 use crate::core::{EngineSettings, HostChoice, Limits, UrlSettings};
+use crate::residency::{self, ClusterConfig, RegionOutput, Routes};
+use crate::security::SecurityConfig;
 
 /// Errors that stop the program at start, each with what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -86,9 +88,16 @@ pub struct Config {
     /// Topic for URL records; Kafka key = region.
     pub output_topic: String,
     /// Region → topic for that region's URL records (data residency), e.g.
-    /// `europe = "aepiot-urls-eu"`. Regions not in it go to `output_topic`; an event whose region
-    /// is absent or unknown counts as `global` (see `unknown_region`).
-    pub output_topics_by_region: IndexMap<String, String>,
+    /// `europe = "aepiot-urls-eu"`, or a topic on another cluster of `[clusters]`:
+    /// `europe = { topic = "aepiot-urls-eu", cluster = "eu" }`. Regions not in it go to
+    /// `output_topic`; an event whose region is absent or unknown counts as `global` (see
+    /// `unknown_region`).
+    pub output_topics_by_region: IndexMap<String, RegionOutput>,
+    /// Other Kafka clusters regions' records are written to (`[clusters.<name>]`: `brokers`,
+    /// `[clusters.<name>.security]` as `[security]`, `[clusters.<name>.kafka]` properties).
+    /// At-least-once only: an input offset is committed once every output it caused is
+    /// acknowledged, whichever cluster it went to.
+    pub clusters: IndexMap<String, ClusterConfig>,
     /// What an event with no or an unknown `region` becomes: `global` (the seed's fallback: the
     /// `global` region's hosts and topic) or `dead_letter` (`invalid_field`, field `region`).
     pub unknown_region: UnknownRegion,
@@ -218,6 +227,7 @@ impl Default for Config {
             input_topics: vec!["iot-events".into()],
             output_topic: "aepiot-urls".into(),
             output_topics_by_region: IndexMap::new(),
+            clusters: IndexMap::new(),
             unknown_region: UnknownRegion::Global,
             dead_letter_topic: "aepiot-dead-letters".into(),
             group_id: "aepiot-stream".into(),
@@ -482,6 +492,11 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
         config.security.resolve().map_err(ConfigError::Invalid)?;
+        for (name, c) in config.clusters.iter_mut() {
+            c.security
+                .resolve_at(&format!("clusters.{name}.security"))
+                .map_err(ConfigError::Invalid)?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -541,18 +556,13 @@ impl Config {
                 self.group_protocol
             ));
         }
-        for (region, topic) in &self.output_topics_by_region {
-            if !self.urls.regions.contains_key(region) {
-                return bad(format!(
-                    "output_topics_by_region.{region}: {region:?} is not a region of urls.regions"
-                ));
-            }
-            if topic.trim().is_empty() {
-                return bad(format!(
-                    "output_topics_by_region.{region} must name a topic"
-                ));
-            }
-        }
+        residency::check(
+            self.urls.regions.keys(),
+            &self.output_topics_by_region,
+            &self.clusters,
+            self.processing_guarantee == Guarantee::ExactlyOnce,
+        )
+        .map_err(ConfigError::Invalid)?;
         if !self.group_instance_id.is_empty() && self.group_protocol != "classic" {
             // Measured (benches/soak.sh): under the `consumer` protocol a crashed static member
             // that restarts is refused with a fatal UNRELEASED_INSTANCE_ID until the broker
@@ -570,6 +580,14 @@ impl Config {
     /// Checks what `run` needs beyond [`Config::validate`].
     pub fn validate_for_run(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        // Also for a configuration built in code rather than loaded (`demo`, embedding, tests).
+        residency::check(
+            self.urls.regions.keys(),
+            &self.output_topics_by_region,
+            &self.clusters,
+            self.processing_guarantee == Guarantee::ExactlyOnce,
+        )
+        .map_err(ConfigError::Invalid)?;
         if self.brokers.trim().is_empty() {
             return bad("brokers must name at least one broker (host:port)");
         }
@@ -593,29 +611,47 @@ impl Config {
         Ok(())
     }
 
-    /// Every topic URL records go to: `output_topic` first, then the regions' own, each once.
+    /// Every topic of the main cluster URL records go to: `output_topic` first, then the
+    /// regions' own, each once. Topics on other clusters: [`Config::routes`].
     pub fn output_topics(&self) -> Vec<String> {
-        let mut topics = vec![self.output_topic.clone()];
-        for t in self.output_topics_by_region.values() {
-            if !topics.contains(t) {
-                topics.push(t.clone());
-            }
-        }
-        topics
+        self.routes().topics_of(0, &self.output_topic)
     }
 
     /// The output topic of each configured region, in the order of `urls.regions`.
     pub fn region_topics(&self) -> Vec<String> {
-        self.urls
-            .regions
-            .keys()
-            .map(|r| {
-                self.output_topics_by_region
-                    .get(r)
-                    .unwrap_or(&self.output_topic)
-                    .clone()
-            })
-            .collect()
+        self.routes().region_topics
+    }
+
+    /// Each region's topic and cluster, and the clusters records go to.
+    pub fn routes(&self) -> Routes {
+        Routes::new(
+            self.urls.regions.keys(),
+            &self.output_topics_by_region,
+            &self.clusters,
+            &self.output_topic,
+        )
+    }
+
+    /// How to reach cluster `index` of [`Config::routes`] (0: the main cluster).
+    pub fn cluster_access(&self, routes: &Routes, index: usize) -> ClusterAccess<'_> {
+        match index {
+            0 => ClusterAccess {
+                name: residency::MAIN_CLUSTER.to_string(),
+                brokers: &self.brokers,
+                security: &self.security,
+                kafka: &self.kafka,
+            },
+            i => {
+                let name = &routes.clusters[i];
+                let c = &self.clusters[name];
+                ClusterAccess {
+                    name: name.clone(),
+                    brokers: &c.brokers,
+                    security: &c.security,
+                    kafka: &c.kafka,
+                }
+            }
+        }
     }
 
     /// The changelog topic of an input topic's device state.
@@ -715,7 +751,11 @@ impl Config {
     /// The effective configuration as TOML, secrets replaced by `[redacted]`.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        for (k, v) in shown.kafka.iter_mut() {
+        let cluster_kafka = shown.clusters.values_mut().map(|c| &mut c.kafka);
+        for (k, v) in std::iter::once(&mut shown.kafka)
+            .chain(cluster_kafka)
+            .flat_map(|t| t.iter_mut())
+        {
             if is_secret_key(k) {
                 *v = toml::Value::String("[redacted]".into());
             }
@@ -724,6 +764,30 @@ impl Config {
             e.url = redact_url(&e.url);
         }
         toml::to_string_pretty(&shown).expect("config serializes to TOML")
+    }
+}
+
+/// One cluster's connection settings: the main cluster's (`brokers`, `[security]`, `[kafka]`) or
+/// a `[clusters.<name>]` table's.
+#[derive(Debug, Clone)]
+pub struct ClusterAccess<'a> {
+    /// The `cluster` label in metrics and logs: `main`, or the name in `[clusters]`.
+    pub name: String,
+    pub brokers: &'a str,
+    pub security: &'a SecurityConfig,
+    pub kafka: &'a BTreeMap<String, toml::Value>,
+}
+
+impl ClusterAccess<'_> {
+    /// librdkafka properties from this cluster's `kafka` table, values as strings.
+    pub fn kafka_properties(&self) -> impl Iterator<Item = (&str, String)> {
+        self.kafka.iter().map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.as_str(), s)
+        })
     }
 }
 
@@ -766,6 +830,10 @@ fn env_path(rest: &str) -> Vec<String> {
     if parts.len() == 2 && parts[0] == "kafka" {
         parts[1] = parts[1].replace('_', ".");
     }
+    // `CLUSTERS__EU__KAFKA__SASL_PASSWORD` → clusters.eu.kafka."sasl.password"
+    if parts.len() == 4 && parts[0] == "clusters" && parts[2] == "kafka" {
+        parts[3] = parts[3].replace('_', ".");
+    }
     parts.retain(|p| !p.is_empty());
     parts
 }
@@ -776,7 +844,12 @@ fn env_path(rest: &str) -> Vec<String> {
 /// error could not be raised without naming the value.
 fn env_value(path: &[String], value: &str) -> toml::Value {
     let key = path.last().map(String::as_str).unwrap_or("");
-    if path[0] == "kafka" || path[0] == "output_topics_by_region" || is_secret_key(key) {
+    let cluster_kafka = path[0] == "clusters" && path.get(2).is_some_and(|p| p == "kafka");
+    if path[0] == "kafka"
+        || path[0] == "output_topics_by_region"
+        || cluster_kafka
+        || is_secret_key(key)
+    {
         return toml::Value::String(value.to_string());
     }
     if matches!(key, "input_topics" | "hosts" | "allowed_link_hosts") {
@@ -879,6 +952,81 @@ mod tests {
         assert!(bad.unwrap_err().to_string().contains("mars"));
         let strict = load("unknown_region = \"dead_letter\"\n", &[]).unwrap();
         assert!(strict.engine_settings().unknown_region_dead_letter);
+    }
+
+    #[test]
+    fn a_region_on_another_cluster_with_its_own_security() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("eu-pw");
+        std::fs::write(&pw, "eu-file-secret\n").unwrap();
+        let text = format!(
+            "[output_topics_by_region]\neurope = {{ topic = \"urls-eu\", cluster = \"eu\" }}\n\
+             asia_pacific = \"urls-ap\"\n\
+             [clusters.eu]\nbrokers = \"eu-1:9093\"\n\
+             [clusters.eu.security]\nprotocol = \"sasl_ssl\"\nsasl_username = \"eu-user\"\n\
+             sasl_password_file = {pw:?}\n\
+             [clusters.eu.kafka]\n\"linger.ms\" = 10\n"
+        );
+        let c = load(
+            &text,
+            &[
+                (
+                    "AEPIOT_CLUSTERS__EU__KAFKA__SSL_KEY_PASSWORD",
+                    "eu-key-secret",
+                ),
+                ("AEPIOT_OUTPUT_TOPICS_BY_REGION__NORTH_AMERICA", "urls-na"),
+            ],
+        )
+        .unwrap();
+        let eu = &c.clusters["eu"];
+        assert_eq!(eu.security.sasl_password.expose(), "eu-file-secret");
+        assert_eq!(eu.kafka["ssl.key.password"].as_str(), Some("eu-key-secret"));
+        let routes = c.routes();
+        assert_eq!(routes.clusters, ["main", "eu"]);
+        assert_eq!(routes.topics_of(1, &c.output_topic), ["urls-eu"]);
+        assert!(
+            !c.output_topics().contains(&"urls-eu".to_string()),
+            "main cluster's only"
+        );
+        assert!(
+            c.output_topics().contains(&"urls-na".to_string()),
+            "env: a plain topic"
+        );
+        let access = c.cluster_access(&routes, 1);
+        assert_eq!((access.name.as_str(), access.brokers), ("eu", "eu-1:9093"));
+        // config check: shown, secrets redacted, and what it shows loads again.
+        let shown = c.to_redacted_toml();
+        assert!(
+            shown.contains("eu-1:9093") && shown.contains("eu-user"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("eu-file-secret") && !shown.contains("eu-key-secret"),
+            "{shown}"
+        );
+        let again = load(&shown.replace("[redacted]", "x"), &[]).unwrap();
+        assert_eq!(again.output_topics_by_region, c.output_topics_by_region);
+        assert_eq!(again.clusters["eu"].brokers, "eu-1:9093");
+        assert_eq!(again.clusters["eu"].security, eu.security, "the password from its file");
+
+        let unknown = "[output_topics_by_region]\neurope = { topic = \"t\", cluster = \"us\" }\n";
+        let e = load(unknown, &[]).unwrap_err().to_string();
+        assert!(e.contains("cluster \"us\" is not defined"), "{e}");
+        let bad_entry = "[output_topics_by_region]\neurope = { topic = \"t\", clutser = \"eu\" }\n";
+        let e = load(bad_entry, &[]).unwrap_err().to_string();
+        assert!(e.contains("a topic name, or a table"), "{e}");
+        let eos = format!("processing_guarantee = \"exactly_once\"\n{text}");
+        let e = load(&eos, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("a Kafka transaction cannot span clusters"),
+            "{e}"
+        );
+        let no_password = "[clusters.eu]\nbrokers = \"b:1\"\n[clusters.eu.security]\nprotocol = \"sasl_plaintext\"\nsasl_username = \"u\"\n";
+        let e = load(no_password, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("AEPIOT_CLUSTERS__EU__SECURITY__SASL_PASSWORD"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //!   [`core::limiter`] and [`core::state`] hold each device's rate limit and dedupe cache,
 //!   [`core::urls`] builds the URLs, [`core::record`] encodes URL records and dead letters, and
 //!   [`core::engine`] runs them in that order for one partition.
-//! - [`config`]: the configuration (TOML, `AEPIOT_*` environment, flags) and its validation.
+//! - [`config`]: the configuration (TOML, `AEPIOT_*` environment, flags) and its validation;
+//!   [`residency`] where each region's records go (a topic, optionally on another cluster).
 //! - [`process`]: the offline adapter, JSON Lines in and out.
 //! - [`kafka`]: the Kafka adapter: [`kafka::pipeline`] wires a consumer whose partitions each get a
-//!   [`kafka::worker`] (one engine per partition), a producer whose acks flow back through
-//!   [`kafka::acks`] into each worker's [`kafka::inflight`] tracker (what may be committed), state
+//!   [`kafka::worker`] (one engine per partition), a producer per cluster whose acks flow back
+//!   through [`kafka::acks`] into each worker's [`kafka::inflight`] tracker (what may be
+//!   committed; a regional cluster's wait measured by [`kafka::ack_wait`]), state
 //!   changes written to the changelog in cuts by [`kafka::state_writes`], produce failures sorted
 //!   by [`kafka::failure`] (one record's: a dead letter; the cluster's: a [`kafka::fatal`] stop),
 //!   and rebalance handling in [`kafka::rebalance`].
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod passthrough;
 pub mod process;
 pub mod replay;
+pub mod residency;
 pub mod security;
 pub mod simulate;
 pub mod status;

@@ -217,44 +217,51 @@ impl Default for SecurityConfig {
 impl SecurityConfig {
     /// Reads `*_file` secrets and checks the combination; returns what to fix.
     pub fn resolve(&mut self) -> Result<(), String> {
+        self.resolve_at("security")
+    }
+
+    /// As [`SecurityConfig::resolve`], for the settings at key path `at` (`security`, or
+    /// `clusters.<name>.security`), which the messages name.
+    pub fn resolve_at(&mut self, at: &str) -> Result<(), String> {
         read_secret_file(
             &mut self.sasl_password,
             &self.sasl_password_file,
-            "security.sasl_password_file",
+            &format!("{at}.sasl_password_file"),
         )?;
         read_secret_file(
             &mut self.ssl_key_password,
             &self.ssl_key_password_file,
-            "security.ssl_key_password_file",
+            &format!("{at}.ssl_key_password_file"),
         )?;
         if self.protocol.uses_sasl()
             && (self.sasl_username.is_empty() || self.sasl_password.is_empty())
         {
+            let env =
+                format!("AEPIOT_{}__SASL_PASSWORD", at.replace('.', "__")).to_ascii_uppercase();
             return Err(format!(
-                "security.protocol = {:?} needs security.sasl_username and a password \
-                 (security.sasl_password, AEPIOT_SECURITY__SASL_PASSWORD or security.sasl_password_file)",
+                "{at}.protocol = {:?} needs {at}.sasl_username and a password \
+                 ({at}.sasl_password, {env} or {at}.sasl_password_file)",
                 self.protocol.librdkafka()
             ));
         }
         for (name, path) in [
-            ("security.ssl_ca_location", &self.ssl_ca_location),
-            (
-                "security.ssl_certificate_location",
-                &self.ssl_certificate_location,
-            ),
-            ("security.ssl_key_location", &self.ssl_key_location),
+            ("ssl_ca_location", &self.ssl_ca_location),
+            ("ssl_certificate_location", &self.ssl_certificate_location),
+            ("ssl_key_location", &self.ssl_key_location),
         ] {
             if let Some(p) = path {
                 if !p.is_file() {
-                    return Err(format!("{name}: {} is not a readable file", p.display()));
+                    return Err(format!(
+                        "{at}.{name}: {} is not a readable file",
+                        p.display()
+                    ));
                 }
             }
         }
         if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
-            return Err(
-                "security.ssl_certificate_location and security.ssl_key_location go together"
-                    .into(),
-            );
+            return Err(format!(
+                "{at}.ssl_certificate_location and {at}.ssl_key_location go together"
+            ));
         }
         Ok(())
     }

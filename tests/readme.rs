@@ -36,6 +36,10 @@ fn every_config_key_is_in_the_readme_table() {
             "security.ssl_certificate_location",
             "security.ssl_key_location",
             "security.ssl_key_password_file",
+            // `[clusters.<name>]` tables: none by default.
+            "clusters.<name>.brokers",
+            "clusters.<name>.security",
+            "clusters.<name>.kafka",
         ]
         .map(String::from),
     );
