@@ -4,8 +4,8 @@
 //! per-event path is an atomic add, not a lock and a hash lookup.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 use crate::core::{Decision, ErrorKind};
@@ -32,6 +32,9 @@ pub struct Metrics {
     pub state_restored_records: IntCounter,
     pub state_evictions: IntCounter,
     pub records_written: IntCounterVec,
+    pub producer_errors: IntCounterVec,
+    pub cluster_outputs_waiting: IntGaugeVec,
+    pub cluster_ack_wait: GaugeVec,
     pub webhook_requests: IntCounterVec,
     pub webhook_latency: HistogramVec,
     pub webhook_retries: IntCounter,
@@ -158,6 +161,30 @@ impl Metrics {
             &["topic"],
         )
         .unwrap();
+        let producer_errors = IntCounterVec::new(
+            Opts::new(
+                "aepiot_producer_errors_total",
+                "Producer errors, by cluster (`main`, or a name of [clusters]): client errors such as an unreachable broker or refused authentication, and deliveries the cluster refused",
+            ),
+            &["cluster"],
+        )
+        .unwrap();
+        let cluster_outputs_waiting = IntGaugeVec::new(
+            Opts::new(
+                "aepiot_cluster_outputs_waiting",
+                "Outputs produced to a cluster and not yet acknowledged by it (queued or in flight), by cluster; from librdkafka's statistics, every 5 s",
+            ),
+            &["cluster"],
+        )
+        .unwrap();
+        let cluster_ack_wait = GaugeVec::new(
+            Opts::new(
+                "aepiot_cluster_ack_wait_seconds",
+                "How long a cluster has had outputs waiting without acknowledging any, by cluster (0 while it acknowledges); meanwhile the offsets of the input partitions whose records wait for it are not committed past them",
+            ),
+            &["cluster"],
+        )
+        .unwrap();
         let state_evictions = IntCounter::new(
             "aepiot_state_evictions_total",
             "Devices whose state was dropped to keep the instance within limits.max_devices",
@@ -220,6 +247,9 @@ impl Metrics {
             delivery_failures,
             state_evictions,
             records_written,
+            producer_errors,
+            cluster_outputs_waiting,
+            cluster_ack_wait,
             state_restore_seconds,
             state_restored_records,
             webhook_requests,
@@ -270,6 +300,10 @@ impl Metrics {
             .unwrap();
         r.register(Box::new(self.state_evictions.clone())).unwrap();
         r.register(Box::new(self.records_written.clone())).unwrap();
+        r.register(Box::new(self.producer_errors.clone())).unwrap();
+        r.register(Box::new(self.cluster_outputs_waiting.clone()))
+            .unwrap();
+        r.register(Box::new(self.cluster_ack_wait.clone())).unwrap();
         r.register(Box::new(self.state_restore_seconds.clone()))
             .unwrap();
         r.register(Box::new(self.state_restored_records.clone()))

@@ -5,8 +5,8 @@
 //! future, so producing allocates nothing per record for tracking. The callback runs on the
 //! producer's polling thread and only sends the ack down the worker's channel.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use rdkafka::error::KafkaError;
@@ -14,6 +14,7 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::{ClientContext, Message, Statistics};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use super::ack_wait::AckWait;
 use crate::metrics::Metrics;
 
 const _: () = assert!(
@@ -87,17 +88,76 @@ impl AckRouter {
     }
 }
 
-/// The producer's context: routes acks and reports the queue depth.
+/// A producer's context: routes acks (every cluster's producer into the same router, so a worker
+/// tracks its outputs wherever they went) and reports its cluster's metrics.
 pub struct ProducerCtx {
     pub router: Arc<AckRouter>,
     pub metrics: Metrics,
+    /// `main`, or the name in `[clusters]`: the `cluster` label.
+    cluster: String,
+    /// Acknowledgements so far (successful or not), for the ack wait.
+    acked: AtomicU64,
+    wait: Mutex<AckWait>,
+}
+
+impl ProducerCtx {
+    pub fn new(router: Arc<AckRouter>, metrics: Metrics, cluster: &str) -> Self {
+        // The series exist at 0 from the start.
+        metrics.producer_errors.with_label_values(&[cluster]);
+        metrics
+            .cluster_outputs_waiting
+            .with_label_values(&[cluster]);
+        metrics.cluster_ack_wait.with_label_values(&[cluster]);
+        ProducerCtx {
+            router,
+            metrics,
+            cluster: cluster.to_owned(),
+            acked: AtomicU64::new(0),
+            wait: Mutex::new(AckWait::default()),
+        }
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    fn is_main(&self) -> bool {
+        self.cluster == crate::residency::MAIN_CLUSTER
+    }
 }
 
 impl ClientContext for ProducerCtx {
     fn stats(&self, statistics: Statistics) {
+        // msg_cnt: produced and not yet delivery-reported (queued or awaiting the broker's ack).
+        let waiting = statistics.msg_cnt;
+        if self.is_main() {
+            self.metrics.producer_queue_messages.set(waiting as i64);
+        }
+        let label = [self.cluster.as_str()];
         self.metrics
-            .producer_queue_messages
-            .set(statistics.msg_cnt as i64);
+            .cluster_outputs_waiting
+            .with_label_values(&label)
+            .set(waiting as i64);
+        let acked = self.acked.load(Ordering::Relaxed);
+        let secs = self.wait.lock().expect("ack wait lock").observe(
+            super::inflight::now_ms(),
+            waiting,
+            acked,
+        );
+        self.metrics
+            .cluster_ack_wait
+            .with_label_values(&label)
+            .set(secs);
+    }
+
+    /// Client errors (a broker unreachable, authentication refused): counted per cluster. While a
+    /// regional cluster is away its producer keeps retrying, so this is where the outage shows.
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics
+            .producer_errors
+            .with_label_values(&[&self.cluster])
+            .inc();
+        tracing::warn!(cluster = %self.cluster, error = %error, reason, "Kafka producer error");
     }
 }
 
@@ -105,10 +165,14 @@ impl ProducerContext for ProducerCtx {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let failed = result
-            .as_ref()
-            .err()
-            .map(|(e, m)| Box::new(Failed::new(e.clone(), m.topic(), m.payload())));
+        self.acked.fetch_add(1, Ordering::Relaxed);
+        let failed = result.as_ref().err().map(|(e, m)| {
+            self.metrics
+                .producer_errors
+                .with_label_values(&[&self.cluster])
+                .inc();
+            Box::new(Failed::new(e.clone(), m.topic(), m.payload()))
+        });
         self.router.route(opaque, failed);
     }
 }

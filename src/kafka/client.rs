@@ -3,16 +3,23 @@
 
 use rdkafka::ClientConfig;
 
-use crate::config::{Config, Guarantee, OffsetReset};
+use crate::config::{ClusterAccess, Config, Guarantee, OffsetReset};
+use crate::residency::Routes;
 
 /// Settings every client shares: brokers, a client id naming its role, statistics, security.
 pub fn base(config: &Config, role: &str) -> ClientConfig {
+    let main = config.cluster_access(&config.routes(), 0);
+    base_on(&main, role)
+}
+
+/// [`base`] for any cluster: its brokers and security.
+pub fn base_on(cluster: &ClusterAccess<'_>, role: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers)
+    c.set("bootstrap.servers", cluster.brokers)
         .set("client.id", format!("aepiot-stream-{role}"))
-        // Lag per partition comes from librdkafka's statistics.
+        // Lag per partition, and the producers' queues, come from librdkafka's statistics.
         .set("statistics.interval.ms", "5000");
-    config.security.apply(&mut c);
+    cluster.security.apply(&mut c);
     c
 }
 
@@ -108,4 +115,45 @@ pub fn transactional_id(config: &Config) -> String {
 /// Clients for start-up checks and topic creation.
 pub fn admin_config(config: &Config) -> ClientConfig {
     overlay(base(config, "admin"), config)
+}
+
+/// Admin clients of cluster `index` of `routes` (0: the main cluster, as [`admin_config`]).
+pub fn admin_config_on(config: &Config, routes: &Routes, index: usize) -> ClientConfig {
+    if index == 0 {
+        return admin_config(config);
+    }
+    let cluster = config.cluster_access(routes, index);
+    overlay_on(
+        base_on(&cluster, &format!("admin-{}", cluster.name)),
+        &cluster,
+    )
+}
+
+/// The producer of a regional cluster (`[clusters.<name>]`): the main producer's settings, except
+/// that it retries for ever (`message.timeout.ms = 0`, librdkafka's "infinite"). While that
+/// cluster is away its records wait in this producer's queue, and the offsets of the partitions
+/// that produced them are not committed past them; the other clusters' records go on. A timeout
+/// would instead stop the whole instance, every region with it, for one region's outage.
+/// Bounded by `queue.buffering.max.*`: once full, the partitions with records for this cluster
+/// wait too. Its own `[clusters.<name>.kafka]` properties apply on top, never the main `[kafka]`.
+pub fn regional_producer_config(config: &Config, routes: &Routes, index: usize) -> ClientConfig {
+    let cluster = config.cluster_access(routes, index);
+    let mut c = base_on(&cluster, &format!("producer-{}", cluster.name));
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("queue.buffering.max.kbytes", "131072")
+        .set("message.timeout.ms", "0");
+    overlay_on(c, &cluster)
+}
+
+/// A cluster's own librdkafka properties on top of the processor's.
+fn overlay_on(mut c: ClientConfig, cluster: &ClusterAccess<'_>) -> ClientConfig {
+    for (k, v) in cluster.kafka_properties() {
+        c.set(k, v);
+    }
+    c
 }

@@ -21,6 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::ToBytes;
 use rdkafka::producer::BaseRecord;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
 
 use super::acks::{Ack, AckRouter, Failed};
 use super::failure::{classify, Failure};
@@ -63,6 +64,10 @@ pub struct Inflight {
     acked_through: u64,
     /// Set once the instance must stop: nothing more is stored for commit.
     pub failed: bool,
+    /// The worker's stop token (a revoke or a shutdown): see [`Inflight::send_on`].
+    stop: CancellationToken,
+    /// Set when a record was given up unproduced at a stop: nothing more is stored for commit.
+    abandoned: bool,
     /// Outputs refused by the broker, waiting for their dead letters.
     pub to_dead_letter: Vec<Refused>,
     /// `aepiot_processing_latency_seconds` and `aepiot_event_age_seconds`, buffered per worker
@@ -100,6 +105,7 @@ impl Inflight {
         partition: i32,
         id: u32,
         acks: UnboundedReceiver<Ack>,
+        stop: CancellationToken,
     ) -> Self {
         // Without a changelog every acknowledged record may be committed.
         let commit_limit = if env.changelog.is_some() && env.gate.is_none() {
@@ -120,6 +126,8 @@ impl Inflight {
             commit_limit,
             acked_through: 0,
             failed: false,
+            stop,
+            abandoned: false,
             to_dead_letter: Vec::new(),
         }
     }
@@ -182,16 +190,35 @@ impl Inflight {
         self.pending.iter().any(|p| p.outstanding > 0)
     }
 
-    /// Produces with back-pressure: a full producer queue waits for acks; nothing is dropped.
-    /// Any other error is returned with the record, for the caller to classify.
+    /// Produces to the main cluster: see [`Inflight::send_on`].
     pub async fn send<'a, K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
         &mut self,
+        record: BaseRecord<'a, K, P, usize>,
+    ) -> Result<(), (KafkaError, BaseRecord<'a, K, P, usize>)> {
+        self.send_on(0, record).await
+    }
+
+    /// Produces to cluster `cluster` (an index of `env.producers`) with back-pressure: a full
+    /// producer queue waits for acks; nothing is dropped. Any other error is returned with the
+    /// record, for the caller to classify.
+    ///
+    /// A regional producer retries for ever, so its queue stays full while its cluster is away.
+    /// Once this worker is told to stop (a revoke, a shutdown) it gives up waiting: the record is
+    /// not produced and its slot never completes, so no offset is committed past it and the
+    /// partition's next owner processes it again.
+    pub async fn send_on<'a, K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+        &mut self,
+        cluster: usize,
         mut record: BaseRecord<'a, K, P, usize>,
     ) -> Result<(), (KafkaError, BaseRecord<'a, K, P, usize>)> {
         loop {
-            match self.env.producer.send(record) {
+            match self.env.producers[cluster].send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    if self.stop.is_cancelled() {
+                        self.abandoned = true;
+                        return Ok(());
+                    }
                     record = r;
                     self.take_acks();
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -330,7 +357,7 @@ impl Inflight {
     pub fn store_progress(&mut self) {
         self.latency.flush();
         self.age.flush();
-        if self.failed {
+        if self.failed || self.abandoned {
             return;
         }
         let mut last = None;
@@ -376,16 +403,16 @@ mod tests {
     fn inflight(changelog: bool) -> (Inflight, Arc<WorkerEnv>) {
         let metrics = Metrics::new();
         let router = Arc::new(AckRouter::default());
-        let producer = ClientConfig::new()
+        let producer: rdkafka::producer::ThreadedProducer<ProducerCtx> = ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:1")
-            .create_with_context(ProducerCtx {
-                router: router.clone(),
-                metrics: metrics.clone(),
-            })
+            .create_with_context(ProducerCtx::new(router.clone(), metrics.clone(), "main"))
             .unwrap();
+        let producer = Arc::new(producer);
         let env = Arc::new(WorkerEnv {
             consumer: Weak::new(),
-            producer: Arc::new(producer),
+            producers: vec![producer.clone()],
+            region_clusters: vec![0],
+            producer,
             router: router.clone(),
             shared: Shared::new(EngineSettings::default()),
             metrics,
@@ -408,7 +435,8 @@ mod tests {
             status: None,
         });
         let (id, acks) = router.register();
-        (Inflight::new(env.clone(), "in", 0, id, acks), env)
+        let stop = CancellationToken::new();
+        (Inflight::new(env.clone(), "in", 0, id, acks, stop), env)
     }
 
     fn ack(seq: u64, error: Option<(RDKafkaErrorCode, &str)>) -> Ack {

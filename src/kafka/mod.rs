@@ -3,6 +3,7 @@
 //! Data flows one way: consumer → partition worker (engine) → producer. Only acknowledgements
 //! flow back (producer → worker), and offsets (worker → consumer's offset store → commit).
 
+pub mod ack_wait;
 pub mod acks;
 pub mod changelog;
 pub mod client;

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::acks::{AckRouter, ProducerCtx};
 use super::changelog;
-use super::client::{admin_config, consumer_config, producer_config};
+use super::client::{admin_config, consumer_config, producer_config, regional_producer_config};
 use super::fatal::{Fatal, FatalCause};
 use super::main_queue;
 use super::progress::log_progress;
@@ -117,12 +117,32 @@ pub async fn run(
 
     let router = Arc::new(AckRouter::default());
     let producer: ThreadedProducer<ProducerCtx> = producer_config(&config)
-        .create_with_context(ProducerCtx {
-            router: router.clone(),
-            metrics: metrics.clone(),
-        })
+        .create_with_context(ProducerCtx::new(
+            router.clone(),
+            metrics.clone(),
+            crate::residency::MAIN_CLUSTER,
+        ))
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
     let producer = Arc::new(producer);
+    // One producer per regional cluster, its acks into the same router: a worker's in-flight
+    // tracker sees every output of a record, whichever cluster it went to.
+    let routes = if hooks.passthrough {
+        // Everything to `output_topic`, counted on its series.
+        crate::residency::Routes {
+            region_topics: vec![config.output_topic.clone(); config.urls.regions.len().max(1)],
+            region_clusters: vec![0; config.urls.regions.len().max(1)],
+            clusters: vec![crate::residency::MAIN_CLUSTER.into()],
+        }
+    } else {
+        config.routes()
+    };
+    let mut producers = vec![producer.clone()];
+    for (i, name) in routes.clusters.iter().enumerate().skip(1) {
+        let p: ThreadedProducer<ProducerCtx> = regional_producer_config(&config, &routes, i)
+            .create_with_context(ProducerCtx::new(router.clone(), metrics.clone(), name))
+            .map_err(|e| anyhow::anyhow!("cannot create the producer of cluster {name:?}: {e}"))?;
+        producers.push(Arc::new(p));
+    }
     let txn = match config.processing_guarantee {
         Guarantee::AtLeastOnce => None,
         Guarantee::ExactlyOnce => {
@@ -145,15 +165,12 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
     let fatal = Arc::new(Fatal::default());
-    let region_topics = if hooks.passthrough {
-        // Everything to `output_topic`, counted on its series.
-        vec![config.output_topic.clone(); config.urls.regions.len().max(1)]
-    } else {
-        config.region_topics()
-    };
+    let region_topics = routes.region_topics;
     let env = Arc::new(WorkerEnv {
         consumer: Arc::downgrade(&consumer),
         producer: producer.clone(),
+        producers: producers.clone(),
+        region_clusters: routes.region_clusters,
         router,
         shared: Shared::new(config.run_engine_settings(max_output_bytes)),
         metrics: metrics.clone(),
@@ -224,11 +241,10 @@ pub async fn run(
     };
     let poller = {
         let stop = stop.clone();
-        let producer = producer.clone();
         let health = health.clone();
         std::thread::Builder::new()
             .name("aepiot-consumer".into())
-            .spawn(move || poll_until_stopped(consumer, producer, stop, health, committer))?
+            .spawn(move || poll_until_stopped(consumer, producers, stop, health, committer))?
     };
     tokio::select! {
         _ = shutdown.cancelled() => tracing::info!("shutting down: draining partitions"),
@@ -248,7 +264,7 @@ pub async fn run(
 /// block while partitions drain) until `stop`, then shuts the consumer and producer down.
 fn poll_until_stopped(
     consumer: Arc<BaseConsumer<ConsumerCtx>>,
-    producer: Arc<ThreadedProducer<ProducerCtx>>,
+    producers: Vec<Arc<ThreadedProducer<ProducerCtx>>>,
     stop: CancellationToken,
     health: Arc<Health>,
     committer: Option<std::thread::JoinHandle<()>>,
@@ -269,7 +285,13 @@ fn poll_until_stopped(
     // Dropping the last reference closes the consumer: it leaves the group, so the partitions move
     // to the other instances right away instead of after the session timeout.
     drop(consumer);
-    if let Err(e) = producer.flush(Duration::from_secs(10)) {
-        tracing::warn!(error = %e, "producer flush did not complete");
+    // One deadline for all: a regional cluster that is away must not add its own 10 s. What is
+    // not flushed was not committed either: the next owner produces it again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for p in producers {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if let Err(e) = p.flush(left) {
+            tracing::warn!(cluster = %p.context().cluster(), error = %e, "producer flush did not complete");
+        }
     }
 }

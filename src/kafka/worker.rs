@@ -72,7 +72,13 @@ pub type Poison = DashMap<(String, i32, i64), ErrorKind>;
 /// What every worker of a process shares.
 pub struct WorkerEnv {
     pub consumer: Weak<BaseConsumer<ConsumerCtx>>,
+    /// The main cluster's producer (outputs, dead letters, state, transactions).
     pub producer: Arc<ThreadedProducer<ProducerCtx>>,
+    /// Every cluster's producer by cluster index (`Routes::clusters`): `producer` first, then one
+    /// per regional cluster. Their acks all go through `router`.
+    pub producers: Vec<Arc<ThreadedProducer<ProducerCtx>>>,
+    /// The cluster of each region's topic, by region index.
+    pub region_clusters: Vec<usize>,
     pub router: Arc<AckRouter>,
     pub shared: Arc<Shared>,
     pub metrics: Metrics,
@@ -162,7 +168,7 @@ pub fn spawn(
         notify,
         position: position.clone(),
         status_link: WorkerLink::new(env.status.as_ref(), topic, partition),
-        inflight: Inflight::new(env, topic, partition, id, acks),
+        inflight: Inflight::new(env, topic, partition, id, acks, stop.clone()),
         state,
         evictions_counted: 0,
         dead_letters_resent: HashSet::new(),
@@ -450,7 +456,8 @@ impl Worker {
                     .payload(json)
                     .headers(headers::url_record(status.as_str(), device_id, event_type));
                 self.inflight.add_outputs(seq, 1);
-                match self.inflight.send(record).await {
+                let cluster = env.region_clusters[region_index];
+                match self.inflight.send_on(cluster, record).await {
                     Ok(()) => {
                         env.written[region_index].inc();
                         None
