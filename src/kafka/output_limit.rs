@@ -8,7 +8,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 
-use super::client::admin_config;
+use super::client::admin_config_on;
 use crate::config::Config;
 
 /// librdkafka's default `message.max.bytes`.
@@ -18,23 +18,54 @@ const PRODUCER_DEFAULT: usize = 1_000_000;
 /// key, header names, record and batch overhead.
 const OVERHEAD: usize = 2048;
 
-/// Reads the limit; a topic whose configuration cannot be read counts with the broker default.
+/// Reads the limit over every cluster records go to; a topic whose configuration cannot be read
+/// (or a regional cluster that is away) counts with the producer's limit.
 pub async fn max_output_bytes(config: &Config) -> anyhow::Result<usize> {
-    let producer = config
-        .kafka_properties()
+    let routes = config.routes();
+    let mut limit = usize::MAX;
+    for i in 0..routes.clusters.len() {
+        let access = config.cluster_access(&routes, i);
+        let mut topics = routes.topics_of(i, &config.output_topic);
+        if i == 0 {
+            topics.push(config.dead_letter_topic.clone());
+        }
+        let producer = producer_limit(access.kafka_properties(), &access.name)?;
+        let client = admin_config_on(config, &routes, i);
+        limit = limit.min(topics_limit(client, &access.name, &topics, producer).await?);
+    }
+    let limit = limit.saturating_sub(OVERHEAD).max(OVERHEAD);
+    tracing::info!(max_output_bytes = limit, "largest output record");
+    Ok(limit)
+}
+
+/// The producer's `message.max.bytes` from a cluster's `[kafka]` properties, or the default.
+fn producer_limit<'a>(
+    mut properties: impl Iterator<Item = (&'a str, String)>,
+    cluster: &str,
+) -> anyhow::Result<usize> {
+    properties
         .find(|(k, _)| *k == "message.max.bytes")
         .map(|(_, v)| {
             v.parse::<usize>().map_err(|_| {
-                anyhow::anyhow!("[kafka] message.max.bytes = {v:?} is not a number of bytes")
+                anyhow::anyhow!(
+                    "message.max.bytes = {v:?} (cluster {cluster:?}) is not a number of bytes"
+                )
             })
         })
-        .transpose()?
-        .unwrap_or(PRODUCER_DEFAULT);
-    let admin: AdminClient<DefaultClientContext> = admin_config(config)
+        .transpose()
+        .map(|v| v.unwrap_or(PRODUCER_DEFAULT))
+}
+
+/// The smallest `max.message.bytes` of `topics` on one cluster, and `producer`.
+async fn topics_limit(
+    client: rdkafka::ClientConfig,
+    cluster: &str,
+    topics: &[String],
+    producer: usize,
+) -> anyhow::Result<usize> {
+    let admin: AdminClient<DefaultClientContext> = client
         .create()
-        .map_err(|e| anyhow::anyhow!("cannot create the Kafka admin client: {e}"))?;
-    let mut topics = config.output_topics();
-    topics.push(config.dead_letter_topic.clone());
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka admin client ({cluster}): {e}"))?;
     let resources: Vec<ResourceSpecifier<'_>> = topics
         .iter()
         .map(|t| ResourceSpecifier::Topic(t.as_str()))
@@ -51,16 +82,14 @@ pub async fn max_output_bytes(config: &Config) -> anyhow::Result<usize> {
                 match value {
                     Some(v) => limit = limit.min(v),
                     None => {
-                        tracing::warn!(%topic, "cannot read max.message.bytes; assuming the producer's limit")
+                        tracing::warn!(%topic, cluster, "cannot read max.message.bytes; assuming the producer's limit")
                     }
                 }
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the output topics' max.message.bytes; assuming the producer's limit")
+            tracing::warn!(cluster, error = %e, "cannot read the output topics' max.message.bytes; assuming the producer's limit")
         }
     }
-    let limit = limit.saturating_sub(OVERHEAD).max(OVERHEAD);
-    tracing::info!(max_output_bytes = limit, "largest output record");
     Ok(limit)
 }

@@ -17,7 +17,7 @@ use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
-use super::client::admin_config;
+use super::client::{admin_config, admin_config_on};
 use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +30,13 @@ pub enum StartupError {
     },
     #[error("input topic {0:?} does not exist (create it, or fix input_topics)")]
     MissingInputTopic(String),
-    #[error("{role} topic {topic:?} does not exist (create it, or set create_topics = true)")]
-    MissingOutputTopic { role: &'static str, topic: String },
+    #[error("{role} topic {topic:?}{on} does not exist (create it, or set create_topics = true)")]
+    MissingOutputTopic {
+        role: &'static str,
+        topic: String,
+        /// Empty on the main cluster, else ` on cluster "<name>"`.
+        on: String,
+    },
     #[error("cannot create topic {topic:?}: {error}")]
     CreateTopic { topic: String, error: String },
     #[error("invalid Kafka client settings: {0}")]
@@ -98,7 +103,8 @@ impl LastError {
     }
 }
 
-/// Runs the checks, creating output topics if configured.
+/// Runs the checks, creating output topics if configured: the main cluster's (input, outputs,
+/// dead letters), then each regional cluster's outputs on that cluster.
 pub async fn check(config: &Config) -> Result<(), StartupError> {
     let admin: AdminClient<LastError> = admin_config(config)
         .create_with_context(LastError::default())
@@ -107,7 +113,7 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
         .create_with_context(LastError::default())
         .map_err(|e| StartupError::Client(e.to_string()))?;
     let deadline = Instant::now() + Duration::from_millis(config.startup_timeout_ms);
-    let metadata = metadata_until(&probe, config, deadline).await?;
+    let metadata = metadata_until(&probe, &config.brokers, config, deadline).await?;
     let exists = |t: &str| {
         metadata
             .topics()
@@ -126,7 +132,7 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
                 })
                 .tick(None);
             tokio::time::sleep(Duration::from_millis(500)).await;
-            found = metadata_until(&probe, config, deadline)
+            found = metadata_until(&probe, &config.brokers, config, deadline)
                 .await?
                 .topics()
                 .iter()
@@ -138,11 +144,62 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
     }
 
     let output_topics = config.output_topics();
-    let outputs: Vec<(&str, &String)> = output_topics
+    let outputs: Vec<(&'static str, &String)> = output_topics
         .iter()
         .map(|t| ("output", t))
         .chain([("dead-letter", &config.dead_letter_topic)])
         .collect();
+    ensure_outputs(&admin, &metadata, config, &outputs, "").await?;
+
+    let routes = config.routes();
+    for (i, name) in routes.clusters.iter().enumerate().skip(1) {
+        let access = config.cluster_access(&routes, i);
+        let client = admin_config_on(config, &routes, i);
+        let admin: AdminClient<LastError> = client
+            .create_with_context(LastError::default())
+            .map_err(|e| StartupError::Client(format!("cluster {name:?}: {e}")))?;
+        let probe: BaseProducer<LastError> = client
+            .create_with_context(LastError::default())
+            .map_err(|e| StartupError::Client(format!("cluster {name:?}: {e}")))?;
+        // A regional cluster that is away must not stop the other regions: its records wait in
+        // its producer (which retries for ever) until it is back. Its topics are checked then, by
+        // the producer: a missing one stops the instance with its name.
+        let metadata = match metadata_until(&probe, access.brokers, config, deadline).await {
+            Err(StartupError::Unreachable { last_error, .. }) => {
+                tracing::warn!(cluster = %name, brokers = access.brokers, %last_error, "regional cluster unreachable at start; its records will wait for it, the other regions go on");
+                continue;
+            }
+            other => other?,
+        };
+        let topics = routes.topics_of(i, &config.output_topic);
+        let outputs: Vec<(&'static str, &String)> = topics.iter().map(|t| ("output", t)).collect();
+        ensure_outputs(
+            &admin,
+            &metadata,
+            config,
+            &outputs,
+            &format!(" on cluster {name:?}"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Checks that the `(role, topic)` outputs exist in `metadata`, creating the missing ones when
+/// `create_topics` is set; `on` names the cluster in errors (empty for the main cluster).
+async fn ensure_outputs(
+    admin: &AdminClient<LastError>,
+    metadata: &Metadata,
+    config: &Config,
+    outputs: &[(&'static str, &String)],
+    on: &str,
+) -> Result<(), StartupError> {
+    let exists = |t: &str| {
+        metadata
+            .topics()
+            .iter()
+            .any(|m| m.name() == t && !m.partitions().is_empty())
+    };
     let missing: Vec<_> = outputs.iter().filter(|(_, t)| !exists(t)).collect();
     if missing.is_empty() {
         return Ok(());
@@ -150,8 +207,9 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
     if !config.create_topics {
         let (role, topic) = missing[0];
         return Err(StartupError::MissingOutputTopic {
-            role,
+            role: *role,
             topic: topic.to_string(),
+            on: on.to_owned(),
         });
     }
     let new: Vec<NewTopic> = missing
@@ -177,7 +235,7 @@ pub async fn check(config: &Config) -> Result<(), StartupError> {
     for r in results {
         match r {
             Ok(topic) => {
-                tracing::info!(%topic, partitions = config.create_topics_partitions, "created topic")
+                tracing::info!(%topic, partitions = config.create_topics_partitions, cluster = on.trim(), "created topic")
             }
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
@@ -247,6 +305,7 @@ impl Waiting {
 
 async fn metadata_until(
     probe: &BaseProducer<LastError>,
+    brokers: &str,
     config: &Config,
     deadline: Instant,
 ) -> Result<Metadata, StartupError> {
@@ -256,7 +315,7 @@ async fn metadata_until(
         waiting
             .get_or_insert_with(|| {
                 Waiting::start(
-                    format!("the Kafka brokers at {} to answer", config.brokers),
+                    format!("the Kafka brokers at {brokers} to answer"),
                     deadline,
                 )
             })
@@ -281,7 +340,7 @@ async fn metadata_until(
             Ok(m) if !m.brokers().is_empty() => return Ok(m),
             Ok(_) if Instant::now() >= deadline => {
                 return Err(StartupError::Unreachable {
-                    brokers: config.brokers.clone(),
+                    brokers: brokers.to_owned(),
                     secs: config.startup_timeout_ms / 1000,
                     last_error: "no brokers in metadata".into(),
                 })
@@ -290,13 +349,13 @@ async fn metadata_until(
                 let why = client.context().get();
                 if let Some((true, reason)) = &why {
                     return Err(StartupError::Refused {
-                        brokers: config.brokers.clone(),
+                        brokers: brokers.to_owned(),
                         error: reason.clone(),
                     });
                 }
                 if Instant::now() >= deadline {
                     return Err(StartupError::Unreachable {
-                        brokers: config.brokers.clone(),
+                        brokers: brokers.to_owned(),
                         secs: config.startup_timeout_ms / 1000,
                         last_error: why.map_or_else(|| e.to_string(), |(_, reason)| reason),
                     });
