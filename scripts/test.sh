@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs the Debian packages the tests use (if missing), starts the
-# project's Kafka broker (if not running; scripts/kafka.sh fetches Kafka from Maven Central once),
-# then `cargo test`. Set KAFKA_BOOTSTRAP=host:port to test against another broker.
+# project's Kafka broker (if not running; scripts/kafka.sh fetches Kafka from Maven Central once)
+# and a second one, a cluster of its own, for the data-residency tests, then `cargo test`. Set
+# KAFKA_BOOTSTRAP=host:port (and KAFKA_BOOTSTRAP_EU for the second cluster) to test against other
+# brokers. The outage test (tests/residency_outage.rs) starts, stops and restarts a third broker of
+# its own (port 19698), so stopping it disturbs no other test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +12,11 @@ bash scripts/install-ci-deps.sh
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   bash scripts/kafka.sh start
   export KAFKA_BOOTSTRAP="$(bash scripts/kafka.sh bootstrap)"
+fi
+# The second cluster: the tests fail, never skip, without it (they would start it themselves).
+if [ -z "${KAFKA_BOOTSTRAP_EU:-}" ]; then
+  KAFKA_PORT=19696 KAFKA_DATA_DIR=/tmp/aepiot-kafka-eu bash scripts/kafka.sh start
+  export KAFKA_BOOTSTRAP_EU="$(KAFKA_PORT=19696 bash scripts/kafka.sh bootstrap)"
 fi
 # `cargo test` includes the CI fault scenario (tests/faults.rs, 1-2 minutes): a rolling restart
 # of three instances mid-stream, under at_least_once and exactly_once, with the default settings,

@@ -1,13 +1,16 @@
-//! Data residency on the real broker: each region's URL records in its own topic and nowhere else,
-//! the `global` fallback, strict `unknown_region = "dead_letter"`, and a start-up check that
-//! covers every region's topic.
+//! Data residency on the real brokers: each region's URL records in its own topic and nowhere
+//! else, the `global` fallback, strict `unknown_region = "dead_letter"`, a start-up check that
+//! covers every region's topic, and a region on a second cluster (the broker of
+//! `KAFKA_BOOTSTRAP_EU`, which scripts/test.sh starts). A regional cluster's outage is in
+//! tests/residency_outage.rs, on a broker of its own.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aepiot_stream::config::{Config, UnknownRegion};
+use aepiot_stream::config::{Config, Guarantee, UnknownRegion};
+use aepiot_stream::residency::{ClusterConfig, RegionOutput, TopicOnCluster};
 use common::*;
 
 struct Residency {
@@ -26,9 +29,9 @@ fn setup(name: &str) -> Residency {
 fn residency_config(r: &Residency, unknown: UnknownRegion) -> Config {
     let mut c = config(&r.t, false);
     c.output_topics_by_region
-        .insert("europe".into(), r.eu.clone());
+        .insert("europe".into(), r.eu.as_str().into());
     c.output_topics_by_region
-        .insert("asia_pacific".into(), r.ap.clone());
+        .insert("asia_pacific".into(), r.ap.as_str().into());
     c.unknown_region = unknown;
     c
 }
@@ -138,7 +141,7 @@ fn a_missing_region_topic_fails_the_start_up_check() {
     let missing = unique("residency-nowhere");
     let mut cfg = config(&t, false);
     cfg.output_topics_by_region
-        .insert("europe".into(), missing.clone());
+        .insert("europe".into(), missing.as_str().into());
     cfg.startup_timeout_ms = 3_000;
     let running = start(cfg);
     let err = running
@@ -147,4 +150,110 @@ fn a_missing_region_topic_fails_the_start_up_check() {
         .unwrap()
         .expect_err("start-up must fail");
     assert!(err.to_string().contains(&missing), "{err}");
+}
+
+/// Europe's records on the second cluster.
+fn on_eu_cluster(cfg: &mut Config, topic: &str) {
+    cfg.clusters.insert(
+        "eu".into(),
+        ClusterConfig {
+            brokers: eu_brokers().to_string(),
+            ..Default::default()
+        },
+    );
+    cfg.output_topics_by_region.insert(
+        "europe".into(),
+        RegionOutput::OnCluster(TopicOnCluster {
+            topic: topic.into(),
+            cluster: "eu".into(),
+        }),
+    );
+}
+
+/// Device-id prefix → count of a topic on the second cluster.
+fn read_eu(topic: &str) -> BTreeMap<String, usize> {
+    let mut prefixes = BTreeMap::new();
+    for m in consume_all_on(eu_brokers(), topic, Duration::from_secs(30)) {
+        let v = json(&m);
+        assert_eq!(v["region"], "europe");
+        let device = v["device_id"].as_str().unwrap();
+        *prefixes
+            .entry(device.split('-').next().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    prefixes
+}
+
+#[test]
+fn a_region_on_its_own_cluster_stays_there_and_its_topic_is_created_there() {
+    let r = setup("cluster");
+    // The European topic exists on neither cluster: `create_topics` makes it on the EU cluster.
+    let eu_topic = unique("cluster-eu-only");
+    let mut cfg = residency_config(&r, UnknownRegion::Global);
+    on_eu_cluster(&mut cfg, &eu_topic);
+    cfg.create_topics = true;
+    let metrics = run_to_end(cfg, &r);
+
+    assert!(topic_exists_on(eu_brokers(), &eu_topic));
+    assert!(
+        !topic_exists_on(brokers(), &eu_topic),
+        "the EU topic was made on the main cluster too"
+    );
+    assert_eq!(read_eu(&eu_topic), BTreeMap::from([("eu".to_string(), 10)]));
+    // Nothing European on the main cluster: not in Europe's old topic, nor the fallback.
+    assert!(consume_all(&r.eu, Duration::from_secs(10)).is_empty());
+    assert_eq!(read(&r.ap).0, BTreeMap::from([("ap".to_string(), 10)]));
+    assert_eq!(
+        read(&r.t.output).0,
+        BTreeMap::from([
+            ("mars".to_string(), 5),
+            ("na".to_string(), 10),
+            ("none".to_string(), 5)
+        ])
+    );
+    let written = |t: &str| metrics.records_written.with_label_values(&[t]).get();
+    assert_eq!((written(&eu_topic), written(&r.t.output)), (10, 20));
+    let label = |c: &str| metrics.producer_errors.with_label_values(&[c]).get();
+    assert_eq!((label("main"), label("eu")), (0, 0));
+}
+
+#[test]
+fn a_missing_topic_on_the_regional_cluster_fails_the_start_up_check() {
+    let r = setup("cluster-missing");
+    let missing = unique("cluster-nowhere");
+    // It exists on the main cluster, which must not count.
+    create_topics(&[(&missing, 1)]);
+    let mut cfg = residency_config(&r, UnknownRegion::Global);
+    on_eu_cluster(&mut cfg, &missing);
+    cfg.startup_timeout_ms = 5_000;
+    let running = start(cfg);
+    let err = running
+        .rt
+        .block_on(running.task)
+        .unwrap()
+        .expect_err("start-up must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&missing) && msg.contains("cluster \"eu\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn exactly_once_with_a_second_cluster_is_refused_at_start() {
+    let r = setup("cluster-eos");
+    let mut cfg = residency_config(&r, UnknownRegion::Global);
+    on_eu_cluster(&mut cfg, &r.eu);
+    cfg.processing_guarantee = Guarantee::ExactlyOnce;
+    let running = start(cfg);
+    let err = running
+        .rt
+        .block_on(running.task)
+        .unwrap()
+        .expect_err("exactly-once across clusters must be refused");
+    assert!(
+        err.to_string()
+            .contains("a Kafka transaction cannot span clusters"),
+        "{err}"
+    );
 }

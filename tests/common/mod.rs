@@ -51,6 +51,45 @@ pub fn brokers() -> &'static str {
     })
 }
 
+/// The second cluster's bootstrap address (data-residency tests): `KAFKA_BOOTSTRAP_EU`, which
+/// scripts/test.sh sets, or a broker of the project's on port 19696 (data in
+/// /tmp/aepiot-kafka-eu), started on demand. Never skipped: a broker that cannot start fails the
+/// test.
+pub fn eu_brokers() -> &'static str {
+    static BROKERS: OnceLock<String> = OnceLock::new();
+    BROKERS.get_or_init(|| {
+        if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP_EU") {
+            return b;
+        }
+        start_broker(19696, "/tmp/aepiot-kafka-eu")
+    })
+}
+
+/// Starts (if not running) a broker of scripts/kafka.sh on `port` with its data in `data_dir`;
+/// returns its bootstrap address.
+pub fn start_broker(port: u16, data_dir: &str) -> String {
+    kafka_sh(port, data_dir, "start");
+    format!("127.0.0.1:{port}")
+}
+
+/// Runs `scripts/kafka.sh <command>` for the broker on `port`; panics with its output on failure.
+pub fn kafka_sh(port: u16, data_dir: &str, command: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(command)
+        .env("KAFKA_PORT", port.to_string())
+        .env("KAFKA_DATA_DIR", data_dir)
+        .output()
+        .expect("run scripts/kafka.sh");
+    assert!(
+        out.status.success(),
+        "scripts/kafka.sh {command} (port {port}) failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -66,8 +105,13 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn create_topics(topics: &[(&str, i32)]) {
+    create_topics_on(brokers(), topics)
+}
+
+/// Creates topics on the cluster at `bootstrap` and waits until their metadata shows.
+pub fn create_topics_on(bootstrap: &str, topics: &[(&str, i32)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
     let new: Vec<NewTopic> = topics
@@ -162,9 +206,14 @@ pub fn consume(topic: &str, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
 /// Reads everything committed in a topic: every partition up to its end (read_committed, so
 /// transaction markers and aborted records are skipped).
 pub fn consume_all(topic: &str, timeout: Duration) -> Vec<OwnedMessage> {
-    let ends = end_offsets(topic);
+    consume_all_on(brokers(), topic, timeout)
+}
+
+/// [`consume_all`] on the cluster at `bootstrap`.
+pub fn consume_all_on(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<OwnedMessage> {
+    let ends = end_offsets_on(bootstrap, topic);
     let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -222,8 +271,13 @@ fn retry<T, E: std::fmt::Display>(what: &str, mut f: impl FnMut() -> Result<T, E
 
 /// High watermarks per partition.
 pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
+    end_offsets_on(brokers(), topic)
+}
+
+/// [`end_offsets`] on the cluster at `bootstrap`.
+pub fn end_offsets_on(bootstrap: &str, topic: &str) -> HashMap<i32, i64> {
     let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
     let md = retry("metadata", || {
@@ -242,6 +296,46 @@ pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
             )
         })
         .collect()
+}
+
+/// Whether `topic` exists on the cluster at `bootstrap`.
+pub fn topic_exists_on(bootstrap: &str, topic: &str) -> bool {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let md = retry("metadata", || {
+        c.fetch_metadata(None, Duration::from_secs(10))
+    });
+    md.topics()
+        .iter()
+        .any(|t| t.name() == topic && !t.partitions().is_empty())
+}
+
+/// Produces `(key, payload)` records to one partition and waits for all acks.
+pub fn produce_to(topic: &str, partition: i32, records: &[(Vec<u8>, Vec<u8>)]) {
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for (k, v) in records {
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            .partition(partition)
+            .key(k.as_slice())
+            .payload(v.as_slice());
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(p.in_flight_count(), 0);
 }
 
 /// Offsets committed by `group` for each partition of `topic` (-1 when none).
