@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/helm-check.sh — checks the Helm chart (helm/aepiot-stream) the way CI does:
-#   1. `helm lint` and `helm template`, with the default values and with values-full.yaml
-#      (everything enabled: ServiceMonitor, KEDA, secrets, dashboard);
-#   2. the rendered ConfigMap's config.toml, for both, through `aepiot-stream config check` with the
+#   1. `helm lint` and `helm template`, with the default values, with values-full.yaml
+#      (everything enabled: ServiceMonitor, KEDA, secrets, dashboard, a region on another cluster)
+#      and with values-webhooks-eu.yaml (mode `webhooks` on that regional cluster);
+#   2. the rendered ConfigMap's config.toml, for each, through `aepiot-stream config check` with the
 #      AEPIOT_* environment the Deployment gives the pod (Secret-backed values as placeholders);
 #   3. the dashboard ConfigMap carries the dashboard JSON unchanged, labelled for the Grafana sidecar;
 #   4. render-time guards: a termination grace period not longer than the drain deadline, and a
@@ -127,6 +128,11 @@ expect_failure() { # WHAT PATTERN [helm args...]
 
 check_values default
 check_values full -f "$CHART/values-full.yaml"
+check_values webhooks-eu -f "$CHART/values-webhooks-eu.yaml"
+grep -q 'args: \["run", ' "$WORK/full.yaml" || die "[full] the pods must run \`run\`"
+grep -q 'args: \["webhooks", ' "$WORK/webhooks-eu.yaml" || die "[webhooks-eu] the pods must run \`webhooks\`"
+grep -q 'brokers = "kafka-0.kafka.eu-central' "$WORK/webhooks-eu.config.toml" || die "[webhooks-eu] not on the EU cluster"
+grep -q '^\[clusters.eu\]' "$WORK/full.config.toml" || die "[full] no [clusters.eu]"
 
 # values-full enables everything: make sure it did.
 for k in ServiceMonitor ScaledObject TriggerAuthentication; do
@@ -138,6 +144,9 @@ grep -q '^  replicas: 3$' "$WORK/default.yaml" || die "[default] replicas: 3 exp
 
 expect_failure "terminationGracePeriodSeconds <= drain" "must be longer than drainTimeoutMs" \
   --set terminationGracePeriodSeconds=10 --set drainTimeoutMs=10000
+expect_failure "an unknown mode" "mode must be" --set mode=replay
+expect_failure "KEDA with mode webhooks" "autoscaling.keda scales on the input lag" \
+  -f "$CHART/values-full.yaml" --set mode=webhooks
 expect_failure "brokers repeated in config" "is set by the chart" \
   --set-string 'config=brokers = "x:9092"'
 

@@ -314,6 +314,9 @@ fn dashboard_covers_every_metric_and_uses_the_datasource_variable() {
         "aepiot_producer_queue_messages",
         "aepiot_commit_failures_total",
         "aepiot_records_written_total",
+        "aepiot_producer_errors_total",
+        "aepiot_cluster_outputs_waiting",
+        "aepiot_cluster_ack_wait_seconds",
         "aepiot_state_evictions_total",
         "process_resident_memory_bytes",
     ] {

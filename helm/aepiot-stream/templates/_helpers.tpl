@@ -51,6 +51,12 @@ Checks that make a bad release fail at render time rather than in the cluster.
 {{- if le (mul $grace 1000) $drain }}
 {{- fail (printf "terminationGracePeriodSeconds (%d s) must be longer than drainTimeoutMs (%d ms): Kubernetes would SIGKILL the processor while it drains, and the outputs since the last commit would be produced again. Raise terminationGracePeriodSeconds (drain + commit + producer flush: allow about drainTimeoutMs/1000 + 15 s)." $grace $drain) }}
 {{- end }}
+{{- if not (has .Values.mode (list "run" "webhooks")) }}
+{{- fail (printf "mode must be `run` or `webhooks`, not %q" (toString .Values.mode)) }}
+{{- end }}
+{{- if and (eq .Values.mode "webhooks") .Values.autoscaling.keda.enabled }}
+{{- fail "autoscaling.keda scales on the input lag, which mode `webhooks` does not read: disable it" }}
+{{- end }}
 {{- if not .Values.kafka.brokers }}
 {{- fail "kafka.brokers must name at least one broker (host:port)" }}
 {{- end }}
@@ -58,8 +64,10 @@ Checks that make a bad release fail at render time rather than in the cluster.
 {{- fail "kafka.inputTopics must name at least one topic" }}
 {{- end }}
 {{- $managed := list "brokers" "input_topics" "output_topic" "dead_letter_topic" "group_id" "metrics_addr" "drain_timeout_ms" }}
+{{- /* Top-level keys only: those before the first table header ([clusters.eu] has brokers too). */}}
+{{- $topLevel := regexSplit "(?m)^[ \\t]*\\[" ($.Values.config | default "") 2 | first }}
 {{- range $managed }}
-{{- if regexMatch (printf "(?m)^[ \\t]*%s[ \\t]*=" .) ($.Values.config | default "") }}
+{{- if regexMatch (printf "(?m)^[ \\t]*%s[ \\t]*=" .) $topLevel }}
 {{- fail (printf "`%s` is set by the chart (kafka.*, metrics.port, drainTimeoutMs values): remove it from `config`" .) }}
 {{- end }}
 {{- end }}
