@@ -207,7 +207,7 @@ async fn ensure_outputs(
     if !config.create_topics {
         let (role, topic) = missing[0];
         return Err(StartupError::MissingOutputTopic {
-            role: *role,
+            role,
             topic: topic.to_string(),
             on: on.to_owned(),
         });
