@@ -1007,7 +1007,10 @@ mod tests {
         let again = load(&shown.replace("[redacted]", "x"), &[]).unwrap();
         assert_eq!(again.output_topics_by_region, c.output_topics_by_region);
         assert_eq!(again.clusters["eu"].brokers, "eu-1:9093");
-        assert_eq!(again.clusters["eu"].security, eu.security, "the password from its file");
+        assert_eq!(
+            again.clusters["eu"].security, eu.security,
+            "the password from its file"
+        );
 
         let unknown = "[output_topics_by_region]\neurope = { topic = \"t\", cluster = \"us\" }\n";
         let e = load(unknown, &[]).unwrap_err().to_string();

@@ -606,6 +606,58 @@ fn config_check_redacts_secrets() {
 }
 
 #[test]
+fn config_check_shows_a_regional_cluster_with_its_secret_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = temp_file(
+        dir.path(),
+        "clusters.toml",
+        b"[output_topics_by_region]\neurope = { topic = \"urls-eu\", cluster = \"eu\" }\n\
+          [clusters.eu]\nbrokers = \"kafka.eu.example:9093\"\n\
+          [clusters.eu.security]\nprotocol = \"sasl_ssl\"\nsasl_username = \"eu-user\"\n",
+    );
+    let path = config.to_str().unwrap();
+    let out = bin()
+        .args(["config", "check", "--config", path])
+        .env("AEPIOT_CLUSTERS__EU__SECURITY__SASL_PASSWORD", "eu-s3cret")
+        .output()
+        .unwrap();
+    assert_success(&out, "config check");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains("kafka.eu.example:9093") && stdout.contains("eu-user"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cluster = \"eu\""), "{stdout}");
+    assert!(
+        !stdout.contains("eu-s3cret") && !stderr.contains("eu-s3cret"),
+        "{stdout}{stderr}"
+    );
+    // Without the password, and with an undefined cluster: errors that say what to fix.
+    let out = run(&["config", "check", "--config", path], Vec::new());
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("AEPIOT_CLUSTERS__EU__SECURITY__SASL_PASSWORD"),
+        "{}",
+        text(&out.stderr)
+    );
+    let typo = temp_file(
+        dir.path(),
+        "typo.toml",
+        b"[output_topics_by_region]\neurope = { topic = \"urls-eu\", cluster = \"ue\" }\n",
+    );
+    let out = run(
+        &["config", "check", "--config", typo.to_str().unwrap()],
+        Vec::new(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cluster \"ue\" is not defined"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn config_check_names_unknown_keys() {
     let dir = tempfile::tempdir().unwrap();
     for (name, toml, key) in [
