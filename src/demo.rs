@@ -10,7 +10,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Message};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, GroupProtocol};
 use crate::generate::Profile;
 use crate::kafka::{self, RunHooks};
 use crate::metrics::Metrics;
@@ -37,7 +37,7 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         group_id: "aepiot-demo".into(),
         metrics_addr: opts.metrics_addr.clone(),
         // The mock cluster models the classic group protocol only.
-        group_protocol: "classic".into(),
+        group_protocol: GroupProtocol::Classic,
         progress_interval_secs: 0,
         ..Config::default()
     };

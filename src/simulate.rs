@@ -98,7 +98,7 @@ pub fn simulate(
     );
     let start = Instant::now();
     let (mut sent, mut invalid_sent) = (0u64, 0u64);
-    let now_ms = || crate::kafka::worker::now_ms();
+    let now_ms = || crate::kafka::clock::now_ms();
     'outer: loop {
         if stop.is_cancelled() || opts.duration.is_some_and(|d| start.elapsed() >= d) {
             break;

@@ -257,7 +257,7 @@ impl Traffic {
             let mut next = Instant::now();
             while !s.load(Ordering::Relaxed) {
                 for _ in 0..per_tick {
-                    let r = g.next(aepiot_stream::kafka::worker::now_ms());
+                    let r = g.next(aepiot_stream::kafka::clock::now_ms());
                     let rec = BaseRecord::to(&topic)
                         .key(r.key.as_bytes())
                         .payload(r.payload.as_slice());
@@ -526,7 +526,7 @@ fn idle_replica_is_ready(group_protocol: &str) {
             output_topic: output.clone(),
             dead_letter_topic: dlq.clone(),
             group_id: group.clone(),
-            group_protocol: group_protocol.to_string(),
+            group_protocol: toml::Value::from(group_protocol).try_into().unwrap(),
             metrics_addr: "127.0.0.1:0".into(),
             progress_interval_secs: 0,
             ..Config::default()

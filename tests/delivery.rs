@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use aepiot_stream::config::{Config, Guarantee};
-use aepiot_stream::kafka::worker::now_ms;
+use aepiot_stream::kafka::clock::now_ms;
 use common::*;
 use rdkafka::Message;
 

@@ -41,7 +41,7 @@ fn comparable(v: &Value) -> Value {
 fn a_rate_limited_device_reports_its_window_live_and_from_the_changelog() {
     let t = topics("device", 3);
     let (running, addr) = start_with_page(config(&t, true));
-    let t0 = aepiot_stream::kafka::worker::now_ms() - 600_000;
+    let t0 = aepiot_stream::kafka::clock::now_ms() - 600_000;
     // 10 URL sets (distinct event types, so none is cached), then one more: rate_limited.
     let mut records: Vec<_> = (0..10)
         .map(|i| ev("lim-1", &format!("type-{i}"), t0 + i * 1000))

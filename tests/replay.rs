@@ -73,7 +73,7 @@ fn reset_offsets(group: &str, input: &str, to: &str) -> std::process::Output {
 #[test]
 fn replay_from_a_point_in_time_on_a_new_group_then_by_resetting_a_stopped_one() {
     let t = topics("replay", 3);
-    let now = aepiot_stream::kafka::worker::now_ms();
+    let now = aepiot_stream::kafka::clock::now_ms();
     let (old_at, mid_at, new_at) = (now - 3 * 3_600_000, now - 2 * 3_600_000, now - 3_600_000);
     let (old, mid, new) = (devices("old", 12), devices("mid", 12), devices("new", 12));
     produce_at(&t.input, &old, old_at);

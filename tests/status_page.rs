@@ -53,7 +53,7 @@ fn traffic(topic: &str, secs: u64) {
         let t = start.elapsed().as_secs_f64();
         let per_tick = (20.0 + 15.0 * (t / 2.0).sin()) as usize;
         for _ in 0..per_tick {
-            let r = g.next(aepiot_stream::kafka::worker::now_ms());
+            let r = g.next(aepiot_stream::kafka::clock::now_ms());
             batch.push((Some(r.key.into_bytes()), Some(r.payload)));
         }
         produce(topic, &batch);

@@ -3,7 +3,7 @@
 
 use rdkafka::ClientConfig;
 
-use crate::config::{ClusterAccess, Config, Guarantee, OffsetReset};
+use crate::config::{ClusterAccess, Config, GroupProtocol, Guarantee, OffsetReset};
 use crate::residency::Routes;
 
 /// Settings every client shares: brokers, a client id naming its role, statistics, security.
@@ -48,7 +48,7 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
                 OffsetReset::Latest => "latest",
             },
         )
-        .set("group.protocol", &config.group_protocol)
+        .set("group.protocol", config.group_protocol.as_str())
         // Prefetch bounded per partition (the pipeline gives each partition a queue of its own,
         // so these apply per partition): at librdkafka's defaults (100,000 messages, 64 MB) a
         // processor behind its input held ~900 MB of prefetched records with 12 partitions.
@@ -70,10 +70,10 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         // Only on this consumer: the restore consumers and the webhook group must not share it.
         c.set("group.instance.id", &config.group_instance_id);
     }
-    if config.group_protocol == "classic" {
+    if config.group_protocol == GroupProtocol::Classic {
         c.set(
             "partition.assignment.strategy",
-            &config.partition_assignment_strategy,
+            config.partition_assignment_strategy.as_str(),
         )
         .set("session.timeout.ms", "45000");
     }

@@ -7,6 +7,7 @@ pub mod ack_wait;
 pub mod acks;
 pub mod changelog;
 pub mod client;
+pub mod clock;
 pub mod failure;
 pub mod fatal;
 pub mod headers;
@@ -23,5 +24,6 @@ pub mod startup;
 pub mod state_writes;
 pub mod transactions;
 pub mod worker;
+pub mod worker_env;
 
 pub use pipeline::{run, RunHooks, RunReport};

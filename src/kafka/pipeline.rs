@@ -23,7 +23,7 @@ use super::rebalance::ConsumerCtx;
 use super::shutdown;
 use super::startup;
 use super::transactions::Transactions;
-use super::worker::{ChangelogEnv, WorkerEnv};
+use super::worker_env::{ChangelogEnv, Step, WorkerEnv};
 use crate::config::{Config, Guarantee, OffsetReset};
 use crate::core::Shared;
 use crate::http::{self, Health};
@@ -166,8 +166,10 @@ pub async fn run(
     let consumer = Arc::new(consumer);
     let fatal = Arc::new(Fatal::default());
     let region_topics = routes.region_topics;
+    let offsets = Arc::downgrade(&consumer);
+    let offsets: std::sync::Weak<dyn super::offsets::OffsetStore> = offsets;
     let env = Arc::new(WorkerEnv {
-        consumer: Arc::downgrade(&consumer),
+        consumer: offsets,
         producer: producer.clone(),
         producers: producers.clone(),
         region_clusters: routes.region_clusters,
@@ -185,7 +187,11 @@ pub async fn run(
         fatal: fatal.clone(),
         gate: txn.as_ref().map(|t| t.gate.clone()),
         poison: txn.as_ref().map(|_| Default::default()),
-        passthrough: hooks.passthrough,
+        step: if hooks.passthrough {
+            Step::Passthrough
+        } else {
+            Step::Engine
+        },
         changelog: config.state_changelog.then(|| ChangelogEnv {
             restore_client: admin_config(&config),
             prefix: format!("{}-", config.group_id),

@@ -17,7 +17,8 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use super::split::{SplitQueues, Tp};
 use super::transactions::Transactions;
-use super::worker::{self, WorkerEnv, WorkerHandle};
+use super::worker::{self, WorkerHandle};
+use super::worker_env::WorkerEnv;
 use crate::http::Health;
 use crate::metrics::Metrics;
 

@@ -43,6 +43,7 @@
 //!
 //! [Standard Webhooks]: https://www.standardwebhooks.com
 
+pub mod config;
 pub mod consumer;
 pub mod dead_letter;
 pub mod lane;

@@ -9,7 +9,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
-use crate::config::{Config, OffsetReset};
+use crate::config::{Config, GroupProtocol, OffsetReset};
 use crate::kafka::client::{base, overlay};
 
 /// The consumer of the output topic: its own group, read_committed (only records of committed
@@ -30,11 +30,11 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
                 OffsetReset::Latest => "latest",
             },
         )
-        .set("group.protocol", &config.group_protocol);
-    if config.group_protocol == "classic" {
+        .set("group.protocol", config.group_protocol.as_str());
+    if config.group_protocol == GroupProtocol::Classic {
         c.set(
             "partition.assignment.strategy",
-            &config.partition_assignment_strategy,
+            config.partition_assignment_strategy.as_str(),
         )
         .set("session.timeout.ms", "45000");
     }

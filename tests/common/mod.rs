@@ -519,7 +519,7 @@ pub fn generated(n: usize, devices: u64, seed: u64) -> Vec<(Option<Vec<u8>>, Opt
     let mut g = Generator::new(Profile::City, devices, seed, 0.01);
     (0..n)
         .map(|_| {
-            let r = g.next(aepiot_stream::kafka::worker::now_ms());
+            let r = g.next(aepiot_stream::kafka::clock::now_ms());
             (Some(r.key.into_bytes()), Some(r.payload))
         })
         .collect()
@@ -566,7 +566,7 @@ pub fn judged_offline(topic: &str) -> HashMap<(i64, i64), Option<aepiot_stream::
             .or_insert_with(|| Engine::new(shared.clone()));
         let meta = RecordMeta {
             record_time_ms: m.timestamp().to_millis(),
-            now_ms: aepiot_stream::kafka::worker::now_ms(),
+            now_ms: aepiot_stream::kafka::clock::now_ms(),
             source: None,
         };
         let status = match engine.process(m.payload(), &meta) {

@@ -19,102 +19,37 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{BaseRecord, ThreadedProducer};
-use rdkafka::{ClientConfig, Message};
-use tokio::sync::{oneshot, Notify, RwLock};
+use rdkafka::producer::BaseRecord;
+use rdkafka::Message;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::acks::{AckRouter, ProducerCtx};
 use super::changelog;
+use super::clock::{now_ms, Clock};
 use super::failure::{classify, Failure};
-use super::fatal::{Fatal, FatalCause};
+use super::fatal::FatalCause;
 use super::headers;
-pub use super::inflight::now_ms;
-use super::inflight::{Clock, Inflight};
-use super::rebalance::ConsumerCtx;
+use super::inflight::Inflight;
 use super::state_writes::StateWrites;
-use crate::core::{Decision, Engine, ErrorKind, Output, RecordError, RecordMeta, Shared, Source};
-use crate::metrics::{Metrics, OutcomeCounters};
+use super::worker_env::{Step, WorkerEnv};
+use crate::core::{Decision, Engine, Output, RecordError, RecordMeta, Source};
+use crate::metrics::OutcomeCounters;
 use crate::status::link::WorkerLink;
+
+mod dead_letter;
+mod passthrough;
+mod restore;
+
+use dead_letter::send_dead_letter;
 
 /// Records read from the partition queue before the worker looks at acks and yields.
 const BATCH: usize = 256;
-
-/// Where state changes go and are restored from.
-pub struct ChangelogEnv {
-    /// Client settings for restoring and for creating changelog topics (brokers, security).
-    pub restore_client: ClientConfig,
-    /// `<group_id>-`: the changelog of input topic `t` is `<prefix><t>-changelog`.
-    pub prefix: String,
-    /// Input topics whose changelog is known to exist (created at start, or by a first worker).
-    pub ensured: Mutex<HashSet<String>>,
-    /// How often state changes are cut and written (`commit_interval_ms`).
-    pub interval: Duration,
-}
-
-impl ChangelogEnv {
-    pub fn topic_for(&self, input_topic: &str) -> String {
-        format!("{}{input_topic}-changelog", self.prefix)
-    }
-}
-
-/// Records whose output the broker refused inside a transaction, by (topic, partition, offset):
-/// the replay after the abort writes their dead letters instead.
-pub type Poison = DashMap<(String, i32, i64), ErrorKind>;
-
-/// What every worker of a process shares.
-pub struct WorkerEnv {
-    pub consumer: Weak<BaseConsumer<ConsumerCtx>>,
-    /// The main cluster's producer (outputs, dead letters, state, transactions).
-    pub producer: Arc<ThreadedProducer<ProducerCtx>>,
-    /// Every cluster's producer by cluster index (`Routes::clusters`): `producer` first, then one
-    /// per regional cluster. Their acks all go through `router`.
-    pub producers: Vec<Arc<ThreadedProducer<ProducerCtx>>>,
-    /// The cluster of each region's topic, by region index.
-    pub region_clusters: Vec<usize>,
-    pub router: Arc<AckRouter>,
-    pub shared: Arc<Shared>,
-    pub metrics: Metrics,
-    /// The passthrough's output topic, and the fallback of every region.
-    pub output_topic: String,
-    /// The output topic of each region, by region index (`output_topics_by_region`).
-    pub region_topics: Vec<String>,
-    /// `aepiot_records_written_total` of each region's topic, by region index.
-    pub written: Vec<prometheus::IntCounter>,
-    pub dead_letter_topic: String,
-    pub drain_timeout: Duration,
-    /// Raised when the cluster or the configuration fails: the process stops without committing
-    /// past the failure.
-    pub fatal: Arc<Fatal>,
-    /// Exactly-once: the transaction gate (batches under its read guard, commits under its write
-    /// guard). `None` under at-least-once.
-    pub gate: Option<Arc<RwLock<()>>>,
-    /// Exactly-once: see [`Poison`].
-    pub poison: Option<Poison>,
-    pub changelog: Option<ChangelogEnv>,
-    /// The benchmark's reference (`aepiot-stream passthrough`): every record's key, payload and
-    /// headers go to the output topic unchanged, without the engine; everything else (queues,
-    /// tasks, producer, acks, commits, transactions) is the pipeline's own.
-    pub passthrough: bool,
-    /// Wall-clock ms of the last eviction warning (at most one a minute per instance).
-    pub eviction_warned_ms: AtomicI64,
-    /// The status page (recent records, device queries); `None` when it is off.
-    pub status: Option<Arc<crate::status::StatusHub>>,
-}
-
-impl WorkerEnv {
-    /// Whether `topic` receives URL records.
-    pub fn output_topics_contain(&self, topic: &str) -> bool {
-        topic == self.output_topic || self.region_topics.iter().any(|t| t == topic)
-    }
-}
 
 /// The rebalance handler's side of a worker.
 pub struct WorkerHandle {
@@ -142,12 +77,12 @@ struct Worker {
 
 /// Starts the worker of one partition on the runtime. `position` is the offset it starts from,
 /// when known (a rewind), else -1.
-pub fn spawn(
+pub fn spawn<C: ConsumerContext + 'static>(
     env: Arc<WorkerEnv>,
     rt: &tokio::runtime::Handle,
     topic: &str,
     partition: i32,
-    mut queue: PartitionQueue<ConsumerCtx>,
+    mut queue: PartitionQueue<C>,
     position: i64,
 ) -> WorkerHandle {
     let notify = Arc::new(Notify::new());
@@ -186,7 +121,7 @@ pub fn spawn(
 }
 
 impl Worker {
-    async fn run(mut self, queue: PartitionQueue<ConsumerCtx>, stop: CancellationToken) {
+    async fn run<C: ConsumerContext>(mut self, queue: PartitionQueue<C>, stop: CancellationToken) {
         let (topic, partition) = (self.inflight.topic.clone(), self.inflight.partition);
         let env = self.inflight.env.clone();
         let labels = [topic.as_str(), &partition.to_string()];
@@ -317,85 +252,8 @@ impl Worker {
 
     /// Restores the partition's device state from its changelog (creating the changelog of a
     /// topic matched by a pattern first); false if stopped meanwhile or failed (then fatal).
-    async fn restore(&mut self, stop: &CancellationToken) -> bool {
-        let env = self.inflight.env.clone();
-        let Some(cl) = &env.changelog else {
-            return true;
-        };
-        let topic = self.inflight.topic.clone();
-        let changelog_topic = cl.topic_for(&topic);
-        let ensured = cl.ensured.lock().expect("ensured lock").contains(&topic);
-        if !ensured {
-            let (client, t, c) = (
-                cl.restore_client.clone(),
-                topic.clone(),
-                changelog_topic.clone(),
-            );
-            let made =
-                tokio::task::spawn_blocking(move || changelog::ensure_topic(&client, &t, &c))
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()));
-            if let Err(error) = made {
-                env.fatal.raise(FatalCause::Changelog { topic, error });
-                return false;
-            }
-            cl.ensured
-                .lock()
-                .expect("ensured lock")
-                .insert(topic.clone());
-        }
-        let client = cl.restore_client.clone();
-        let partition = self.inflight.partition;
-        let mut engine = std::mem::replace(&mut self.engine, Engine::new(env.shared.clone()));
-        let cancel = stop.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let r = changelog::restore(
-                &client,
-                &changelog_topic,
-                partition,
-                engine.states_mut(),
-                &cancel,
-            );
-            (engine, r)
-        })
-        .await;
-        let (engine, result) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                env.fatal.raise(FatalCause::Restore {
-                    topic,
-                    partition,
-                    error: format!("the restore panicked: {e}"),
-                });
-                return false;
-            }
-        };
-        self.engine = engine;
-        self.engine.states_mut().track_expired();
-        match result {
-            Ok(r) => {
-                env.metrics.state_restore_seconds.observe(r.seconds);
-                env.metrics.state_restored_records.inc_by(r.records);
-                tracing::info!(%topic, partition, records = r.records, devices = r.devices, seconds = r.seconds, "state restored");
-                true
-            }
-            Err(rdkafka::error::KafkaError::Canceled) => {
-                tracing::info!(%topic, partition, "state restore stopped: the partition was revoked or the instance stops");
-                false
-            }
-            Err(e) => {
-                env.fatal.raise(FatalCause::Restore {
-                    topic,
-                    partition,
-                    error: e.to_string(),
-                });
-                false
-            }
-        }
-    }
-
     async fn handle(&mut self, msg: &BorrowedMessage<'_>, clock: &Clock) {
-        if self.inflight.env.passthrough {
+        if self.inflight.env.step == Step::Passthrough {
             return self.forward(msg, clock).await;
         }
         let env = self.inflight.env.clone();
@@ -512,60 +370,6 @@ impl Worker {
         }
     }
 
-    /// Writes the dead letters of outputs the broker refused. The input's slot stays outstanding
-    /// until its dead letter is acknowledged. A refused dead letter is sent once more without its
-    /// payload; refused again, the dead-letter topic itself is at fault and the instance stops.
-    async fn dead_letter_refused(&mut self) {
-        if self.inflight.to_dead_letter.is_empty() {
-            return;
-        }
-        let env = self.inflight.env.clone();
-        for r in std::mem::take(&mut self.inflight.to_dead_letter) {
-            let resend = r.failed.topic == env.dead_letter_topic;
-            if resend && !self.dead_letters_resent.insert(r.seq) {
-                self.inflight.stop(FatalCause::DeadLetterRefused {
-                    topic: r.failed.topic.clone(),
-                    error: r.failed.error.to_string(),
-                });
-                return;
-            }
-            let meta = RecordMeta {
-                record_time_ms: None,
-                now_ms: now_ms(),
-                source: Some(Source::Kafka {
-                    topic: &self.inflight.topic,
-                    partition: self.inflight.partition,
-                    offset: r.offset,
-                }),
-            };
-            let (message, payload) = if resend {
-                (
-                    format!("this record's dead letter was refused ({}); sent again without its payload", r.failed.error),
-                    None,
-                )
-            } else {
-                (
-                    format!(
-                        "the broker refused this event's URL record: {}",
-                        r.failed.error
-                    ),
-                    Some(r.failed.payload.as_slice()),
-                )
-            };
-            self.counters.invalid(r.kind);
-            let out = self.engine.reject(
-                RecordError::new(r.kind, message),
-                payload,
-                r.failed.payload_len,
-                &meta,
-            );
-            let Output::DeadLetter { error, json } = out else {
-                unreachable!("reject makes a dead letter")
-            };
-            send_dead_letter(&mut self.inflight, r.seq, r.offset, None, error, json).await;
-        }
-    }
-
     /// Counts this partition's evictions, warning at most once a minute per instance.
     fn count_evictions(&mut self, wall_ms: i64) {
         let total = self.engine.states().evictions();
@@ -590,53 +394,6 @@ impl Worker {
             );
         }
     }
-
-    /// Passthrough: the record's bytes to the output topic, counted as a `success`.
-    async fn forward(&mut self, msg: &BorrowedMessage<'_>, clock: &Clock) {
-        let env = self.inflight.env.clone();
-        let seq = self.inflight.next_seq();
-        let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&env.output_topic, self.inflight.opaque(seq));
-        if let Some(k) = msg.key() {
-            record = record.key(k);
-        }
-        if let Some(v) = msg.payload() {
-            record = record.payload(v);
-        }
-        if let Some(h) = msg.headers() {
-            record = record.headers(h.detach());
-        }
-        self.counters.decision(Decision::Success, 0);
-        env.written[0].inc();
-        self.inflight
-            .track(msg.offset(), msg.timestamp().to_millis(), clock, 1);
-        self.inflight.send_or_stop(record).await;
-    }
-}
-
-/// Produces the dead letter of input `seq` (at `offset`), keyed like its input.
-async fn send_dead_letter(
-    inflight: &mut Inflight,
-    seq: u64,
-    offset: i64,
-    key: Option<&[u8]>,
-    error: &RecordError,
-    json: &[u8],
-) {
-    let env = inflight.env.clone();
-    let mut record = BaseRecord::with_opaque_to(&env.dead_letter_topic, inflight.opaque(seq))
-        .payload(json)
-        .headers(headers::dead_letter(
-            error.kind.as_str(),
-            &error.message,
-            &inflight.topic,
-            inflight.partition,
-            offset,
-        ));
-    if let Some(key) = key {
-        record = record.key(key);
-    }
-    inflight.send_or_stop(record).await;
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::local::LocalHistogram;
-use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::ToBytes;
 use rdkafka::producer::BaseRecord;
@@ -24,9 +23,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{Ack, AckRouter, Failed};
+use super::clock::Clock;
 use super::failure::{classify, Failure};
 use super::fatal::FatalCause;
-use super::worker::WorkerEnv;
+use super::worker_env::WorkerEnv;
 use crate::core::ErrorKind;
 
 /// One input record in flight.
@@ -74,28 +74,6 @@ pub struct Inflight {
     /// and flushed with every progress update (no shared atomics per record).
     latency: LocalHistogram,
     age: LocalHistogram,
-}
-
-/// The clocks, read once for a batch of records or acks.
-pub struct Clock {
-    pub instant: Instant,
-    pub wall_ms: i64,
-}
-
-impl Clock {
-    pub fn now() -> Self {
-        Clock {
-            instant: Instant::now(),
-            wall_ms: now_ms(),
-        }
-    }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Inflight {
@@ -374,7 +352,7 @@ impl Inflight {
             return;
         };
         // rd_kafka_offset_store commits offset + 1: the next record to read.
-        if let Err(e) = consumer.store_offset(&self.topic, self.partition, offset) {
+        if let Err(e) = consumer.store(&self.topic, self.partition, offset) {
             tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "could not store offset");
         }
     }
@@ -386,143 +364,4 @@ impl Inflight {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Weak;
-
-    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-    use rdkafka::ClientConfig;
-
-    use super::*;
-    use crate::core::{EngineSettings, Shared};
-    use crate::kafka::acks::{AckRouter, ProducerCtx};
-    use crate::kafka::fatal::Fatal;
-    use crate::kafka::worker::ChangelogEnv;
-    use crate::metrics::Metrics;
-
-    /// An environment whose producer never connects (nothing is produced in these tests).
-    fn inflight(changelog: bool) -> (Inflight, Arc<WorkerEnv>) {
-        let metrics = Metrics::new();
-        let router = Arc::new(AckRouter::default());
-        let producer: rdkafka::producer::ThreadedProducer<ProducerCtx> = ClientConfig::new()
-            .set("bootstrap.servers", "127.0.0.1:1")
-            .create_with_context(ProducerCtx::new(router.clone(), metrics.clone(), "main"))
-            .unwrap();
-        let producer = Arc::new(producer);
-        let env = Arc::new(WorkerEnv {
-            consumer: Weak::new(),
-            producers: vec![producer.clone()],
-            region_clusters: vec![0],
-            producer,
-            router: router.clone(),
-            shared: Shared::new(EngineSettings::default()),
-            metrics,
-            output_topic: "out".into(),
-            region_topics: vec!["out".into()],
-            written: Vec::new(),
-            dead_letter_topic: "dlq".into(),
-            drain_timeout: Duration::from_secs(1),
-            fatal: Arc::new(Fatal::default()),
-            gate: None,
-            poison: None,
-            changelog: changelog.then(|| ChangelogEnv {
-                restore_client: ClientConfig::new(),
-                prefix: "g-".into(),
-                ensured: Default::default(),
-                interval: Duration::from_millis(100),
-            }),
-            passthrough: false,
-            eviction_warned_ms: Default::default(),
-            status: None,
-        });
-        let (id, acks) = router.register();
-        let stop = CancellationToken::new();
-        (Inflight::new(env.clone(), "in", 0, id, acks, stop), env)
-    }
-
-    fn ack(seq: u64, error: Option<(RDKafkaErrorCode, &str)>) -> Ack {
-        Ack {
-            seq: seq as u32,
-            error: error.map(|(code, topic)| {
-                Box::new(Failed::new(
-                    KafkaError::MessageProduction(code),
-                    topic,
-                    Some(b"{}"),
-                ))
-            }),
-        }
-    }
-
-    fn track(t: &mut Inflight, n: u64) {
-        let clock = Clock::now();
-        for i in 0..n {
-            t.track(100 + i as i64, None, &clock, 1);
-        }
-    }
-
-    #[test]
-    fn only_the_acknowledged_prefix_is_committable() {
-        let (mut t, _env) = inflight(false);
-        track(&mut t, 3);
-        let clock = Clock::now();
-        t.on_ack(ack(0, None), &clock);
-        t.on_ack(ack(2, None), &clock);
-        assert!(t.outputs_acked_before(1) && !t.outputs_acked_before(3));
-        t.store_progress();
-        assert_eq!((t.base_seq, t.in_flight()), (1, 1));
-        t.on_ack(ack(1, None), &clock);
-        assert!(t.outputs_acked_before(3));
-        t.store_progress();
-        assert_eq!(t.base_seq, 3);
-    }
-
-    #[test]
-    fn with_a_changelog_nothing_commits_past_the_last_state_cut() {
-        let (mut t, _env) = inflight(true);
-        track(&mut t, 4);
-        let clock = Clock::now();
-        for seq in 0..4 {
-            t.on_ack(ack(seq, None), &clock);
-        }
-        t.store_progress();
-        assert_eq!(t.base_seq, 0, "no cut yet");
-        assert!(t.uncut());
-        // A cut after record 1 whose state record (counted on record 1) is not yet acknowledged.
-        t.add_outputs(1, 1);
-        t.allow_commit_before(2);
-        t.store_progress();
-        assert_eq!(t.base_seq, 1);
-        t.on_ack(ack(1, None), &clock);
-        t.store_progress();
-        assert_eq!(t.base_seq, 2, "records after the cut wait for the next one");
-    }
-
-    #[test]
-    fn a_refused_output_waits_for_its_dead_letter_and_a_cluster_failure_stops() {
-        let (mut t, env) = inflight(false);
-        track(&mut t, 2);
-        let clock = Clock::now();
-        t.on_ack(
-            ack(0, Some((RDKafkaErrorCode::MessageSizeTooLarge, "out"))),
-            &clock,
-        );
-        assert_eq!(t.to_dead_letter.len(), 1);
-        assert_eq!(t.to_dead_letter[0].kind, ErrorKind::OutputTooLarge);
-        assert_eq!(t.to_dead_letter[0].offset, 100);
-        t.store_progress();
-        assert_eq!(
-            t.base_seq, 0,
-            "the refused record's slot stays until its dead letter"
-        );
-        assert!(!t.failed && !env.fatal.is_raised());
-
-        t.on_ack(
-            ack(1, Some((RDKafkaErrorCode::TopicAuthorizationFailed, "out"))),
-            &clock,
-        );
-        assert!(t.failed);
-        assert!(matches!(
-            env.fatal.cause(),
-            Some(FatalCause::Delivery { topic, .. }) if topic == "out"
-        ));
-    }
-}
+mod tests;

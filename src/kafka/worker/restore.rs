@@ -1,0 +1,82 @@
+//! A worker's first job: its partition's device state, restored from the changelog.
+
+use super::*;
+
+impl Worker {
+    pub(super) async fn restore(&mut self, stop: &CancellationToken) -> bool {
+        let env = self.inflight.env.clone();
+        let Some(cl) = &env.changelog else {
+            return true;
+        };
+        let topic = self.inflight.topic.clone();
+        let changelog_topic = cl.topic_for(&topic);
+        let ensured = cl.ensured.lock().expect("ensured lock").contains(&topic);
+        if !ensured {
+            let (client, t, c) = (
+                cl.restore_client.clone(),
+                topic.clone(),
+                changelog_topic.clone(),
+            );
+            let made =
+                tokio::task::spawn_blocking(move || changelog::ensure_topic(&client, &t, &c))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(error) = made {
+                env.fatal.raise(FatalCause::Changelog { topic, error });
+                return false;
+            }
+            cl.ensured
+                .lock()
+                .expect("ensured lock")
+                .insert(topic.clone());
+        }
+        let client = cl.restore_client.clone();
+        let partition = self.inflight.partition;
+        let mut engine = std::mem::replace(&mut self.engine, Engine::new(env.shared.clone()));
+        let cancel = stop.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let r = changelog::restore(
+                &client,
+                &changelog_topic,
+                partition,
+                engine.states_mut(),
+                &cancel,
+            );
+            (engine, r)
+        })
+        .await;
+        let (engine, result) = match result {
+            Ok(x) => x,
+            Err(e) => {
+                env.fatal.raise(FatalCause::Restore {
+                    topic,
+                    partition,
+                    error: format!("the restore panicked: {e}"),
+                });
+                return false;
+            }
+        };
+        self.engine = engine;
+        self.engine.states_mut().track_expired();
+        match result {
+            Ok(r) => {
+                env.metrics.state_restore_seconds.observe(r.seconds);
+                env.metrics.state_restored_records.inc_by(r.records);
+                tracing::info!(%topic, partition, records = r.records, devices = r.devices, seconds = r.seconds, "state restored");
+                true
+            }
+            Err(rdkafka::error::KafkaError::Canceled) => {
+                tracing::info!(%topic, partition, "state restore stopped: the partition was revoked or the instance stops");
+                false
+            }
+            Err(e) => {
+                env.fatal.raise(FatalCause::Restore {
+                    topic,
+                    partition,
+                    error: e.to_string(),
+                });
+                false
+            }
+        }
+    }
+}
