@@ -250,8 +250,6 @@ impl Worker {
         self.inflight.store_progress();
     }
 
-    /// Restores the partition's device state from its changelog (creating the changelog of a
-    /// topic matched by a pattern first); false if stopped meanwhile or failed (then fatal).
     async fn handle(&mut self, msg: &BorrowedMessage<'_>, clock: &Clock) {
         if self.inflight.env.step == Step::Passthrough {
             return self.forward(msg, clock).await;

@@ -3,6 +3,8 @@
 use super::*;
 
 impl Worker {
+    /// Restores the partition's device state from its changelog (creating the changelog of a
+    /// topic matched by a pattern first); false if stopped meanwhile or failed (then fatal).
     pub(super) async fn restore(&mut self, stop: &CancellationToken) -> bool {
         let env = self.inflight.env.clone();
         let Some(cl) = &env.changelog else {
