@@ -496,7 +496,8 @@ impl Service {
     }
     fn requests(&self, result: &str) -> u64 {
         self.metrics
-            .webhook_requests
+            .webhook
+            .requests
             .with_label_values(&[result])
             .get()
     }
@@ -723,15 +724,15 @@ fn retries_500s_429s_resets_and_slow_receivers_until_delivered() {
     assert!(resets.load(Ordering::SeqCst) >= 3);
     let n = expected.len() as u64;
     assert!(
-        service.metrics.webhook_retries.get() >= 2 * n + n + 3,
+        service.metrics.webhook.retries.get() >= 2 * n + n + 3,
         "retries: {}",
-        service.metrics.webhook_retries.get()
+        service.metrics.webhook.retries.get()
     );
     assert_eq!(service.requests("delivered"), 4 * n);
-    assert_eq!(service.metrics.webhook_in_flight.get(), 0);
+    assert_eq!(service.metrics.webhook.in_flight.get(), 0);
     eprintln!(
         "retries test: {n} records × 4 endpoints in {elapsed:?}, {} retries",
-        service.metrics.webhook_retries.get()
+        service.metrics.webhook.retries.get()
     );
     service.shutdown(&rt);
 }
@@ -837,7 +838,7 @@ fn refused_and_hopeless_records_are_dead_lettered() {
             .collect();
         assert_eq!(keys, expected, "endpoint {idx}: every record dead-lettered");
     }
-    assert_eq!(service.metrics.webhook_dead_letters.get(), 3 * n as u64);
+    assert_eq!(service.metrics.webhook.dead_letters.get(), 3 * n as u64);
     assert_eq!(service.requests("dead_lettered"), 3 * n as u64);
     service.shutdown(&rt);
 }
@@ -910,7 +911,7 @@ fn url_generation_is_unaffected_by_a_stalled_receiver() {
     let output_end: i64 = end_offsets(&out).values().sum();
     assert!(output_end > 1_000, "output records: {output_end}");
     wait_until("webhooks retrying", Duration::from_secs(10), || {
-        service.metrics.webhook_retries.get() > 0
+        service.metrics.webhook.retries.get() > 0
     });
     assert_eq!(stalled.total_accepts(), 0);
     assert_eq!(
@@ -921,9 +922,9 @@ fn url_generation_is_unaffected_by_a_stalled_receiver() {
     wait_until(
         "requests in flight to the stalled receiver",
         Duration::from_secs(10),
-        || service.metrics.webhook_in_flight.get() > 0,
+        || service.metrics.webhook.in_flight.get() > 0,
     );
-    let retries_while_stalled = service.metrics.webhook_retries.get();
+    let retries_while_stalled = service.metrics.webhook.retries.get();
 
     gate_tx.send(true).unwrap();
     let opened = Instant::now();
@@ -1030,8 +1031,8 @@ fn thousands_of_events_through_a_flaky_receiver() {
     let failures = (f.status_500.load(Ordering::SeqCst)
         + f.status_429.load(Ordering::SeqCst)
         + f.resets.load(Ordering::SeqCst)) as u64;
-    assert!(m.webhook_retries.get() > 0, "no retries");
-    assert_eq!(m.webhook_retries.get(), service.requests("retried"));
+    assert!(m.webhook.retries.get() > 0, "no retries");
+    assert_eq!(m.webhook.retries.get(), service.requests("retried"));
     assert_eq!(
         service.requests("retried") + service.requests("dead_lettered"),
         failures,
@@ -1060,7 +1061,7 @@ fn thousands_of_events_through_a_flaky_receiver() {
         f.status_500.load(Ordering::SeqCst),
         f.status_429.load(Ordering::SeqCst),
         f.resets.load(Ordering::SeqCst),
-        m.webhook_retries.get(),
+        m.webhook.retries.get(),
     );
     pipeline_stop.cancel();
     rt.block_on(pipeline).unwrap().unwrap();

@@ -147,7 +147,7 @@ impl ClientContext for WebhookConsumerCtx {
                 p.consumer_lag.max(0)
             };
         }
-        self.metrics.webhook_lag.set(lag);
+        self.metrics.webhook.lag.set(lag);
     }
 }
 

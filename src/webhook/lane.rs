@@ -128,8 +128,8 @@ impl Counters {
     fn new(m: &Metrics) -> Self {
         let pair = |r: &str| {
             (
-                m.webhook_requests.with_label_values(&[r]),
-                m.webhook_latency.with_label_values(&[r]),
+                m.webhook.requests.with_label_values(&[r]),
+                m.webhook.latency.with_label_values(&[r]),
             )
         };
         Counters {
@@ -209,13 +209,13 @@ async fn deliver(env: &LaneEnv, counters: &Counters, ep: &Endpoint, d: &Delivery
             attempt,
         };
         let started = Instant::now();
-        env.metrics.webhook_in_flight.inc();
+        env.metrics.webhook.in_flight.inc();
         let sent = tokio::select! {
             biased;
             _ = d.abandon.cancelled() => None,
             sent = request::post(&env.client, &request) => Some(sent),
         };
-        env.metrics.webhook_in_flight.dec();
+        env.metrics.webhook.in_flight.dec();
         let elapsed = started.elapsed().as_secs_f64();
         let Some(sent) = sent else {
             observe(&counters.failed, elapsed);
@@ -231,7 +231,7 @@ async fn deliver(env: &LaneEnv, counters: &Counters, ep: &Endpoint, d: &Delivery
             }
             Verdict::Retry(delay) => {
                 observe(&counters.retried, elapsed);
-                env.metrics.webhook_retries.inc();
+                env.metrics.webhook.retries.inc();
                 tracing::debug!(
                     endpoint = ep.index,
                     origin = %ep.origin,
@@ -333,7 +333,7 @@ async fn dead_letter(
     };
     match result {
         Ok(_) => {
-            env.metrics.webhook_dead_letters.inc();
+            env.metrics.webhook.dead_letters.inc();
             tracing::warn!(
                 endpoint = ep.index,
                 origin = %ep.origin,
