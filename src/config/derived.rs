@@ -99,13 +99,7 @@ impl Config {
 
     /// librdkafka properties from `[kafka]`, values as strings.
     pub fn kafka_properties(&self) -> impl Iterator<Item = (&str, String)> {
-        self.kafka.iter().map(|(k, v)| {
-            let s = match v {
-                toml::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.as_str(), s)
-        })
+        as_properties(&self.kafka)
     }
 
     /// The webhook service's consumer group: `webhooks.group_id`, or `<group_id>-webhooks`.
@@ -132,12 +126,18 @@ pub struct ClusterAccess<'a> {
 impl ClusterAccess<'_> {
     /// librdkafka properties from this cluster's `kafka` table, values as strings.
     pub fn kafka_properties(&self) -> impl Iterator<Item = (&str, String)> {
-        self.kafka.iter().map(|(k, v)| {
-            let s = match v {
-                toml::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.as_str(), s)
-        })
+        as_properties(self.kafka)
     }
+}
+
+/// A `kafka` table as librdkafka properties: values as strings (TOML numbers and booleans as
+/// written).
+fn as_properties(table: &BTreeMap<String, toml::Value>) -> impl Iterator<Item = (&str, String)> {
+    table.iter().map(|(k, v)| {
+        let s = match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        (k.as_str(), s)
+    })
 }

@@ -54,13 +54,7 @@ impl Config {
         self.webhooks
             .validate(self.urls.regions.keys())
             .map_err(ConfigError::Invalid)?;
-        residency::check(
-            self.urls.regions.keys(),
-            &self.output_topics_by_region,
-            &self.clusters,
-            self.processing_guarantee == Guarantee::ExactlyOnce,
-        )
-        .map_err(ConfigError::Invalid)?;
+        self.check_residency()?;
         if !self.group_instance_id.is_empty() && self.group_protocol != GroupProtocol::Classic {
             // Measured (benches/soak.sh): under the `consumer` protocol a crashed static member
             // that restarts is refused with a fatal UNRELEASED_INSTANCE_ID until the broker
@@ -75,17 +69,22 @@ impl Config {
         Ok(())
     }
 
-    /// Checks what `run` needs beyond [`Config::validate`].
-    pub fn validate_for_run(&self) -> Result<(), ConfigError> {
-        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        // Also for a configuration built in code rather than loaded (`demo`, embedding, tests).
+    /// Regions' topics and clusters: see [`residency::check`].
+    fn check_residency(&self) -> Result<(), ConfigError> {
         residency::check(
             self.urls.regions.keys(),
             &self.output_topics_by_region,
             &self.clusters,
             self.processing_guarantee == Guarantee::ExactlyOnce,
         )
-        .map_err(ConfigError::Invalid)?;
+        .map_err(ConfigError::Invalid)
+    }
+
+    /// Checks what `run` needs beyond [`Config::validate`].
+    pub fn validate_for_run(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        // Also for a configuration built in code rather than loaded (`demo`, embedding, tests).
+        self.check_residency()?;
         if self.brokers.trim().is_empty() {
             return bad("brokers must name at least one broker (host:port)");
         }

@@ -31,12 +31,13 @@ pub fn overlay(mut c: ClientConfig, config: &Config) -> ClientConfig {
     c
 }
 
-/// The input consumer. Offsets are stored by the workers only once outputs are acknowledged
-/// (`enable.auto.offset.store=false`), and committed from the store every second and at every
-/// revoke and shutdown.
-pub fn consumer_config(config: &Config) -> ClientConfig {
-    let mut c = base(config, "consumer");
-    c.set("group.id", &config.group_id)
+/// A consumer group member as both services run one: offsets stored by the application only once
+/// a record is finished (`enable.auto.offset.store=false`) and committed from the store every
+/// second and at every revoke and shutdown; the group protocol (and, under `classic`, the
+/// assignment strategy) from the configuration.
+pub fn group_consumer(config: &Config, role: &str, group_id: &str) -> ClientConfig {
+    let mut c = base(config, role);
+    c.set("group.id", group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
@@ -48,7 +49,22 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
                 OffsetReset::Latest => "latest",
             },
         )
-        .set("group.protocol", config.group_protocol.as_str())
+        .set("group.protocol", config.group_protocol.as_str());
+    if config.group_protocol == GroupProtocol::Classic {
+        c.set(
+            "partition.assignment.strategy",
+            config.partition_assignment_strategy.as_str(),
+        )
+        .set("session.timeout.ms", "45000");
+    }
+    c
+}
+
+/// The input consumer: a [`group_consumer`] with bounded prefetch, and under exactly-once no
+/// commits of its own.
+pub fn consumer_config(config: &Config) -> ClientConfig {
+    let mut c = group_consumer(config, "consumer", &config.group_id);
+    c
         // Prefetch bounded per partition (the pipeline gives each partition a queue of its own,
         // so these apply per partition): at librdkafka's defaults (100,000 messages, 64 MB) a
         // processor behind its input held ~900 MB of prefetched records with 12 partitions.
@@ -69,13 +85,6 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         // back at once, instead of after the session timeout (45 s) that expires a dead member.
         // Only on this consumer: the restore consumers and the webhook group must not share it.
         c.set("group.instance.id", &config.group_instance_id);
-    }
-    if config.group_protocol == GroupProtocol::Classic {
-        c.set(
-            "partition.assignment.strategy",
-            config.partition_assignment_strategy.as_str(),
-        )
-        .set("session.timeout.ms", "45000");
     }
     overlay(c, config)
 }

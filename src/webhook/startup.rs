@@ -9,35 +9,15 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
-use crate::config::{Config, GroupProtocol, OffsetReset};
-use crate::kafka::client::{base, overlay};
+use crate::config::Config;
+use crate::kafka::client::{base, group_consumer, overlay};
 
 /// The consumer of the output topic: its own group, read_committed (only records of committed
 /// transactions are delivered), offsets stored only once a record is finished and committed from
 /// the store every second and at every revoke and shutdown.
 pub fn consumer_config(config: &Config) -> ClientConfig {
-    let mut c = base(config, "webhooks-consumer");
-    c.set("group.id", config.webhooks_group_id())
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set(
-            "auto.offset.reset",
-            match config.auto_offset_reset {
-                OffsetReset::Earliest => "earliest",
-                OffsetReset::Latest => "latest",
-            },
-        )
-        .set("group.protocol", config.group_protocol.as_str());
-    if config.group_protocol == GroupProtocol::Classic {
-        c.set(
-            "partition.assignment.strategy",
-            config.partition_assignment_strategy.as_str(),
-        )
-        .set("session.timeout.ms", "45000");
-    }
+    let mut c = group_consumer(config, "webhooks-consumer", &config.webhooks_group_id());
+    c.set("isolation.level", "read_committed");
     overlay(c, config)
 }
 
