@@ -1,5 +1,5 @@
-//! The structure docs/architecture.md describes, kept: no import cycle between the files of `src/`
-//! and no file there over 500 lines. A file's imports are its `crate::…` and `super::…` paths
+//! The structure docs/architecture.md describes, kept: no import cycle between the files of `src/`,
+//! no file there over 500 lines, and `src/core/` importing nothing outside itself. A file's imports are its `crate::…` and `super::…` paths
 //! outside comments and its `#[cfg(test)]` part, each resolved to the longest module path that is a
 //! file.
 
@@ -84,7 +84,7 @@ fn imports(
 }
 
 #[test]
-fn no_import_cycles_and_no_long_files_in_src() {
+fn no_import_cycles_no_long_files_and_a_pure_core() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = BTreeMap::new();
     modules(&root, &root, &mut files);
@@ -107,6 +107,21 @@ fn no_import_cycles_and_no_long_files_in_src() {
         .iter()
         .map(|(m, p)| (m.clone(), imports(m, &code(p), &files)))
         .collect();
+    // The pure core names nothing outside it (no I/O, no clock, no Kafka).
+    for (m, deps) in &edges {
+        if m.first().is_some_and(|c| c == "core") {
+            let outside: Vec<String> = deps
+                .iter()
+                .filter(|d| d.first().is_none_or(|c| c != "core"))
+                .map(|d| d.join("/"))
+                .collect();
+            assert!(
+                outside.is_empty(),
+                "core/{} imports {outside:?}",
+                m[1..].join("/")
+            );
+        }
+    }
     // A cycle exists iff some module reaches itself.
     for start in edges.keys() {
         let mut seen = BTreeSet::new();
