@@ -466,9 +466,15 @@ struct Run {
 }
 
 fn spawn_run(config: &Path, env: &[(&str, &str)]) -> Run {
+    spawn_command("run", config, env)
+}
+
+/// `aepiot-stream SUBCOMMAND --config CONFIG` with only `env` of the `AEPIOT_*` variables, its
+/// output collected.
+fn spawn_command(subcommand: &str, config: &Path, env: &[(&str, &str)]) -> Run {
     let port = free_port();
     let mut cmd = Command::new(bin());
-    cmd.args(["run", "--config", config.to_str().unwrap()])
+    cmd.args([subcommand, "--config", config.to_str().unwrap()])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -481,7 +487,7 @@ fn spawn_run(config: &Path, env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn aepiot-stream run");
+    let mut child = cmd.spawn().expect("spawn aepiot-stream");
     let mut readers = Vec::new();
     let mut collect = |mut r: Box<dyn Read + Send>| {
         let buf = Arc::new(Mutex::new(Vec::new()));
@@ -771,6 +777,40 @@ fn refused(b: &SecBroker, dir: &Path, case: &Case, expect: &[&str], secrets: &[&
     assert_no_secret(&format!("{} http", case.name), &run.http_seen, secrets);
 }
 
+/// The webhook service with credentials the broker refuses: it stops on its own, saying the
+/// connection was refused and why (it used to retry a refused password until its start-up timeout
+/// and then report only "cannot reach the Kafka brokers"), and prints no secret.
+fn webhooks_refused(b: &SecBroker, dir: &Path, case: &Case, expect: &[&str], secrets: &[&str]) {
+    let t = topics_for(b, case.name);
+    let group = unique(&format!("sec-{}-group", case.name));
+    let config = config_file(dir, case, &group, &t);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[[webhooks.endpoints]]\nurl = \"http://127.0.0.1:9/hook\"\n");
+    std::fs::write(&config, text).unwrap();
+    let env: Vec<(&str, &str)> = case.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut service = spawn_command("webhooks", &config, &env);
+    let status = service.wait_exit(Duration::from_secs(60));
+    let output = service.output();
+    assert!(
+        !status.success(),
+        "{}: exit 0:\n{}",
+        case.name,
+        tail(&output)
+    );
+    let last = output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{}: no error line:\n{}", case.name, tail(&output)));
+    assert!(
+        expect.iter().any(|e| last.contains(e)) && last.contains("refused"),
+        "{}: unclear error: {last}",
+        case.name
+    );
+    eprintln!("{} (webhooks): exit {status}; {last}", case.name);
+    assert_no_secret(case.name, &output, secrets);
+}
+
 fn config_check(dir: &Path, name: &str, toml: &str, env: &[(&str, &str)], secrets: &[&str]) {
     let path = dir.join(format!("check-{name}.toml"));
     std::fs::write(&path, toml).unwrap();
@@ -913,6 +953,16 @@ fn scram_and_tls_on_a_real_broker() {
     wrong_pw_512
         .env
         .push(("AEPIOT_SECURITY__SASL_PASSWORD", wrong.clone()));
+    let mut webhooks_wrong_pw = sasl_case(
+        "webhooks_wrong_password",
+        "SCRAM-SHA-256",
+        b.sasl(),
+        "sasl_plaintext",
+        String::new(),
+    );
+    webhooks_wrong_pw
+        .env
+        .push(("AEPIOT_SECURITY__SASL_PASSWORD", wrong.clone()));
     let other_ca_case = Case {
         name: "untrusted_other_ca",
         security: format!(
@@ -973,6 +1023,10 @@ fn scram_and_tls_on_a_real_broker() {
             (
                 "untrusted_sasl_ssl",
                 s.spawn(|| refused(b, d, &untrusted_sasl, &cert, secrets)),
+            ),
+            (
+                "webhooks_wrong_password",
+                s.spawn(|| webhooks_refused(b, d, &webhooks_wrong_pw, &auth, secrets)),
             ),
         ];
         handles.into_iter().map(|(n, h)| (n, h.join())).collect()

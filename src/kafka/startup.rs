@@ -303,7 +303,10 @@ impl Waiting {
     }
 }
 
-async fn metadata_until(
+/// Fetches the cluster's metadata until it answers or `deadline` passes; a refusal
+/// (authentication, TLS) fails at once, naming it. Shared by the processor's and the webhook
+/// service's start-up checks.
+pub async fn metadata_until(
     probe: &BaseProducer<LastError>,
     brokers: &str,
     config: &Config,

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::BaseProducer;
 use rdkafka::ClientConfig;
 
 use crate::config::Config;
 use crate::kafka::client::{base, group_consumer, overlay};
+use crate::kafka::startup::{metadata_until, LastError};
 
 /// The consumer of the output topic: its own group, read_committed (only records of committed
 /// transactions are delivered), offsets stored only once a record is finished and committed from
@@ -30,52 +32,41 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     overlay(c, config)
 }
 
-/// Runs the checks, creating the dead-letter topic if configured.
+/// Runs the checks, creating the dead-letter topic if configured. The brokers are reached as the
+/// processor reaches them ([`metadata_until`]): a refused password or certificate stops the
+/// service at once, naming the refusal, instead of being retried until the timeout.
 pub async fn check(config: &Config) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = overlay(base(config, "webhooks-admin"), config)
+    let client = overlay(base(config, "webhooks-admin"), config);
+    let admin: AdminClient<DefaultClientContext> = client
         .create()
+        .map_err(|e| anyhow::anyhow!("invalid Kafka client settings: {e}"))?;
+    let probe: BaseProducer<LastError> = client
+        .create_with_context(LastError::default())
         .map_err(|e| anyhow::anyhow!("invalid Kafka client settings: {e}"))?;
     let deadline = Instant::now() + Duration::from_millis(config.startup_timeout_ms);
     let dlq = &config.webhooks.dead_letter_topic;
-    let mut last_error = String::from("no answer");
     loop {
-        // fetch_metadata blocks: keep it off the async workers.
-        let client = admin.inner();
-        let md =
-            tokio::task::block_in_place(|| client.fetch_metadata(None, Duration::from_secs(5)));
-        match md {
-            Ok(m) if !m.brokers().is_empty() => {
-                let exists = |t: &str| {
-                    m.topics()
-                        .iter()
-                        .any(|x| x.name() == t && !x.partitions().is_empty())
-                };
-                let missing_output = config.output_topics().into_iter().find(|t| !exists(t));
-                let (out, dl) = (missing_output.is_none(), exists(dlq));
-                if out && dl {
-                    return Ok(());
-                }
-                if out && config.create_topics {
-                    return create(&admin, config, dlq).await;
-                }
-                if Instant::now() >= deadline {
-                    if let Some(topic) = missing_output {
-                        anyhow::bail!(
-                            "output topic {topic:?} does not exist (the webhook service reads it)"
-                        );
-                    }
-                    anyhow::bail!("webhook dead-letter topic {dlq:?} does not exist (create it, or set create_topics = true)");
-                }
-            }
-            Ok(_) => last_error = "no brokers in metadata".into(),
-            Err(e) => last_error = e.to_string(),
+        let m = metadata_until(&probe, &config.brokers, config, deadline).await?;
+        let exists = |t: &str| {
+            m.topics()
+                .iter()
+                .any(|x| x.name() == t && !x.partitions().is_empty())
+        };
+        let missing_output = config.output_topics().into_iter().find(|t| !exists(t));
+        let (out, dl) = (missing_output.is_none(), exists(dlq));
+        if out && dl {
+            return Ok(());
+        }
+        if out && config.create_topics {
+            return create(&admin, config, dlq).await;
         }
         if Instant::now() >= deadline {
-            anyhow::bail!(
-                "cannot reach the Kafka brokers at {} within {} s: {last_error}",
-                config.brokers,
-                config.startup_timeout_ms / 1000
-            );
+            if let Some(topic) = missing_output {
+                anyhow::bail!(
+                    "output topic {topic:?} does not exist (the webhook service reads it)"
+                );
+            }
+            anyhow::bail!("webhook dead-letter topic {dlq:?} does not exist (create it, or set create_topics = true)");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
