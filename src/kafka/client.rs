@@ -89,11 +89,9 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
     overlay(c, config)
 }
 
-/// The output producer: idempotent (no duplicates or reordering from librdkafka's own retries),
-/// acknowledged by all in-sync replicas, batched with a short linger and compressed (the URLs of
-/// one record repeat each other, so lz4 shrinks them several times).
-pub fn producer_config(config: &Config) -> ClientConfig {
-    let mut c = base(config, "producer");
+/// What every producer of URL records shares, the main cluster's and each region's: see
+/// [`producer_config`].
+fn output_producer(c: &mut ClientConfig) {
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
@@ -101,6 +99,14 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "200000")
         .set("queue.buffering.max.kbytes", "131072");
+}
+
+/// The output producer: idempotent (no duplicates or reordering from librdkafka's own retries),
+/// acknowledged by all in-sync replicas, batched with a short linger and compressed (the URLs of
+/// one record repeat each other, so lz4 shrinks them several times).
+pub fn producer_config(config: &Config) -> ClientConfig {
+    let mut c = base(config, "producer");
+    output_producer(&mut c);
     if config.processing_guarantee == Guarantee::ExactlyOnce {
         // A crashed instance's open transaction holds back read_committed readers until it
         // times out: keep that short.
@@ -148,14 +154,8 @@ pub fn admin_config_on(config: &Config, routes: &Routes, index: usize) -> Client
 pub fn regional_producer_config(config: &Config, routes: &Routes, index: usize) -> ClientConfig {
     let cluster = config.cluster_access(routes, index);
     let mut c = base_on(&cluster, &format!("producer-{}", cluster.name));
-    c.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "200000")
-        .set("queue.buffering.max.kbytes", "131072")
-        .set("message.timeout.ms", "0");
+    output_producer(&mut c);
+    c.set("message.timeout.ms", "0");
     overlay_on(c, &cluster)
 }
 
