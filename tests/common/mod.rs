@@ -164,16 +164,7 @@ pub fn produce(topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
         if let Some(v) = v {
             r = r.payload(v.as_slice());
         }
-        let mut r = r;
-        loop {
-            match p.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    r = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
+        send_waiting(&p, r);
     }
     p.flush(Duration::from_secs(30)).unwrap();
     assert_eq!(p.in_flight_count(), 0);
@@ -312,6 +303,14 @@ pub fn topic_exists_on(bootstrap: &str, topic: &str) -> bool {
         .any(|t| t.name() == topic && !t.partitions().is_empty())
 }
 
+/// Sends `r`, waiting while the producer's queue is full.
+fn send_waiting(p: &ThreadedProducer<DefaultProducerContext>, mut r: BaseRecord<'_, [u8], [u8]>) {
+    while let Err((_, back)) = p.send(r) {
+        r = back;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Produces `(key, payload)` records to one partition and waits for all acks.
 pub fn produce_to(topic: &str, partition: i32, records: &[(Vec<u8>, Vec<u8>)]) {
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -320,19 +319,11 @@ pub fn produce_to(topic: &str, partition: i32, records: &[(Vec<u8>, Vec<u8>)]) {
         .create()
         .unwrap();
     for (k, v) in records {
-        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+        let r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
             .partition(partition)
             .key(k.as_slice())
             .payload(v.as_slice());
-        loop {
-            match p.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    r = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
+        send_waiting(&p, r);
     }
     p.flush(Duration::from_secs(30)).unwrap();
     assert_eq!(p.in_flight_count(), 0);
