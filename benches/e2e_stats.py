@@ -122,6 +122,9 @@ def summary_of(m):
         "urls_generated": int(msum(m, "aepiot_urls_generated_total")),
         "delivery_failures": int(msum(m, "aepiot_delivery_failures_total")),
         "process_resident_memory_bytes": int(msum(m, "process_resident_memory_bytes")),
+        # Exactly-once: transactions committed and the seconds the commits held the workers.
+        "transaction_commits": int(msum(m, "aepiot_transaction_commit_seconds_count")),
+        "transaction_commit_seconds": round(msum(m, "aepiot_transaction_commit_seconds_sum"), 3),
     }
 
 

@@ -123,6 +123,8 @@ declare! {
             "Rebalance events, by kind (assign, revoke, error)", ["kind"]),
         commit_failures: IntCounter = ("aepiot_commit_failures_total",
             "Offset commits that failed"),
+        transaction_commit: Histogram = ("aepiot_transaction_commit_seconds",
+            "Exactly-once: time each transaction commit holds the workers (send the offsets, flush the outputs, commit, begin the next)"),
         producer_queue_messages: IntGauge = ("aepiot_producer_queue_messages",
             "Messages in the producer's queue, waiting to be sent or acknowledged"),
         state_restore_seconds: Histogram = ("aepiot_state_restore_seconds",

@@ -77,6 +77,7 @@ impl Transactions {
                 let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
             }
         }
+        let _timer = self.metrics.transaction_commit.start_timer();
         let result = (|| {
             if tpl.count() > 0 {
                 let group = group.ok_or(KafkaError::NoMessageReceived)?;
