@@ -2,7 +2,8 @@
 # scripts/helm-check.sh — checks the Helm chart (helm/aepiot-stream) the way CI does:
 #   1. `helm lint` and `helm template`, with the default values, with values-full.yaml
 #      (everything enabled: ServiceMonitor, KEDA, secrets, dashboard, a region on another cluster)
-#      and with values-webhooks-eu.yaml (mode `webhooks` on that regional cluster);
+#      with values-webhooks-eu.yaml (mode `webhooks` on that regional cluster), and with
+#      values-full.yaml plus kafka.staticMembership=true (a StatefulSet, pod name = group.instance.id);
 #   2. the rendered ConfigMap's config.toml, for each, through `aepiot-stream config check` with the
 #      AEPIOT_* environment the Deployment gives the pod (Secret-backed values as placeholders);
 #   3. the dashboard ConfigMap carries the dashboard JSON unchanged, labelled for the Grafana sidecar;
@@ -71,13 +72,15 @@ while i < len(lines):
             out.append(m.group(2) + "=" + v)
         elif nxt.startswith("valueFrom:") and "secretKeyRef:" in "".join(lines[i + 2:i + 3]):
             out.append(m.group(2) + "=placeholder-from-secret")
+        elif nxt.startswith("valueFrom:") and "fieldPath: metadata.name" in "".join(lines[i + 2:i + 4]):
+            out.append(m.group(2) + "=aepiot-stream-0")
     i += 1
 print("\n".join(out))
 '
 }
 
-check_values() { # NAME [helm args...]
-  local name="$1"; shift
+check_values() { # NAME [helm args...]   (WORKLOAD: the pods' kind, Deployment by default)
+  local name="$1" workload="${WORKLOAD:-Deployment}"; shift
   log "[$name] helm lint"
   "$HELM" lint --strict "$CHART" "$@" >"$WORK/lint.out" 2>&1 || { cat "$WORK/lint.out" >&2; die "[$name] helm lint"; }
   log "[$name] helm template"
@@ -85,7 +88,7 @@ check_values() { # NAME [helm args...]
   local kinds
   kinds="$(grep -E '^kind: ' "$WORK/$name.yaml" | sort | uniq -c | awk '{printf "%s×%s ", $1, $3}')"
   log "[$name] rendered: $kinds"
-  for k in Deployment ConfigMap Service PodDisruptionBudget ServiceAccount; do
+  for k in "$workload" ConfigMap Service PodDisruptionBudget ServiceAccount; do
     grep -q "^kind: $k\$" "$WORK/$name.yaml" || die "[$name] no $k rendered"
   done
 
@@ -102,6 +105,7 @@ check_values() { # NAME [helm args...]
     echo "--- config check ---" >&2; cat "$WORK/check.out" >&2
     die "[$name] the rendered config.toml does not pass aepiot-stream config check"
   }
+  cp "$WORK/check.out" "$WORK/$name.check.out"
   # The chart's own keys made it into the effective config.
   grep -q '^metrics_addr = "0.0.0.0:9464"' "$WORK/check.out" || { cat "$WORK/check.out" >&2; die "[$name] metrics_addr not 0.0.0.0:9464 in the effective config"; }
 
@@ -129,10 +133,21 @@ expect_failure() { # WHAT PATTERN [helm args...]
 check_values default
 check_values full -f "$CHART/values-full.yaml"
 check_values webhooks-eu -f "$CHART/values-webhooks-eu.yaml"
+WORKLOAD=StatefulSet check_values static -f "$CHART/values-full.yaml" --set kafka.staticMembership=true
 grep -q 'args: \["run", ' "$WORK/full.yaml" || die "[full] the pods must run \`run\`"
 grep -q 'args: \["webhooks", ' "$WORK/webhooks-eu.yaml" || die "[webhooks-eu] the pods must run \`webhooks\`"
 grep -q 'brokers = "kafka-0.kafka.eu-central' "$WORK/webhooks-eu.config.toml" || die "[webhooks-eu] not on the EU cluster"
 grep -q '^\[clusters.eu\]' "$WORK/full.config.toml" || die "[full] no [clusters.eu]"
+
+# Static membership: a StatefulSet (stable pod names) whose pods take their name as
+# group.instance.id, under the classic protocol, and the KEDA target follows the kind.
+grep -q '^kind: Deployment$' "$WORK/static.yaml" && die "[static] a Deployment was rendered too"
+grep -A3 'name: AEPIOT_GROUP_INSTANCE_ID' "$WORK/static.yaml" | grep -q 'fieldPath: metadata.name' \
+  || die "[static] AEPIOT_GROUP_INSTANCE_ID is not the pod name"
+grep -q '^group_protocol = "classic"' "$WORK/static.check.out" || die "[static] group_protocol is not classic"
+grep -q '^group_instance_id = "aepiot-stream-0"' "$WORK/static.check.out" || die "[static] the effective group_instance_id is not the pod name"
+grep -A2 'scaleTargetRef:' "$WORK/static.yaml" | grep -q 'kind: StatefulSet' || die "[static] KEDA does not target the StatefulSet"
+grep -q 'AEPIOT_GROUP_INSTANCE_ID' "$WORK/default.yaml" && die "[default] static membership is opt-in"
 
 # values-full enables everything: make sure it did.
 for k in ServiceMonitor ScaledObject TriggerAuthentication; do
@@ -147,6 +162,10 @@ expect_failure "terminationGracePeriodSeconds <= drain" "must be longer than dra
 expect_failure "an unknown mode" "mode must be" --set mode=replay
 expect_failure "KEDA with mode webhooks" "autoscaling.keda scales on the input lag" \
   -f "$CHART/values-full.yaml" --set mode=webhooks
+expect_failure "static membership with mode webhooks" "kafka.staticMembership is for mode" \
+  -f "$CHART/values-webhooks-eu.yaml" --set kafka.staticMembership=true
+expect_failure "group_protocol in config with static membership" "is set by the chart" \
+  --set kafka.staticMembership=true --set-string 'config=group_protocol = "consumer"'
 expect_failure "brokers repeated in config" "is set by the chart" \
   --set-string 'config=brokers = "x:9092"'
 

@@ -57,6 +57,9 @@ Checks that make a bad release fail at render time rather than in the cluster.
 {{- if and (eq .Values.mode "webhooks") .Values.autoscaling.keda.enabled }}
 {{- fail "autoscaling.keda scales on the input lag, which mode `webhooks` does not read: disable it" }}
 {{- end }}
+{{- if and .Values.kafka.staticMembership (ne .Values.mode "run") }}
+{{- fail "kafka.staticMembership is for mode `run` (the processor's input group): disable it for mode `webhooks`" }}
+{{- end }}
 {{- if not .Values.kafka.brokers }}
 {{- fail "kafka.brokers must name at least one broker (host:port)" }}
 {{- end }}
@@ -64,6 +67,9 @@ Checks that make a bad release fail at render time rather than in the cluster.
 {{- fail "kafka.inputTopics must name at least one topic" }}
 {{- end }}
 {{- $managed := list "brokers" "input_topics" "output_topic" "dead_letter_topic" "group_id" "metrics_addr" "drain_timeout_ms" }}
+{{- if .Values.kafka.staticMembership }}
+{{- $managed = concat $managed (list "group_protocol" "group_instance_id") }}
+{{- end }}
 {{- /* Top-level keys only: those before the first table header ([clusters.eu] has brokers too). */}}
 {{- $topLevel := regexSplit "(?m)^[ \\t]*\\[" ($.Values.config | default "") 2 | first }}
 {{- range $managed }}
@@ -90,6 +96,10 @@ dead_letter_topic = {{ .Values.kafka.deadLetterTopic | toString | toJson }}
 group_id = {{ .Values.kafka.groupId | toString | toJson }}
 metrics_addr = {{ printf "0.0.0.0:%d" (int .Values.metrics.port) | toJson }}
 drain_timeout_ms = {{ int64 .Values.drainTimeoutMs }}
+{{- if .Values.kafka.staticMembership }}
+# kafka.staticMembership: each pod's group_instance_id is its StatefulSet name (AEPIOT_GROUP_INSTANCE_ID).
+group_protocol = "classic"
+{{- end }}
 
 {{ .Values.config | default "" | trimSuffix "\n" }}
 {{- with .Values.kafka.properties }}
@@ -108,4 +118,9 @@ drain_timeout_ms = {{ int64 .Values.drainTimeoutMs }}
 {{- else if and (eq (len .Values.kafka.inputTopics) 1) (not (hasPrefix "^" (first .Values.kafka.inputTopics))) }}
 {{- first .Values.kafka.inputTopics }}
 {{- end }}
+{{- end }}
+
+{{/* The pods' workload: a StatefulSet with kafka.staticMembership (stable names), else a Deployment. */}}
+{{- define "aepiot-stream.workloadKind" -}}
+{{- ternary "StatefulSet" "Deployment" (.Values.kafka.staticMembership | default false) -}}
 {{- end }}
