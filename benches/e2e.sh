@@ -45,6 +45,7 @@
 #          timestamp is then the broker's append time, which leaves simulate's own batching out).
 # Extra variants (for drain or latency) to try producer settings through the `[kafka]` overlay:
 #   run-linger0 / run-linger1 / run-linger20 (AEPIOT_KAFKA__LINGER_MS=0/1/20; default 5),
+#   run-commitMS / run-eos-commitMS (AEPIOT_COMMIT_INTERVAL_MS=MS, at-least-once / exactly-once),
 #   run-zstd / run-uncompressed (AEPIOT_KAFKA__COMPRESSION_TYPE=zstd/none; default lz4),
 #   run-prefetch (consumer prefetch bounded: queued.min.messages=20000,
 #   queued.max.messages.kbytes=16384 (both per partition, as the pipeline splits the partition
@@ -228,6 +229,9 @@ variant_env() { # VARIANT -> env assignments, one per line
     run-eos|passthrough-eos) echo "AEPIOT_PROCESSING_GUARANTEE=exactly_once" ;;
     run-no-changelog) echo "AEPIOT_STATE_CHANGELOG=false" ;;
     run-linger0) echo "AEPIOT_KAFKA__LINGER_MS=0" ;;
+    run-commit*) echo "AEPIOT_COMMIT_INTERVAL_MS=${1#run-commit}" ;;
+    run-eos-commit*) printf '%s\n' AEPIOT_PROCESSING_GUARANTEE=exactly_once \
+      "AEPIOT_COMMIT_INTERVAL_MS=${1#run-eos-commit}" ;;
     run-linger1) echo "AEPIOT_KAFKA__LINGER_MS=1" ;;
     run-linger20) echo "AEPIOT_KAFKA__LINGER_MS=20" ;;
     run-zstd) echo "AEPIOT_KAFKA__COMPRESSION_TYPE=zstd" ;;
