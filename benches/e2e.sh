@@ -32,17 +32,21 @@
 #          per-thread CPU seconds of the process, the broker's CPU seconds, the machine's busy
 #          share and the CPU seconds of everything else on the machine during the run.
 #          Ratios per run: run/passthrough, run-eos/passthrough-eos, run-eos/run.
-# latency  Fresh input topic (12), output topic with message.timestamp.type=LogAppendTime (12);
+# latency  Fresh input and output topics (12 each), both with message.timestamp.type=LogAppendTime;
 #          the processor is started and joined first, then
 #            simulate --rate RATE --duration DURATION --devices 100000 --profile city --seed RUN
-#          (10k events/s for 60 s). Afterwards the input is read with kcat -f '%p %o %T' and the
-#          output with kcat -f '%T %s'; each output's `source` (partition, offset) gives its
-#          input's timestamp (CreateTime, set by simulate's producer when it produced the event);
-#          latency = output broker append time - input timestamp. p50/p90/p99/p99.9/max over all
-#          outputs and after the first 5 s. Variants (--latency-variants): run (default
-#          settings), run-linger0 (AEPIOT_KAFKA__LINGER_MS=0), run-eos (exactly_once; output read
-#          with read_committed), run-appendtime (input topic also LogAppendTime: the input's
-#          timestamp is then the broker's append time, which leaves simulate's own batching out).
+#          (10k events/s for 60 s). Afterwards the input is read with kcat -f '%p %o %T %s' and
+#          the output with kcat -f '%T %s'; each output's `source` (partition, offset) names its
+#          input. Three latencies per output, from the same records of the same run:
+#            input path   input append time - the event's `timestamp` (simulate stamps it as it
+#                         produces the event): load generator, its producer and the broker, no
+#                         processor; the noise floor of this machine
+#            processor    output append time - input append time: what the processor adds
+#            end to end   output append time - the event's `timestamp`
+#          p50/p90/p99/p99.9/max over all outputs and after the first 5 s. Variants
+#          (--latency-variants): run (default settings), run-linger0 (AEPIOT_KAFKA__LINGER_MS=0),
+#          run-eos (exactly_once; output read with read_committed); run-appendtime is the same as
+#          run (kept for older command lines: every run now has the input path beside it).
 # Extra variants (for drain or latency) to try producer settings through the `[kafka]` overlay:
 #   run-linger0 / run-linger1 / run-linger20 (AEPIOT_KAFKA__LINGER_MS=0/1/20; default 5),
 #   run-commitMS / run-eos-commitMS (AEPIOT_COMMIT_INTERVAL_MS=MS, at-least-once / exactly-once),
@@ -419,11 +423,10 @@ latency_one() { # VARIANT RUN
   local in="$group-in" out="$group-out" dlq="$group-dlq"
   mkdir -p "$dir"
   df_check
-  if [[ "$variant" == run-appendtime ]]; then
-    create_topic "$in" 12 --config message.timestamp.type=LogAppendTime
-  else
-    create_topic "$in" 12
-  fi
+  # Input with LogAppendTime: each output's latency splits into the input path (the event's own
+  # `timestamp`, stamped by simulate as it produces -> the input's append) and the processor's
+  # part (input append -> output append), from the same records of the same run.
+  create_topic "$in" 12 --config message.timestamp.type=LogAppendTime
   create_topic "$out" 12 --config message.timestamp.type=LogAppendTime
   create_topic "$dlq" 3
   wait_quiet
@@ -449,7 +452,7 @@ latency_one() { # VARIANT RUN
   local desc
   desc="$(python3 "$STATS" describe --file "$dir/$group.describe" --expect "$sent")"
   [[ "$variant" == run-eos ]] && iso=(-X isolation.level=read_committed)
-  kcat -b "$BROKERS" -C -t "$in" -o beginning -e -q -f '%p %o %T\n' >"$dir/inputs.txt"
+  kcat -b "$BROKERS" -C -t "$in" -o beginning -e -q -f '%p %o %T %s\n' >"$dir/inputs.txt"
   local lat
   lat="$(kcat -b "$BROKERS" -C -t "$out" -o beginning -e -q "${iso[@]+"${iso[@]}"}" -f '%T %s\n' \
     | python3 "$STATS" latency --inputs "$dir/inputs.txt")"

@@ -42,11 +42,14 @@
       JSON with ok = (current == end == N and lag == 0).
 
   e2e_stats.py latency --inputs INPUTS.txt [--outputs -] [--warmup S]
-      INPUTS.txt: kcat -f '%p %o %T\\n' of the input topic. Outputs (stdin by default): kcat
-      -f '%T %s\\n' of the output topic (LogAppendTime), one URL record per line; the record's
-      `source` (partition, offset) is matched to the input record's timestamp. Latency = output
-      broker timestamp - input record timestamp (ms). Prints count, unmatched, p50/p90/p99/p99.9/max,
-      mean, and the same without the first --warmup seconds (5) of input.
+      INPUTS.txt: kcat -f '%p %o %T %s\\n' of the input topic (LogAppendTime). Outputs (stdin by
+      default): kcat -f '%T %s\\n' of the output topic (LogAppendTime), one URL record per line;
+      the record's `source` (partition, offset) is matched to its input. Three latencies (ms), from
+      the same records: the processor's own part ("all", "after_warmup") = output append - input
+      append; "input_path" = input append - the event's `timestamp` (simulate stamps it just
+      before producing: the load generator and the broker without any processor); "end_to_end" =
+      output append - the event's `timestamp`. Each: count, p50/p90/p99/p99.9/max, mean, over
+      everything and without the first --warmup seconds (5) of input.
 
   e2e_stats.py perf-summary PERF_REPORT.txt
       A flat `perf report --no-children --sort comm,dso,sym --stdio` -> CPU shares by thread, by
@@ -60,6 +63,7 @@
 """
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -340,20 +344,47 @@ def pct(sorted_vals, p):
 SOURCE = re.compile(rb'"source":\{"topic":"(?:[^"\\]|\\.)*","partition":(\d+),"offset":(\d+)\}')
 
 
+EVENT_TS = re.compile(rb'"timestamp":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,3}))?Z"')
+
+
+def event_ms(payload, cache={}):
+    """The event's own `timestamp` (RFC 3339, UTC, ms) in epoch ms, or None. simulate stamps it
+    just before it hands the event to its producer: the start of the input path."""
+    m = EVENT_TS.search(payload)
+    if not m:
+        return None
+    sec = m.group(1)
+    base = cache.get(sec)
+    if base is None:
+        base = int(datetime.datetime.strptime(sec.decode(), "%Y-%m-%dT%H:%M:%S")
+                   .replace(tzinfo=datetime.timezone.utc).timestamp()) * 1000
+        cache[sec] = base
+    frac = m.group(2) or b"0"
+    return base + int(frac.ljust(3, b"0"))
+
+
 def cmd_latency(a):
+    # (partition, offset) -> (input append time, event time or None)
     ts = {}
     first_ts = None
+    input_path, input_path_w = [], []
     with open(a.inputs, "rb") as f:
         for line in f:
-            p = line.split()
-            if len(p) != 3:
+            p = line.rstrip(b"\n").split(b" ", 3)
+            if len(p) < 3:
                 continue
             t = int(p[2])
-            ts[(int(p[0]), int(p[1]))] = t
+            ev = event_ms(p[3]) if len(p) == 4 else None
+            ts[(int(p[0]), int(p[1]))] = (t, ev)
             first_ts = t if first_ts is None else min(first_ts, t)
-    src = sys.stdin.buffer if a.outputs == "-" else open(a.outputs, "rb")
-    lat, lat_w, unmatched, n = [], [], 0, 0
     warm_end = (first_ts or 0) + int(a.warmup * 1000)
+    for t, ev in ts.values():
+        if ev is not None:
+            input_path.append(t - ev)
+            if t >= warm_end:
+                input_path_w.append(t - ev)
+    src = sys.stdin.buffer if a.outputs == "-" else open(a.outputs, "rb")
+    lat, lat_w, e2e, e2e_w, unmatched, n = [], [], [], [], 0, 0
     for line in src:
         sp = line.find(b" ")
         if sp <= 0:
@@ -363,14 +394,20 @@ def cmd_latency(a):
         if not m:
             unmatched += 1
             continue
-        t_in = ts.get((int(m.group(1)), int(m.group(2))))
-        if t_in is None:
+        got = ts.get((int(m.group(1)), int(m.group(2))))
+        if got is None:
             unmatched += 1
             continue
-        d = int(line[:sp]) - t_in
+        t_in, ev = got
+        t_out = int(line[:sp])
+        d = t_out - t_in
         lat.append(d)
         if t_in >= warm_end:
             lat_w.append(d)
+        if ev is not None:
+            e2e.append(t_out - ev)
+            if t_in >= warm_end:
+                e2e_w.append(t_out - ev)
 
     def stats(v):
         v.sort()
@@ -386,8 +423,12 @@ def cmd_latency(a):
             "mean_ms": round(sum(v) / len(v), 2),
         }
 
+    # all/after_warmup: the processor's own part. input_path: the load generator to the broker
+    # (every input). end_to_end: the two together, per output.
     print(json.dumps({"inputs": len(ts), "outputs": n, "unmatched": unmatched,
-                      "all": stats(lat), "after_warmup": stats(lat_w), "warmup_s": a.warmup}))
+                      "all": stats(lat), "after_warmup": stats(lat_w), "warmup_s": a.warmup,
+                      "input_path": {"all": stats(input_path), "after_warmup": stats(input_path_w)},
+                      "end_to_end": {"all": stats(e2e), "after_warmup": stats(e2e_w)}}))
 
 
 PERF_LINE = re.compile(r"^\s+([\d.]+)%\s+(\S(?:.*?\S)?)\s{2,}(\S+)\s+\[(.)\]\s+(.*?)\s*$")
@@ -489,6 +530,14 @@ def cmd_summary(a):
                 "runs": len(rs),
                 **{f"median_{k}": med([r["latency"]["after_warmup"].get(k) for r in rs]) for k in ("p50_ms", "p99_ms", "p99_9_ms", "max_ms")},
                 "median_all_p99_ms": med([r["latency"]["all"].get("p99_ms") for r in rs]),
+                # Per run, beside each other: what the processor adds, what the input path alone
+                # takes, and the two together (after the warm-up; "all" includes it).
+                "p99_ms_per_run": {
+                    part: [(r["latency"] if part == "processor" else r["latency"].get(part, {})).get("after_warmup", {}).get("p99_ms") for r in rs]
+                    for part in ("processor", "input_path", "end_to_end")},
+                "p99_ms_per_run_with_warmup": {
+                    part: [(r["latency"] if part == "processor" else r["latency"].get(part, {})).get("all", {}).get("p99_ms") for r in rs]
+                    for part in ("processor", "input_path", "end_to_end")},
             }
         doc["summary"]["latency"] = ls
     mem = [r for r in runs if r.get("bench") == "memory" and r.get("ok")]
@@ -519,10 +568,11 @@ def cmd_summary(a):
             for k, r in ratios.items():
                 md.append(f"\nratio {k}: per run {r['per_run']}, median {r['median_of_ratios']}, of medians {r['ratio_of_medians']}")
         if lat:
-            md.append("\n| latency variant | runs | p50 ms | p99 ms | p99.9 ms | max ms |")
-            md.append("|---|---|---|---|---|---|")
+            md.append("\n| latency variant | runs | processor p50 ms | processor p99 ms | p99.9 ms | max ms | p99 per run: processor / input path / end to end | same with the first 5 s |")
+            md.append("|---|---|---|---|---|---|---|---|")
             for v, d in doc["summary"]["latency"].items():
-                md.append(f"| {v} | {d['runs']} | {d['median_p50_ms']} | {d['median_p99_ms']} | {d['median_p99_9_ms']} | {d['median_max_ms']} |")
+                per, per_all = d["p99_ms_per_run"], d["p99_ms_per_run_with_warmup"]
+                md.append(f"| {v} | {d['runs']} | {d['median_p50_ms']} | {d['median_p99_ms']} | {d['median_p99_9_ms']} | {d['median_max_ms']} | {per['processor']} / {per['input_path']} / {per['end_to_end']} | {per_all['processor']} / {per_all['input_path']} / {per_all['end_to_end']} |")
         if mem:
             for v, m in doc["summary"]["memory"].items():
                 md.append(f"\nmemory {v}: runs {m['runs']}, RSS growth {m['rss_growth_mb']} MB (median {m['median_rss_growth_mb']:.1f}), peak {m['median_peak_rss_mb']:.1f} MB, devices {m['median_state_devices']}, {m['median_bytes_per_device']:.0f} B/device")
