@@ -230,6 +230,12 @@ delete.topic.enable=true
 num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
+
+# A single node that is its own controller: on a loaded 2-core machine (cargo builds writing
+# beside it) controller events that append to the metadata log took 5-13 s, past the default 9 s
+# broker session, and the node fenced itself: every client saw AllBrokersDown, and producers hit
+# message timeouts. 30 s rides such stalls out. A real cluster keeps its own settings.
+broker.session.timeout.ms=30000
 EOF
   local extra
   extra="$(extra_props)"
