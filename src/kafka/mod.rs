@@ -13,6 +13,7 @@ pub mod fatal;
 pub mod headers;
 pub mod inflight;
 pub mod main_queue;
+pub mod offset_tracker;
 pub mod offsets;
 pub mod output_limit;
 pub mod pipeline;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::lane::{Delivery, Endpoint, QUEUED};
 use super::payload::{self, accepts, Parsed};
-use super::tracker::OffsetTracker;
+use crate::kafka::offset_tracker::OffsetTracker;
 use crate::kafka::offsets::OffsetStore;
 
 /// Records read before the reader looks at completions and yields.
@@ -168,12 +168,12 @@ impl Reader {
         let record = match payload::parse(payload.as_deref()) {
             Ok(Parsed::Deliver(r)) => r,
             Ok(Parsed::Skip) => {
-                self.tracker.push(offset, true);
+                self.tracker.push(offset, 0, ());
                 return true;
             }
             Err(e) => {
                 tracing::warn!(topic = %self.topic, partition = self.partition, offset, error = %e, "skipping a record that is not a URL record");
-                self.tracker.push(offset, true);
+                self.tracker.push(offset, 0, ());
                 return true;
             }
         };
@@ -185,10 +185,12 @@ impl Reader {
             .cloned()
             .collect();
         if targets.is_empty() {
-            self.tracker.push(offset, true);
+            self.tracker.push(offset, 0, ());
             return true;
         }
-        let seq = self.tracker.push(offset, false);
+        // One count for the record: `remaining` counts its endpoints, and the lanes report it
+        // finished once, when the last one is done.
+        let seq = self.tracker.push(offset, 1, ());
         let delivery = Arc::new(Delivery {
             idempotency_key: payload::idempotency_key(&self.topic, self.partition, offset),
             topic: self.topic.clone(),
@@ -228,12 +230,12 @@ impl Reader {
     fn finish(&mut self, seq: u64) {
         self.last_finished = self.last_finished.max(Some(seq));
         self.in_flight.remove(&seq);
-        self.tracker.finish(seq);
+        self.tracker.complete(seq);
     }
 
     /// Stores the offset after the finished prefix, for the next commit.
     fn store(&mut self) {
-        let Some(offset) = self.tracker.take_committable() else {
+        let Some(offset) = self.tracker.take_committable(u64::MAX) else {
             return;
         };
         self.committed.store(offset + 1, Ordering::Relaxed);
