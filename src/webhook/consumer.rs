@@ -1,6 +1,6 @@
 //! The webhook consumer's context: rebalance callbacks start and stop partition readers, and
 //! librdkafka's statistics feed the lag gauge. Same shape as the main pipeline's
-//! (`kafka::rebalance`): callbacks run on the dedicated thread that polls the consumer's main
+//! (`processor::rebalance`): callbacks run on the dedicated thread that polls the consumer's main
 //! queue, so a revoke may block there while readers drain, and the stored offsets are committed
 //! before a partition is handed over.
 
@@ -120,7 +120,7 @@ impl WebhookConsumerCtx {
         if drained.is_err() {
             tracing::warn!("webhook partition readers did not finish draining in time");
         }
-        crate::kafka::rebalance::count_commit(
+        crate::kafka::commit::count_commit(
             &self.metrics,
             consumer.commit_consumer_state(CommitMode::Sync),
             "webhook offset commit failed",
@@ -180,10 +180,6 @@ impl ConsumerContext for WebhookConsumerCtx {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        crate::kafka::rebalance::count_commit(
-            &self.metrics,
-            result,
-            "webhook offset commit failed",
-        );
+        crate::kafka::commit::count_commit(&self.metrics, result, "webhook offset commit failed");
     }
 }

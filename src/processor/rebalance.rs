@@ -12,14 +12,15 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
-use super::split::{SplitQueues, Tp};
 use super::transactions::Transactions;
 use super::worker::{self, WorkerHandle};
 use super::worker_env::WorkerEnv;
 use crate::http::Health;
+use crate::kafka::commit::count_commit;
+use crate::kafka::split::{SplitQueues, Tp};
 use crate::metrics::Metrics;
 
 pub struct ConsumerCtx {
@@ -360,16 +361,5 @@ impl ConsumerContext for ConsumerCtx {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         count_commit(&self.metrics, result, "offset commit failed");
-    }
-}
-
-/// Counts and logs a failed offset commit; "nothing to commit" is not a failure.
-pub fn count_commit(metrics: &Metrics, result: KafkaResult<()>, what: &str) {
-    match result {
-        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => {
-            metrics.commit_failures.inc();
-            tracing::warn!(error = %e, "{what}");
-        }
     }
 }

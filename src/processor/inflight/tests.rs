@@ -5,10 +5,10 @@ use rdkafka::ClientConfig;
 
 use super::*;
 use crate::core::{EngineSettings, Shared};
-use crate::kafka::acks::{AckRouter, ProducerCtx};
-use crate::kafka::fatal::Fatal;
-use crate::kafka::worker_env::ChangelogEnv;
 use crate::metrics::Metrics;
+use crate::processor::acks::{AckRouter, ProducerCtx};
+use crate::processor::fatal::Fatal;
+use crate::processor::worker_env::ChangelogEnv;
 
 /// An environment whose producer never connects (nothing is produced in these tests).
 fn inflight(changelog: bool) -> (Inflight, Arc<WorkerEnv>) {
@@ -41,7 +41,7 @@ fn inflight(changelog: bool) -> (Inflight, Arc<WorkerEnv>) {
             ensured: Default::default(),
             interval: Duration::from_millis(100),
         }),
-        step: crate::kafka::worker_env::Step::Engine,
+        step: crate::processor::worker_env::Step::Engine,
         eviction_warned_ms: Default::default(),
         status: None,
     });

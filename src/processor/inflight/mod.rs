@@ -22,12 +22,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{Ack, AckRouter, Failed};
-use super::clock::Clock;
 use super::failure::{classify, Failure};
 use super::fatal::FatalCause;
-use super::offset_tracker::OffsetTracker;
 use super::worker_env::WorkerEnv;
 use crate::core::ErrorKind;
+use crate::kafka::clock::Clock;
+use crate::kafka::offset_tracker::OffsetTracker;
 
 /// What an input record in flight keeps for the latency histograms, observed when its last
 /// output (and, on a state cut's last record, the cut's state records) is acknowledged.

@@ -31,14 +31,14 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::changelog;
-use super::clock::{now_ms, Clock};
 use super::failure::{classify, Failure};
 use super::fatal::FatalCause;
-use super::headers;
 use super::inflight::Inflight;
 use super::state_writes::StateWrites;
 use super::worker_env::{Step, WorkerEnv};
 use crate::core::{Decision, Engine, Output, RecordError, RecordMeta, Source};
+use crate::kafka::clock::{now_ms, Clock};
+use crate::kafka::headers;
 use crate::metrics::OutcomeCounters;
 use crate::status::link::WorkerLink;
 
