@@ -16,9 +16,10 @@
 //!   [`processor::state_writes`], produce failures sorted by [`processor::failure`] (one record's:
 //!   a dead letter; the cluster's: a [`processor::fatal`] stop), and rebalance handling in
 //!   [`processor::rebalance`].
-//! - [`kafka`]: the toolkit the processor and the webhook service share: client settings,
-//!   start-up checks, the main-queue loop, partition queues, offsets and commits, the shutdown,
-//!   header names, the clock, and [`kafka::offset_tracker`] (which offset may be committed).
+//! - [`kafka`]: the toolkit the processor and the webhook service share: client settings, start-up
+//!   checks, the main-queue loop, partition queues, the assigned partitions
+//!   ([`kafka::assignments`]), offsets and commits, the shutdown, header names, the clock, and
+//!   [`kafka::offset_tracker`] (which offset may be committed).
 //! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
 //! - [`webhook`]: webhook delivery of URL records, a consumer group of its own on the output topic
 //!   (`aepiot-stream webhooks`, `run --webhooks`), with retries, dead letters and signatures.

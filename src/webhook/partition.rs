@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::lane::{Delivery, Endpoint, QUEUED};
 use super::payload::{self, accepts, Parsed};
+use crate::kafka::assignments::PartitionHandle;
 use crate::kafka::offset_tracker::OffsetTracker;
 use crate::kafka::offsets::OffsetStore;
 
@@ -39,14 +40,6 @@ pub struct PartitionEnv {
     pub drain_timeout: Duration,
     /// Cancelled on an error that stops the service (a dead letter that cannot be written).
     pub fatal: CancellationToken,
-}
-
-/// The rebalance handler's side of a reader.
-pub struct PartitionHandle {
-    pub stop: CancellationToken,
-    pub done: oneshot::Receiver<()>,
-    /// The next offset to commit (-1 until the first one): for the lag metric.
-    pub committed: Arc<AtomicI64>,
 }
 
 struct Reader {
@@ -64,6 +57,8 @@ struct Reader {
     unfinishable: HashSet<u64>,
     /// The latest record (sequence number) finished by its endpoints.
     last_finished: Option<u64>,
+    /// The next offset to commit (-1 until the first one): the handle's position, for the lag
+    /// metric.
     committed: Arc<AtomicI64>,
 }
 
@@ -103,7 +98,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
     PartitionHandle {
         stop,
         done,
-        committed,
+        position: committed,
     }
 }
 
