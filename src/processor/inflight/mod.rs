@@ -2,10 +2,11 @@
 //! so which offset may be committed.
 //!
 //! Every input record gets a sequence number and a slot of the partition's [`OffsetTracker`]
-//! holding the count of its outputs not yet acknowledged. The offset after the longest fully acknowledged prefix is stored
-//! for commit, but never past `commit_limit`: under at-least-once with a state changelog, the
-//! records after the last durable state cut (see [`super::state_writes`]) wait for the next one,
-//! so a restart never finds its inputs committed and their state changes lost.
+//! holding the count of its outputs not yet acknowledged. The offset after the longest fully
+//! acknowledged prefix is stored for commit, but never past `commit_limit`: under at-least-once
+//! with a state changelog, the records after the last durable state cut (see
+//! [`super::state_writes`]) wait for the next one, so a restart never finds its inputs committed
+//! and their state changes lost.
 //!
 //! Failed deliveries are sorted here: a failure of one record is kept in `to_dead_letter` for the
 //! worker to turn into that record's dead letter (the slot stays outstanding until the dead letter
