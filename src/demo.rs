@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, GroupProtocol};
 use crate::generate::Profile;
-use crate::kafka::{self, RunHooks};
 use crate::metrics::Metrics;
+use crate::processor::{self, RunHooks};
 use crate::simulate::{simulate, SimulateOptions};
 
 pub struct DemoOptions {
@@ -64,7 +64,7 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         })),
         ..RunHooks::default()
     };
-    let mut pipeline = tokio::spawn(kafka::run(config.clone(), shutdown.clone(), hooks));
+    let mut pipeline = tokio::spawn(processor::run(config.clone(), shutdown.clone(), hooks));
     // The status page's address first: it is what to open while the demo runs.
     while !opts.metrics_addr.is_empty() {
         if let Ok(addr) = bound.try_recv() {

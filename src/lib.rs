@@ -8,13 +8,18 @@
 //! - [`config`]: the configuration (TOML, `AEPIOT_*` environment, flags) and its validation;
 //!   [`residency`] where each region's records go (a topic, optionally on another cluster).
 //! - [`process`]: the offline adapter, JSON Lines in and out.
-//! - [`kafka`]: the Kafka adapter: [`kafka::pipeline`] wires a consumer whose partitions each get a
-//!   [`kafka::worker`] (one engine per partition), a producer per cluster whose acks flow back
-//!   through [`kafka::acks`] into each worker's [`kafka::inflight`] tracker (what may be
-//!   committed; a regional cluster's wait measured by [`kafka::ack_wait`]), state
-//!   changes written to the changelog in cuts by [`kafka::state_writes`], produce failures sorted
-//!   by [`kafka::failure`] (one record's: a dead letter; the cluster's: a [`kafka::fatal`] stop),
-//!   and rebalance handling in [`kafka::rebalance`].
+//! - [`processor`]: the `run` command on Kafka: [`processor::pipeline`] wires a consumer whose
+//!   partitions each get a [`processor::worker`] (one engine per partition), a producer per
+//!   cluster whose acks flow back through [`processor::acks`] into each worker's
+//!   [`processor::inflight`] (what may be committed; a regional cluster's wait measured by
+//!   [`processor::ack_wait`]), state changes written to the changelog in cuts by
+//!   [`processor::state_writes`], produce failures sorted by [`processor::failure`] (one record's:
+//!   a dead letter; the cluster's: a [`processor::fatal`] stop), and rebalance handling in
+//!   [`processor::rebalance`].
+//! - [`kafka`]: the toolkit the processor and the webhook service share: client settings, start-up
+//!   checks, the main-queue loop, partition queues, the assigned partitions
+//!   ([`kafka::assignments`]), offsets and commits, the shutdown, header names, the clock, and
+//!   [`kafka::offset_tracker`] (which offset may be committed).
 //! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
 //! - [`webhook`]: webhook delivery of URL records, a consumer group of its own on the output topic
 //!   (`aepiot-stream webhooks`, `run --webhooks`), with retries, dead letters and signatures.
@@ -34,6 +39,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod passthrough;
 pub mod process;
+pub mod processor;
 pub mod replay;
 pub mod residency;
 pub mod security;

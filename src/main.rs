@@ -10,8 +10,8 @@ use std::time::Duration;
 use aepiot_stream::config::{Config, LogFormat};
 use aepiot_stream::core::Shared;
 use aepiot_stream::demo::{demo, DemoOptions};
-use aepiot_stream::kafka::{self, RunHooks};
 use aepiot_stream::process::process_lines;
+use aepiot_stream::processor::{self, RunHooks};
 use aepiot_stream::replay::StartFrom;
 use aepiot_stream::simulate::{simulate, SimulateOptions};
 use aepiot_stream::webhook::{self, WebhookHooks};
@@ -112,7 +112,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.webhooks {
         return run_with_webhooks(config, hooks).await;
     }
-    kafka::run(config, shutdown_on_signals(), hooks).await?;
+    processor::run(config, shutdown_on_signals(), hooks).await?;
     Ok(())
 }
 
@@ -168,7 +168,7 @@ async fn run_with_webhooks(config: Config, hooks: RunHooks) -> anyhow::Result<()
     let metrics = aepiot_stream::metrics::Metrics::new();
     let signals = shutdown_on_signals();
     let (pipeline_stop, webhooks_stop) = (signals.child_token(), signals.child_token());
-    let mut pipeline = tokio::spawn(kafka::run(
+    let mut pipeline = tokio::spawn(processor::run(
         config.clone(),
         pipeline_stop.clone(),
         RunHooks {

@@ -14,7 +14,7 @@
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::kafka::{self, RunHooks};
+use crate::processor::{self, RunHooks};
 
 /// Runs until `shutdown` (SIGTERM/SIGINT) or a delivery failure (error).
 pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -33,6 +33,6 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         passthrough: true,
         ..RunHooks::default()
     };
-    kafka::run(config, shutdown, hooks).await?;
+    processor::run(config, shutdown, hooks).await?;
     Ok(())
 }

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use aepiot_stream::config::Config;
 use aepiot_stream::generate::{Generator, Profile};
-use aepiot_stream::kafka::{self, RunHooks};
 use aepiot_stream::metrics::Metrics;
+use aepiot_stream::processor::{self, RunHooks};
 use common::*;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -410,7 +410,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         })),
         ..RunHooks::default()
     };
-    let task = rt.spawn(kafka::run(config, stop.clone(), hooks));
+    let task = rt.spawn(processor::run(config, stop.clone(), hooks));
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the metrics server is bound");
@@ -542,7 +542,7 @@ fn idle_replica_is_ready(group_protocol: &str) {
             ..RunHooks::default()
         };
         let stop = CancellationToken::new();
-        let task = rt.spawn(kafka::run(config, stop.clone(), hooks));
+        let task = rt.spawn(processor::run(config, stop.clone(), hooks));
         let addr = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the metrics server is bound");

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use aepiot_stream::kafka::RunHooks;
+use aepiot_stream::processor::RunHooks;
 use aepiot_stream::replay::StartFrom;
 use common::*;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};

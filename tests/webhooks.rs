@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use aepiot_stream::config::{Config, WebhookEndpointConfig, WebhooksConfig};
 use aepiot_stream::generate::{Generator, Profile};
-use aepiot_stream::kafka::{self, RunHooks};
 use aepiot_stream::metrics::Metrics;
+use aepiot_stream::processor::{self, RunHooks};
 use aepiot_stream::webhook::{self, WebhookHooks};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -891,7 +891,7 @@ fn url_generation_is_unaffected_by_a_stalled_receiver() {
     // Both in one runtime, as `run --webhooks` runs them.
     let service = start_webhooks(&rt, c.clone());
     let pipeline_stop = CancellationToken::new();
-    let pipeline = rt.spawn(kafka::run(
+    let pipeline = rt.spawn(processor::run(
         pc.clone(),
         pipeline_stop.clone(),
         RunHooks {
@@ -977,7 +977,7 @@ fn thousands_of_events_through_a_flaky_receiver() {
     let started = Instant::now();
     let service = start_webhooks(&rt, c.clone());
     let pipeline_stop = CancellationToken::new();
-    let pipeline = rt.spawn(kafka::run(
+    let pipeline = rt.spawn(processor::run(
         pc.clone(),
         pipeline_stop.clone(),
         RunHooks {
@@ -1174,7 +1174,7 @@ fn exactly_once_output_is_delivered_and_committed_past_transaction_markers() {
     };
     let service = start_webhooks(&rt, c.clone());
     let pipeline_stop = CancellationToken::new();
-    let pipeline = rt.spawn(kafka::run(
+    let pipeline = rt.spawn(processor::run(
         pc.clone(),
         pipeline_stop.clone(),
         RunHooks {

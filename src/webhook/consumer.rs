@@ -1,27 +1,26 @@
 //! The webhook consumer's context: rebalance callbacks start and stop partition readers, and
 //! librdkafka's statistics feed the lag gauge. Same shape as the main pipeline's
-//! (`kafka::rebalance`): callbacks run on the dedicated thread that polls the consumer's main
+//! (`processor::rebalance`): callbacks run on the dedicated thread that polls the consumer's main
 //! queue, so a revoke may block there while readers drain, and the stored offsets are committed
 //! before a partition is handed over.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock, Weak};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
-use super::partition::{self, PartitionEnv, PartitionHandle};
+use super::partition::{self, PartitionEnv};
 use crate::http::Health;
-use crate::kafka::split::{SplitQueues, Tp};
+use crate::kafka::assignments::{self, Assignments};
+use crate::kafka::commit::count_commit;
+use crate::kafka::split::SplitQueues;
 use crate::metrics::Metrics;
 
 pub struct WebhookConsumerCtx {
     consumer: OnceLock<Weak<BaseConsumer<WebhookConsumerCtx>>>,
     env: OnceLock<Arc<PartitionEnv>>,
-    readers: Mutex<HashMap<Tp, PartitionHandle>>,
+    readers: Assignments,
     /// Queues split before the assignment takes effect (see [`SplitQueues`]).
     split: SplitQueues<WebhookConsumerCtx>,
     rt: tokio::runtime::Handle,
@@ -34,7 +33,7 @@ impl WebhookConsumerCtx {
         WebhookConsumerCtx {
             consumer: OnceLock::new(),
             env: OnceLock::new(),
-            readers: Mutex::new(HashMap::new()),
+            readers: Assignments::default(),
             split: SplitQueues::default(),
             rt,
             metrics,
@@ -59,7 +58,7 @@ impl WebhookConsumerCtx {
             tracing::error!("assignment before the webhook consumer was attached");
             return;
         };
-        let mut readers = self.readers.lock().expect("readers lock");
+        let mut readers = self.readers.lock();
         for e in tpl.elements() {
             let tp = (e.topic().to_owned(), e.partition());
             if readers.contains_key(&tp) {
@@ -86,41 +85,18 @@ impl WebhookConsumerCtx {
         consumer: &BaseConsumer<WebhookConsumerCtx>,
         partitions: Option<&TopicPartitionList>,
     ) {
-        let stopping: Vec<PartitionHandle> = {
-            let mut readers = self.readers.lock().expect("readers lock");
-            let keys: Vec<Tp> = match partitions {
-                Some(tpl) => tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect(),
-                None => readers.keys().cloned().collect(),
-            };
-            keys.into_iter()
-                .filter_map(|k| readers.remove(&k))
-                .collect()
-        };
+        let stopping = self.readers.take(partitions, |_| {});
         if stopping.is_empty() {
             return;
         }
-        for h in &stopping {
-            h.stop.cancel();
-        }
-        let deadline = self
-            .env
-            .get()
-            .map(|e| e.drain_timeout)
-            .unwrap_or(Duration::from_secs(10))
-            + Duration::from_secs(1);
-        let dones = stopping.into_iter().map(|h| h.done);
         // On the consumer's own thread, never an async worker.
-        let drained = self.rt.block_on(async {
-            tokio::time::timeout(deadline, futures::future::join_all(dones)).await
-        });
-        if drained.is_err() {
-            tracing::warn!("webhook partition readers did not finish draining in time");
-        }
-        crate::kafka::rebalance::count_commit(
+        assignments::stop_all(
+            stopping,
+            &self.rt,
+            self.env.get().map(|e| e.drain_timeout),
+            "webhook partition readers did not finish draining in time",
+        );
+        count_commit(
             &self.metrics,
             consumer.commit_consumer_state(CommitMode::Sync),
             "webhook offset commit failed",
@@ -130,23 +106,8 @@ impl WebhookConsumerCtx {
 
 impl ClientContext for WebhookConsumerCtx {
     fn stats(&self, statistics: Statistics) {
-        let readers = self.readers.lock().expect("readers lock");
         let mut lag = 0;
-        for ((topic, partition), handle) in readers.iter() {
-            let Some(p) = statistics
-                .topics
-                .get(topic)
-                .and_then(|t| t.partitions.get(partition))
-            else {
-                continue;
-            };
-            let committed = handle.committed.load(Ordering::Relaxed);
-            lag += if committed >= 0 && p.hi_offset >= 0 {
-                (p.hi_offset - committed).max(0)
-            } else {
-                p.consumer_lag.max(0)
-            };
-        }
+        self.readers.for_each_lag(&statistics, |_, l| lag += l);
         self.metrics.webhook.lag.set(lag);
     }
 }
@@ -180,10 +141,6 @@ impl ConsumerContext for WebhookConsumerCtx {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        crate::kafka::rebalance::count_commit(
-            &self.metrics,
-            result,
-            "webhook offset commit failed",
-        );
+        count_commit(&self.metrics, result, "webhook offset commit failed");
     }
 }

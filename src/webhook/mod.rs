@@ -21,7 +21,8 @@
 //!   record that is refused or still failing after `max_attempts` goes to
 //!   `webhooks.dead_letter_topic` ([`dead_letter`]) with the endpoint, the last error, the attempt
 //!   count and the original record.
-//! - **At-least-once, one effect** ([`tracker`], pure): a record's offset is committed only when
+//! - **At-least-once, one effect** ([`crate::kafka::offset_tracker`], pure, shared with the
+//!   processor): a record's offset is committed only when
 //!   it is finished at every endpoint (delivered, or its dead letter acknowledged by the broker),
 //!   and only after every earlier record of its partition. A crash or rebalance can send a record
 //!   again; every request carries `webhook-id: <topic>-<partition>-<offset>`, the same across
@@ -37,7 +38,7 @@
 //!   `aepiot_webhook_dead_letters_total`, `aepiot_webhook_in_flight_requests`,
 //!   `aepiot_webhook_lag`.
 //!
-//! Pure logic ([`payload`], [`policy`], [`sign`], [`dead_letter`], [`tracker`]) is apart from I/O
+//! Pure logic ([`payload`], [`policy`], [`sign`], [`dead_letter`]) is apart from I/O
 //! ([`request`]: HTTP; [`lane`], [`partition`], [`consumer`], [`startup`], [`service`]: tasks and
 //! Kafka).
 //!
@@ -54,6 +55,5 @@ pub mod request;
 pub mod service;
 pub mod sign;
 pub mod startup;
-pub mod tracker;
 
 pub use service::{run, WebhookHooks};

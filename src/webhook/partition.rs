@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::lane::{Delivery, Endpoint, QUEUED};
 use super::payload::{self, accepts, Parsed};
-use super::tracker::OffsetTracker;
+use crate::kafka::assignments::PartitionHandle;
+use crate::kafka::offset_tracker::OffsetTracker;
 use crate::kafka::offsets::OffsetStore;
 
 /// Records read before the reader looks at completions and yields.
@@ -39,14 +40,6 @@ pub struct PartitionEnv {
     pub drain_timeout: Duration,
     /// Cancelled on an error that stops the service (a dead letter that cannot be written).
     pub fatal: CancellationToken,
-}
-
-/// The rebalance handler's side of a reader.
-pub struct PartitionHandle {
-    pub stop: CancellationToken,
-    pub done: oneshot::Receiver<()>,
-    /// The next offset to commit (-1 until the first one): for the lag metric.
-    pub committed: Arc<AtomicI64>,
 }
 
 struct Reader {
@@ -64,6 +57,8 @@ struct Reader {
     unfinishable: HashSet<u64>,
     /// The latest record (sequence number) finished by its endpoints.
     last_finished: Option<u64>,
+    /// The next offset to commit (-1 until the first one): the handle's position, for the lag
+    /// metric.
     committed: Arc<AtomicI64>,
 }
 
@@ -103,7 +98,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
     PartitionHandle {
         stop,
         done,
-        committed,
+        position: committed,
     }
 }
 
@@ -168,12 +163,12 @@ impl Reader {
         let record = match payload::parse(payload.as_deref()) {
             Ok(Parsed::Deliver(r)) => r,
             Ok(Parsed::Skip) => {
-                self.tracker.push(offset, true);
+                self.tracker.push(offset, 0, ());
                 return true;
             }
             Err(e) => {
                 tracing::warn!(topic = %self.topic, partition = self.partition, offset, error = %e, "skipping a record that is not a URL record");
-                self.tracker.push(offset, true);
+                self.tracker.push(offset, 0, ());
                 return true;
             }
         };
@@ -185,10 +180,12 @@ impl Reader {
             .cloned()
             .collect();
         if targets.is_empty() {
-            self.tracker.push(offset, true);
+            self.tracker.push(offset, 0, ());
             return true;
         }
-        let seq = self.tracker.push(offset, false);
+        // One count for the record: `remaining` counts its endpoints, and the lanes report it
+        // finished once, when the last one is done.
+        let seq = self.tracker.push(offset, 1, ());
         let delivery = Arc::new(Delivery {
             idempotency_key: payload::idempotency_key(&self.topic, self.partition, offset),
             topic: self.topic.clone(),
@@ -228,12 +225,12 @@ impl Reader {
     fn finish(&mut self, seq: u64) {
         self.last_finished = self.last_finished.max(Some(seq));
         self.in_flight.remove(&seq);
-        self.tracker.finish(seq);
+        self.tracker.complete(seq);
     }
 
     /// Stores the offset after the finished prefix, for the next commit.
     fn store(&mut self) {
-        let Some(offset) = self.tracker.take_committable() else {
+        let Some(offset) = self.tracker.take_committable(u64::MAX) else {
             return;
         };
         self.committed.store(offset + 1, Ordering::Relaxed);

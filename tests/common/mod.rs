@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use aepiot_stream::config::Config;
 use aepiot_stream::generate::{Generator, Profile};
-use aepiot_stream::kafka::{self, RunHooks};
 use aepiot_stream::metrics::Metrics;
+use aepiot_stream::processor::{self, RunHooks};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -433,7 +433,7 @@ pub fn config(t: &Topics, emit_suppressed: bool) -> Config {
 pub struct Running {
     pub rt: tokio::runtime::Runtime,
     pub stop: CancellationToken,
-    pub task: tokio::task::JoinHandle<anyhow::Result<kafka::RunReport>>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<processor::RunReport>>,
     pub metrics: Metrics,
 }
 
@@ -450,7 +450,7 @@ pub fn start_with(config: Config, mut hooks: RunHooks) -> Running {
         .unwrap();
     let stop = CancellationToken::new();
     let metrics = hooks.metrics.get_or_insert_with(Metrics::new).clone();
-    let task = rt.spawn(kafka::run(config, stop.clone(), hooks));
+    let task = rt.spawn(processor::run(config, stop.clone(), hooks));
     Running {
         rt,
         stop,

@@ -31,14 +31,15 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::changelog;
-use super::clock::{now_ms, Clock};
 use super::failure::{classify, Failure};
 use super::fatal::FatalCause;
-use super::headers;
 use super::inflight::Inflight;
 use super::state_writes::StateWrites;
 use super::worker_env::{Step, WorkerEnv};
 use crate::core::{Decision, Engine, Output, RecordError, RecordMeta, Source};
+use crate::kafka::assignments::PartitionHandle;
+use crate::kafka::clock::{now_ms, Clock};
+use crate::kafka::headers;
 use crate::metrics::OutcomeCounters;
 use crate::status::link::WorkerLink;
 
@@ -51,18 +52,11 @@ use dead_letter::send_dead_letter;
 /// Records read from the partition queue before the worker looks at acks and yields.
 const BATCH: usize = 256;
 
-/// The rebalance handler's side of a worker.
-pub struct WorkerHandle {
-    pub stop: CancellationToken,
-    pub done: oneshot::Receiver<()>,
-    /// Next offset to process (-1 until the first record): the lag metric, and under exactly-once
-    /// the offset committed with the transaction.
-    pub position: Arc<AtomicI64>,
-}
-
 struct Worker {
     notify: Arc<Notify>,
     engine: Engine,
+    /// Next offset to process (-1 until the first record), shared with the rebalance handler:
+    /// the lag metric, and under exactly-once the offset committed with the transaction.
     position: Arc<AtomicI64>,
     counters: OutcomeCounters,
     inflight: Inflight,
@@ -84,7 +78,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
     partition: i32,
     mut queue: PartitionQueue<C>,
     position: i64,
-) -> WorkerHandle {
+) -> PartitionHandle {
     let notify = Arc::new(Notify::new());
     let n = notify.clone();
     // Wakes the worker when its queue goes from empty to non-empty.
@@ -113,7 +107,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
         worker.run(queue, stop_w).await;
         let _ = done_tx.send(());
     });
-    WorkerHandle {
+    PartitionHandle {
         stop,
         done,
         position,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 
-use super::client::admin_config_on;
 use crate::config::Config;
+use crate::kafka::client::admin_config_on;
 
 /// librdkafka's default `message.max.bytes`.
 const PRODUCER_DEFAULT: usize = 1_000_000;

@@ -13,8 +13,8 @@ use tokio::sync::RwLock;
 
 use super::acks::{AckRouter, ProducerCtx};
 use super::fatal::Fatal;
-use super::offsets::OffsetStore;
 use crate::core::{ErrorKind, Shared};
+use crate::kafka::offsets::OffsetStore;
 use crate::metrics::Metrics;
 
 /// Where state changes go and are restored from.

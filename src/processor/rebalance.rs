@@ -8,18 +8,20 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
-use super::split::{SplitQueues, Tp};
 use super::transactions::Transactions;
-use super::worker::{self, WorkerHandle};
+use super::worker;
 use super::worker_env::WorkerEnv;
 use crate::http::Health;
+use crate::kafka::assignments::{self, Assignments, PartitionHandle};
+use crate::kafka::commit::count_commit;
+use crate::kafka::split::{SplitQueues, Tp};
 use crate::metrics::Metrics;
 
 pub struct ConsumerCtx {
@@ -28,7 +30,7 @@ pub struct ConsumerCtx {
     env: OnceLock<Arc<WorkerEnv>>,
     /// Exactly-once only.
     txn: OnceLock<Arc<Transactions>>,
-    workers: Mutex<HashMap<Tp, WorkerHandle>>,
+    workers: Assignments,
     /// Queues of partitions being assigned, split off before librdkafka starts fetching them.
     split: SplitQueues<ConsumerCtx>,
     rt: tokio::runtime::Handle,
@@ -51,7 +53,7 @@ impl ConsumerCtx {
             consumer: OnceLock::new(),
             env: OnceLock::new(),
             txn: OnceLock::new(),
-            workers: Mutex::new(HashMap::new()),
+            workers: Assignments::default(),
             split: SplitQueues::default(),
             rt,
             metrics,
@@ -81,7 +83,7 @@ impl ConsumerCtx {
     }
 
     fn start(&self, tpl: &TopicPartitionList) {
-        let mut workers = self.workers.lock().expect("workers lock");
+        let mut workers = self.workers.lock();
         for e in tpl.elements() {
             self.spawn_worker(&mut workers, (e.topic().to_owned(), e.partition()), -1);
         }
@@ -95,7 +97,7 @@ impl ConsumerCtx {
         }
     }
 
-    fn spawn_worker(&self, workers: &mut HashMap<Tp, WorkerHandle>, tp: Tp, position: i64) {
+    fn spawn_worker(&self, workers: &mut HashMap<Tp, PartitionHandle>, tp: Tp, position: i64) {
         let (Some(consumer), Some(env)) =
             (self.consumer.get().and_then(Weak::upgrade), self.env.get())
         else {
@@ -122,54 +124,23 @@ impl ConsumerCtx {
     /// Takes the workers of `partitions` (all for `None`) out of the map and stops them, waiting
     /// (within the drain deadline) until they are done. Returns their final positions.
     fn stop_workers(&self, partitions: Option<&TopicPartitionList>) -> Vec<(Tp, i64)> {
-        let stopping: Vec<(Tp, WorkerHandle)> = {
-            let mut workers = self.workers.lock().expect("workers lock");
-            let keys: Vec<Tp> = match partitions {
-                Some(tpl) => tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect(),
-                None => workers.keys().cloned().collect(),
-            };
-            let taken = keys
-                .into_iter()
-                .filter_map(|k| workers.remove(&k).map(|h| (k, h)))
-                .collect();
-            self.metrics.assigned_partitions.set(workers.len() as i64);
-            taken
-        };
-        for (_, h) in &stopping {
-            h.stop.cancel();
-        }
-        let deadline = self
-            .env
-            .get()
-            .map(|e| e.drain_timeout)
-            .unwrap_or(Duration::from_secs(10))
-            + Duration::from_secs(1);
-        let mut positions = Vec::new();
-        let mut dones = Vec::new();
-        for ((topic, partition), h) in stopping {
+        let stopping = self.workers.take(partitions, |left| {
+            self.metrics.assigned_partitions.set(left as i64);
+        });
+        for ((topic, partition), _) in &stopping {
             let _ = self
                 .metrics
                 .consumer_lag
-                .remove_label_values(&[&topic, &partition.to_string()]);
-            dones.push(h.done);
-            positions.push(((topic, partition), h.position.clone()));
+                .remove_label_values(&[topic, &partition.to_string()]);
         }
         // On the consumer's or the commit thread, never an async worker: blocking here is what
         // makes a hand-over wait for the drain.
-        let drained = self.rt.block_on(async {
-            tokio::time::timeout(deadline, futures::future::join_all(dones)).await
-        });
-        if drained.is_err() {
-            tracing::warn!("workers did not finish in time");
-        }
-        positions
-            .into_iter()
-            .map(|(tp, p)| (tp, p.load(Ordering::Relaxed)))
-            .collect()
+        assignments::stop_all(
+            stopping,
+            &self.rt,
+            self.env.get().map(|e| e.drain_timeout),
+            "workers did not finish in time",
+        )
     }
 
     /// Stops the workers of `partitions` (all for `None`) and commits what they did.
@@ -217,7 +188,7 @@ impl ConsumerCtx {
         mut positions: Vec<(Tp, i64)>,
     ) {
         {
-            let workers = self.workers.lock().expect("workers lock");
+            let workers = self.workers.lock();
             positions.extend(
                 workers
                     .iter()
@@ -268,7 +239,7 @@ impl ConsumerCtx {
         let committed = consumer
             .committed_offsets(tpl, Duration::from_secs(30))
             .map_err(|e| e.to_string())?;
-        let mut workers = self.workers.lock().expect("workers lock");
+        let mut workers = self.workers.lock();
         for e in committed.elements() {
             let (offset, position) = match e.offset() {
                 Offset::Offset(o) => (Offset::Offset(o), o),
@@ -306,26 +277,13 @@ impl ClientContext for ConsumerCtx {
         }
         // Lag only for partitions this instance owns now: a revoked partition's series is removed
         // when it is revoked, and never set again.
-        let workers = self.workers.lock().expect("workers lock");
-        for ((topic, partition), handle) in workers.iter() {
-            let Some(p) = statistics
-                .topics
-                .get(topic)
-                .and_then(|t| t.partitions.get(partition))
-            else {
-                continue;
-            };
-            let position = handle.position.load(Ordering::Relaxed);
-            let lag = if position >= 0 && p.hi_offset >= 0 {
-                (p.hi_offset - position).max(0)
-            } else {
-                p.consumer_lag.max(0)
-            };
-            self.metrics
-                .consumer_lag
-                .with_label_values(&[topic, &partition.to_string()])
-                .set(lag);
-        }
+        self.workers
+            .for_each_lag(&statistics, |(topic, partition), lag| {
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[topic, &partition.to_string()])
+                    .set(lag);
+            });
     }
 }
 
@@ -360,16 +318,5 @@ impl ConsumerContext for ConsumerCtx {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         count_commit(&self.metrics, result, "offset commit failed");
-    }
-}
-
-/// Counts and logs a failed offset commit; "nothing to commit" is not a failure.
-pub fn count_commit(metrics: &Metrics, result: KafkaResult<()>, what: &str) {
-    match result {
-        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => {
-            metrics.commit_failures.inc();
-            tracing::warn!(error = %e, "{what}");
-        }
     }
 }

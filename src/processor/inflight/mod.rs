@@ -1,17 +1,17 @@
 //! A partition's in-flight input records: which of their outputs the broker has acknowledged, and
 //! so which offset may be committed.
 //!
-//! Every input record gets a sequence number and a [`Pending`] slot holding the count of its
-//! outputs not yet acknowledged. The offset after the longest fully acknowledged prefix is stored
-//! for commit, but never past `commit_limit`: under at-least-once with a state changelog, the
-//! records after the last durable state cut (see [`super::state_writes`]) wait for the next one,
-//! so a restart never finds its inputs committed and their state changes lost.
+//! Every input record gets a sequence number and a slot of the partition's [`OffsetTracker`]
+//! holding the count of its outputs not yet acknowledged. The offset after the longest fully
+//! acknowledged prefix is stored for commit, but never past `commit_limit`: under at-least-once
+//! with a state changelog, the records after the last durable state cut (see
+//! [`super::state_writes`]) wait for the next one, so a restart never finds its inputs committed
+//! and their state changes lost.
 //!
 //! Failed deliveries are sorted here: a failure of one record is kept in `to_dead_letter` for the
 //! worker to turn into that record's dead letter (the slot stays outstanding until the dead letter
 //! is acknowledged); a failure of the cluster stops the instance.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,19 +23,17 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{Ack, AckRouter, Failed};
-use super::clock::Clock;
 use super::failure::{classify, Failure};
 use super::fatal::FatalCause;
 use super::worker_env::WorkerEnv;
 use crate::core::ErrorKind;
+use crate::kafka::clock::Clock;
+use crate::kafka::offset_tracker::OffsetTracker;
 
-/// One input record in flight.
-struct Pending {
-    offset: i64,
-    /// Outputs of this record (and, on a state cut's last record, the cut's state records) not yet
-    /// acknowledged.
-    outstanding: u32,
-    consumed_at: Instant,
+/// What an input record in flight keeps for the latency histograms, observed when its last
+/// output (and, on a state cut's last record, the cut's state records) is acknowledged.
+struct Consumed {
+    at: Instant,
     record_time_ms: Option<i64>,
 }
 
@@ -55,13 +53,10 @@ pub struct Inflight {
     pub partition: i32,
     pub id: u32,
     acks: UnboundedReceiver<Ack>,
-    /// In-flight input records in offset order; `base_seq` is the sequence number of the front.
-    pending: VecDeque<Pending>,
-    base_seq: u64,
+    /// In-flight input records in offset order.
+    tracker: OffsetTracker<Consumed>,
     /// Records with a sequence number below this may be committed once acknowledged.
     commit_limit: u64,
-    /// Every record before this one has all its outputs acknowledged (moves forward only).
-    acked_through: u64,
     /// Set once the instance must stop: nothing more is stored for commit.
     pub failed: bool,
     /// The worker's stop token (a revoke or a shutdown): see [`Inflight::send_on`].
@@ -99,10 +94,8 @@ impl Inflight {
             partition,
             id,
             acks,
-            pending: VecDeque::new(),
-            base_seq: 0,
+            tracker: OffsetTracker::default(),
             commit_limit,
-            acked_through: 0,
             failed: false,
             stop,
             abandoned: false,
@@ -112,7 +105,7 @@ impl Inflight {
 
     /// The sequence number the next tracked record gets.
     pub fn next_seq(&self) -> u64 {
-        self.base_seq + self.pending.len() as u64
+        self.tracker.next_seq()
     }
 
     pub fn opaque(&self, seq: u64) -> usize {
@@ -121,35 +114,21 @@ impl Inflight {
 
     /// Records an input as in flight with `outputs` outputs still to be acknowledged.
     pub fn track(&mut self, offset: i64, record_time_ms: Option<i64>, clock: &Clock, outputs: u32) {
-        self.pending.push_back(Pending {
-            offset,
-            outstanding: outputs,
-            consumed_at: clock.instant,
+        let consumed = Consumed {
+            at: clock.instant,
             record_time_ms,
-        });
+        };
+        self.tracker.push(offset, outputs, consumed);
     }
 
     /// Adds `n` outputs to record `seq` (a state cut's records, counted on its last input).
     pub fn add_outputs(&mut self, seq: u64, n: u32) {
-        if let Some(p) = self.slot(seq) {
-            p.outstanding += n;
-        }
+        self.tracker.add(seq, n);
     }
 
     /// Whether every record before `seq` has all its outputs acknowledged.
     pub fn outputs_acked_before(&mut self, seq: u64) -> bool {
-        self.acked_through = self.acked_through.max(self.base_seq);
-        while self.acked_through < seq {
-            match self
-                .pending
-                .get((self.acked_through - self.base_seq) as usize)
-            {
-                Some(p) if p.outstanding == 0 => self.acked_through += 1,
-                Some(_) => return false,
-                None => break,
-            }
-        }
-        self.acked_through >= seq
+        self.tracker.finished_before(seq)
     }
 
     /// Lets records before `seq` be committed (their state is durable or about to be: the last
@@ -165,7 +144,7 @@ impl Inflight {
 
     /// Whether any output is unacknowledged.
     pub fn unacknowledged(&self) -> bool {
-        self.pending.iter().any(|p| p.outstanding > 0)
+        self.tracker.unfinished() > 0
     }
 
     /// Produces to the main cluster: see [`Inflight::send_on`].
@@ -250,23 +229,28 @@ impl Inflight {
     }
 
     pub fn on_ack(&mut self, ack: Ack, clock: &Clock) {
-        let seq = self.base_seq + ack.seq.wrapping_sub(self.base_seq as u32) as u64;
+        // Acks carry the sequence number truncated to 32 bits (`AckRouter::opaque`): counted
+        // from the oldest record in flight, fewer than 2^32 of them.
+        let base_seq = self.tracker.base_seq();
+        let seq = base_seq + ack.seq.wrapping_sub(base_seq as u32) as u64;
         if let Some(failed) = ack.error {
             if self.refused(seq, failed) {
                 // The slot stays outstanding until the record's dead letter is acknowledged.
                 return;
             }
         }
-        let (wall_ms, instant) = (clock.wall_ms, clock.instant);
-        let Some(p) = self.slot(seq) else { return };
-        p.outstanding = p.outstanding.saturating_sub(1);
-        if p.outstanding == 0 {
-            let (consumed_at, record_time) = (p.consumed_at, p.record_time_ms);
-            self.latency
-                .observe(instant.saturating_duration_since(consumed_at).as_secs_f64());
-            if let Some(ts) = record_time {
-                self.age.observe(((wall_ms - ts).max(0)) as f64 / 1000.0);
-            }
+        let Some(consumed) = self.tracker.complete(seq) else {
+            return;
+        };
+        self.latency.observe(
+            clock
+                .instant
+                .saturating_duration_since(consumed.at)
+                .as_secs_f64(),
+        );
+        if let Some(ts) = consumed.record_time_ms {
+            self.age
+                .observe(((clock.wall_ms - ts).max(0)) as f64 / 1000.0);
         }
     }
 
@@ -284,7 +268,7 @@ impl Inflight {
                 return false;
             }
         };
-        let Some(offset) = self.slot(seq).map(|p| p.offset) else {
+        let Some(offset) = self.tracker.offset_of(seq) else {
             return false;
         };
         if failed.topic == env.dead_letter_topic && failed.payload_len == 0 {
@@ -327,11 +311,6 @@ impl Inflight {
         self.env.fatal.raise(cause);
     }
 
-    fn slot(&mut self, seq: u64) -> Option<&mut Pending> {
-        let idx = seq.checked_sub(self.base_seq)?;
-        self.pending.get_mut(idx as usize)
-    }
-
     /// Drops the acknowledged prefix of the partition (up to the commit limit); under
     /// at-least-once, stores the offset after it for the next commit (exactly-once commits
     /// positions with the transaction).
@@ -341,13 +320,7 @@ impl Inflight {
         if self.failed || self.abandoned {
             return;
         }
-        let mut last = None;
-        while self.base_seq < self.commit_limit
-            && self.pending.front().is_some_and(|p| p.outstanding == 0)
-        {
-            last = self.pending.pop_front().map(|p| p.offset);
-            self.base_seq += 1;
-        }
+        let last = self.tracker.take_committable(self.commit_limit);
         if self.env.gate.is_some() {
             return;
         }
@@ -362,7 +335,7 @@ impl Inflight {
 
     /// Records in flight with outputs unacknowledged.
     pub fn in_flight(&self) -> usize {
-        self.pending.iter().filter(|p| p.outstanding > 0).count()
+        self.tracker.unfinished()
     }
 }
 

@@ -5,10 +5,10 @@ use rdkafka::ClientConfig;
 
 use super::*;
 use crate::core::{EngineSettings, Shared};
-use crate::kafka::acks::{AckRouter, ProducerCtx};
-use crate::kafka::fatal::Fatal;
-use crate::kafka::worker_env::ChangelogEnv;
 use crate::metrics::Metrics;
+use crate::processor::acks::{AckRouter, ProducerCtx};
+use crate::processor::fatal::Fatal;
+use crate::processor::worker_env::ChangelogEnv;
 
 /// An environment whose producer never connects (nothing is produced in these tests).
 fn inflight(changelog: bool) -> (Inflight, Arc<WorkerEnv>) {
@@ -41,7 +41,7 @@ fn inflight(changelog: bool) -> (Inflight, Arc<WorkerEnv>) {
             ensured: Default::default(),
             interval: Duration::from_millis(100),
         }),
-        step: crate::kafka::worker_env::Step::Engine,
+        step: crate::processor::worker_env::Step::Engine,
         eviction_warned_ms: Default::default(),
         status: None,
     });
@@ -79,11 +79,11 @@ fn only_the_acknowledged_prefix_is_committable() {
     t.on_ack(ack(2, None), &clock);
     assert!(t.outputs_acked_before(1) && !t.outputs_acked_before(3));
     t.store_progress();
-    assert_eq!((t.base_seq, t.in_flight()), (1, 1));
+    assert_eq!((t.tracker.base_seq(), t.in_flight()), (1, 1));
     t.on_ack(ack(1, None), &clock);
     assert!(t.outputs_acked_before(3));
     t.store_progress();
-    assert_eq!(t.base_seq, 3);
+    assert_eq!(t.tracker.base_seq(), 3);
 }
 
 #[test]
@@ -95,16 +95,20 @@ fn with_a_changelog_nothing_commits_past_the_last_state_cut() {
         t.on_ack(ack(seq, None), &clock);
     }
     t.store_progress();
-    assert_eq!(t.base_seq, 0, "no cut yet");
+    assert_eq!(t.tracker.base_seq(), 0, "no cut yet");
     assert!(t.uncut());
     // A cut after record 1 whose state record (counted on record 1) is not yet acknowledged.
     t.add_outputs(1, 1);
     t.allow_commit_before(2);
     t.store_progress();
-    assert_eq!(t.base_seq, 1);
+    assert_eq!(t.tracker.base_seq(), 1);
     t.on_ack(ack(1, None), &clock);
     t.store_progress();
-    assert_eq!(t.base_seq, 2, "records after the cut wait for the next one");
+    assert_eq!(
+        t.tracker.base_seq(),
+        2,
+        "records after the cut wait for the next one"
+    );
 }
 
 #[test]
@@ -121,7 +125,8 @@ fn a_refused_output_waits_for_its_dead_letter_and_a_cluster_failure_stops() {
     assert_eq!(t.to_dead_letter[0].offset, 100);
     t.store_progress();
     assert_eq!(
-        t.base_seq, 0,
+        t.tracker.base_seq(),
+        0,
         "the refused record's slot stays until its dead letter"
     );
     assert!(!t.failed && !env.fatal.is_raised());

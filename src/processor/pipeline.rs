@@ -15,18 +15,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::acks::{AckRouter, ProducerCtx};
 use super::changelog;
-use super::client::{admin_config, consumer_config, producer_config, regional_producer_config};
 use super::fatal::{Fatal, FatalCause};
-use super::main_queue;
 use super::progress::log_progress;
 use super::rebalance::ConsumerCtx;
-use super::shutdown;
-use super::startup;
 use super::transactions::Transactions;
 use super::worker_env::{ChangelogEnv, Step, WorkerEnv};
 use crate::config::{Config, Guarantee, OffsetReset};
 use crate::core::Shared;
 use crate::http::{self, Health};
+use crate::kafka::client::{
+    admin_config, consumer_config, producer_config, regional_producer_config,
+};
+use crate::kafka::main_queue;
+use crate::kafka::shutdown;
+use crate::kafka::startup;
 use crate::metrics::Metrics;
 use crate::status::StatusHub;
 
@@ -167,7 +169,7 @@ pub async fn run(
     let fatal = Arc::new(Fatal::default());
     let region_topics = routes.region_topics;
     let offsets = Arc::downgrade(&consumer);
-    let offsets: std::sync::Weak<dyn super::offsets::OffsetStore> = offsets;
+    let offsets: std::sync::Weak<dyn crate::kafka::offsets::OffsetStore> = offsets;
     let env = Arc::new(WorkerEnv {
         consumer: offsets,
         producer: producer.clone(),

@@ -140,7 +140,7 @@ impl ClientContext for ProducerCtx {
             .set(waiting as i64);
         let acked = self.acked.load(Ordering::Relaxed);
         let secs = self.wait.lock().expect("ack wait lock").observe(
-            super::clock::now_ms(),
+            crate::kafka::clock::now_ms(),
             waiting,
             acked,
         );

@@ -1,0 +1,199 @@
+//! The partitions a consumer owns now, each with the handle of the task that reads it (the
+//! processor's partition worker, the webhook service's partition reader): what both services'
+//! rebalance handlers keep, so that starting, stopping within a deadline and the lag computation
+//! are written once.
+//!
+//! Stopping blocks: it runs on the thread that polls the consumer's main queue (or the commit
+//! thread), never an async worker, so a revoke waits for the partitions' drains and a partition is
+//! only handed over once its work is committed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rdkafka::{Statistics, TopicPartitionList};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::split::Tp;
+
+/// The rebalance handler's side of a partition's task.
+pub struct PartitionHandle {
+    /// Cancelled to stop the task (a revoke, a shutdown).
+    pub stop: CancellationToken,
+    /// Completes when the task has finished.
+    pub done: oneshot::Receiver<()>,
+    /// The partition's next offset as the task sees it (-1 until it has one): where its lag is
+    /// counted from, and, for the processor under exactly-once, the offset committed with the
+    /// transaction.
+    pub position: Arc<AtomicI64>,
+}
+
+/// Owned partitions and their tasks' handles.
+#[derive(Default)]
+pub struct Assignments {
+    handles: Mutex<HashMap<Tp, PartitionHandle>>,
+}
+
+impl Assignments {
+    /// The map itself, for starting tasks (several partitions under one lock) and reading
+    /// positions.
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<Tp, PartitionHandle>> {
+        self.handles.lock().expect("assignments lock")
+    }
+
+    /// Takes the handles of `partitions` (all for `None`) out of the map; `left` is told how many
+    /// partitions remain, under the lock, so that a gauge of them never goes back in time.
+    pub fn take(
+        &self,
+        partitions: Option<&TopicPartitionList>,
+        left: impl FnOnce(usize),
+    ) -> Vec<(Tp, PartitionHandle)> {
+        let mut handles = self.lock();
+        let keys: Vec<Tp> = match partitions {
+            Some(tpl) => tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect(),
+            None => handles.keys().cloned().collect(),
+        };
+        let taken = keys
+            .into_iter()
+            .filter_map(|k| handles.remove(&k).map(|h| (k, h)))
+            .collect();
+        left(handles.len());
+        taken
+    }
+
+    /// Gives `each` every owned partition's lag in librdkafka's `statistics`: from the task's
+    /// position to the high watermark, or librdkafka's own figure while either is unknown.
+    /// Partitions the statistics do not name are left out. Runs under the lock, so a partition
+    /// being stopped is never reported after it was taken out.
+    pub fn for_each_lag(&self, statistics: &Statistics, mut each: impl FnMut(&Tp, i64)) {
+        let handles = self.lock();
+        for (tp, handle) in handles.iter() {
+            let Some(p) = statistics
+                .topics
+                .get(&tp.0)
+                .and_then(|t| t.partitions.get(&tp.1))
+            else {
+                continue;
+            };
+            let position = handle.position.load(Ordering::Relaxed);
+            each(tp, lag(position, p.hi_offset, p.consumer_lag));
+        }
+    }
+}
+
+/// A partition's lag: from `position` to the high watermark `hi_offset`, or librdkafka's
+/// `consumer_lag` while either is unknown (-1).
+fn lag(position: i64, hi_offset: i64, consumer_lag: i64) -> i64 {
+    if position >= 0 && hi_offset >= 0 {
+        (hi_offset - position).max(0)
+    } else {
+        consumer_lag.max(0)
+    }
+}
+
+/// Stops the tasks of `taken` and waits until they are done: at most their drain timeout
+/// (`drain_timeout`, 10 s while unknown) and a second more, then warns `late`. Returns their
+/// final positions.
+pub fn stop_all(
+    taken: Vec<(Tp, PartitionHandle)>,
+    rt: &tokio::runtime::Handle,
+    drain_timeout: Option<Duration>,
+    late: &str,
+) -> Vec<(Tp, i64)> {
+    let deadline = drain_timeout.unwrap_or(Duration::from_secs(10)) + Duration::from_secs(1);
+    for (_, h) in &taken {
+        h.stop.cancel();
+    }
+    let mut positions = Vec::with_capacity(taken.len());
+    let mut dones = Vec::with_capacity(taken.len());
+    for (tp, h) in taken {
+        dones.push(h.done);
+        positions.push((tp, h.position));
+    }
+    let drained = rt
+        .block_on(async { tokio::time::timeout(deadline, futures::future::join_all(dones)).await });
+    if drained.is_err() {
+        tracing::warn!("{late}");
+    }
+    positions
+        .into_iter()
+        .map(|(tp, p)| (tp, p.load(Ordering::Relaxed)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that finishes once stopped (or never, for `stuck`), at `position`.
+    fn task(rt: &tokio::runtime::Runtime, position: i64, stuck: bool) -> PartitionHandle {
+        let stop = CancellationToken::new();
+        let (done_tx, done) = oneshot::channel();
+        let s = stop.clone();
+        rt.spawn(async move {
+            s.cancelled().await;
+            if stuck {
+                std::future::pending::<()>().await;
+            }
+            let _ = done_tx.send(());
+        });
+        PartitionHandle {
+            stop,
+            done,
+            position: Arc::new(AtomicI64::new(position)),
+        }
+    }
+
+    #[test]
+    fn the_lag_counts_from_the_position_when_both_ends_are_known() {
+        assert_eq!(lag(90, 100, 7), 10);
+        assert_eq!(lag(120, 100, 7), 0, "never negative");
+        assert_eq!(lag(-1, 100, 7), 7, "no position yet: librdkafka's figure");
+        assert_eq!(lag(90, -1, -1), 0);
+    }
+
+    #[test]
+    fn stopping_takes_the_partitions_out_and_waits_for_their_tasks() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let a = Assignments::default();
+        {
+            let mut handles = a.lock();
+            for p in 0..3 {
+                handles.insert(("t".into(), p), task(&rt, 10 + i64::from(p), false));
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("t", 1);
+        tpl.add_partition("t", 9);
+        let mut left = None;
+        let taken = a.take(Some(&tpl), |n| left = Some(n));
+        assert_eq!(left, Some(2));
+        let positions = stop_all(taken, rt.handle(), Some(Duration::ZERO), "late");
+        assert_eq!(positions, vec![(("t".to_owned(), 1), 11)]);
+        let rest = stop_all(a.take(None, |_| {}), rt.handle(), None, "late");
+        assert_eq!(rest.len(), 2);
+        assert!(a.lock().is_empty());
+    }
+
+    #[test]
+    fn a_task_that_does_not_finish_is_given_up_after_the_deadline() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let a = Assignments::default();
+        a.lock().insert(("t".into(), 0), task(&rt, 5, true));
+        let started = std::time::Instant::now();
+        let positions = stop_all(
+            a.take(None, |_| {}),
+            rt.handle(),
+            Some(Duration::ZERO),
+            "late",
+        );
+        assert_eq!(positions, vec![(("t".to_owned(), 0), 5)]);
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+}
