@@ -106,17 +106,24 @@ impl StateWrites {
     }
 
     /// Produces the staged cut once every output before it is acknowledged (at once with
-    /// `now = true`, under exactly-once). Its acks count on the cut's last record.
+    /// `now = true`, under exactly-once). Its acks count on the oldest record not yet committed.
     pub async fn write_when_acked(&mut self, inflight: &mut Inflight, now: bool) {
         let Some(cut) = &self.staged else { return };
         if !now && !inflight.outputs_acked_before(cut.end_seq) {
             return;
         }
         let cut = self.staged.take().expect("staged");
-        let last = cut.end_seq - 1;
-        inflight.add_outputs(last, cut.records.len() as u32);
+        // The state records' acks count on the oldest record not yet committed, so that no record
+        // of the cut commits before the state it changed is durable. (Counted on the cut's last
+        // record, the records before it committed while their state records were in flight; a
+        // crash or a broker that never acknowledged them left the committed offset ahead of the
+        // durable state.) Nothing left to commit before the cut: tombstones only, nothing waits.
+        let holder = inflight
+            .oldest_before(cut.end_seq)
+            .unwrap_or(cut.end_seq.saturating_sub(1));
+        inflight.add_outputs(holder, cut.records.len() as u32);
         inflight.allow_commit_before(cut.end_seq);
-        let opaque = inflight.opaque(last);
+        let opaque = inflight.opaque(holder);
         for (device, state) in &cut.records {
             let mut record: BaseRecord<'_, [u8], [u8], usize> =
                 BaseRecord::with_opaque_to(&self.topic, opaque)

@@ -31,7 +31,7 @@ use crate::kafka::clock::Clock;
 use crate::kafka::offset_tracker::OffsetTracker;
 
 /// What an input record in flight keeps for the latency histograms, observed when its last
-/// output (and, on a state cut's last record, the cut's state records) is acknowledged.
+/// output (and, on the record holding a state cut, the cut's state records) is acknowledged.
 struct Consumed {
     at: Instant,
     record_time_ms: Option<i64>,
@@ -131,10 +131,17 @@ impl Inflight {
         self.tracker.finished_before(seq)
     }
 
-    /// Lets records before `seq` be committed (their state is durable or about to be: the last
-    /// one holds the state records' acks).
+    /// Lets records before `seq` be committed once acknowledged (their state is durable, or its
+    /// records' acks are counted on the oldest of them: see [`Inflight::oldest_before`]).
     pub fn allow_commit_before(&mut self, seq: u64) {
         self.commit_limit = self.commit_limit.max(seq);
+    }
+
+    /// The oldest record not yet committed, if it comes before `seq`: a state cut counts its state
+    /// records' acks on it, so that no record of the cut commits before its state is durable.
+    pub fn oldest_before(&self, seq: u64) -> Option<u64> {
+        let base = self.tracker.base_seq();
+        (!self.tracker.is_empty() && base < seq).then_some(base)
     }
 
     /// Records processed but not yet allowed to commit (waiting for a state cut).

@@ -12,6 +12,14 @@ use crate::processor::worker_env::ChangelogEnv;
 
 /// An environment whose producer never connects (nothing is produced in these tests).
 fn inflight(changelog: bool) -> (Inflight, Arc<WorkerEnv>) {
+    inflight_storing(changelog, Weak::<rdkafka::consumer::BaseConsumer>::new())
+}
+
+/// The same, storing offsets for commit in `store`.
+fn inflight_storing(
+    changelog: bool,
+    store: Weak<dyn crate::kafka::offsets::OffsetStore>,
+) -> (Inflight, Arc<WorkerEnv>) {
     let metrics = Metrics::new();
     let router = Arc::new(AckRouter::default());
     let producer: rdkafka::producer::ThreadedProducer<ProducerCtx> = ClientConfig::new()
@@ -20,7 +28,7 @@ fn inflight(changelog: bool) -> (Inflight, Arc<WorkerEnv>) {
         .unwrap();
     let producer = Arc::new(producer);
     let env = Arc::new(WorkerEnv {
-        consumer: Weak::<rdkafka::consumer::BaseConsumer>::new(),
+        consumer: store,
         producers: vec![producer.clone()],
         region_clusters: vec![0],
         producer,
@@ -97,18 +105,74 @@ fn with_a_changelog_nothing_commits_past_the_last_state_cut() {
     t.store_progress();
     assert_eq!(t.tracker.base_seq(), 0, "no cut yet");
     assert!(t.uncut());
-    // A cut after record 1 whose state record (counted on record 1) is not yet acknowledged.
-    t.add_outputs(1, 1);
+    // A cut after record 1 whose state record (counted on the cut's oldest record, 0) is not yet
+    // acknowledged: nothing of the cut commits.
+    assert_eq!(t.oldest_before(2), Some(0));
+    t.add_outputs(0, 1);
     t.allow_commit_before(2);
     t.store_progress();
-    assert_eq!(t.tracker.base_seq(), 1);
-    t.on_ack(ack(1, None), &clock);
+    assert_eq!(t.tracker.base_seq(), 0, "the cut's state is not durable yet");
+    t.on_ack(ack(0, None), &clock);
     t.store_progress();
     assert_eq!(
         t.tracker.base_seq(),
         2,
         "records after the cut wait for the next one"
     );
+    assert_eq!(t.oldest_before(2), None);
+}
+
+/// Offsets stored for commit, as the consumer would keep them.
+#[derive(Default)]
+struct Stored(std::sync::Mutex<Vec<i64>>);
+
+impl crate::kafka::offsets::OffsetStore for Stored {
+    fn store(&self, _: &str, _: i32, offset: i64) -> rdkafka::error::KafkaResult<()> {
+        self.0.lock().unwrap().push(offset);
+        Ok(())
+    }
+    fn position_of(&self, _: &str, _: i32) -> Option<i64> {
+        None
+    }
+}
+
+/// At-least-once: a state cut's records must be acknowledged before any record of the cut is
+/// committed. Counted on the cut's last record only, the records before it were committed while
+/// their state changes were still unacknowledged; a broker that never acknowledged them (or a
+/// crash) then left committed offsets ahead of the durable state, and the partition's next owner
+/// judged the replayed events without their devices' earlier successes (URLs over the rate limit,
+/// 70 of them in a soak whose broker stalled).
+#[tokio::test]
+async fn a_state_cut_commits_nothing_until_its_state_records_are_acknowledged() {
+    use crate::core::state::DeviceStates;
+    use crate::processor::state_writes::StateWrites;
+    let stored = Arc::new(Stored::default());
+    let weak: Weak<dyn crate::kafka::offsets::OffsetStore> =
+        Arc::downgrade(&stored) as Weak<dyn crate::kafka::offsets::OffsetStore>;
+    let (mut t, _env) = inflight_storing(true, weak);
+    let mut writes = StateWrites::new("g-in-changelog".into(), Duration::from_millis(100));
+    let mut states = DeviceStates::new(Default::default(), 0);
+    track(&mut t, 3); // offsets 100, 101, 102, each with one output
+    writes.changed("dev-1");
+    writes.changed("dev-2");
+    writes.cut(&mut states, &mut t, None);
+    let clock = Clock::now();
+    for seq in 0..3 {
+        t.on_ack(ack(seq, None), &clock);
+    }
+    // Every output is acknowledged: the cut's two state records are produced now.
+    writes.write_when_acked(&mut t, false).await;
+    assert!(!writes.staged());
+    t.store_progress();
+    assert_eq!(*stored.0.lock().unwrap(), Vec::<i64>::new(), "committed before the state was durable");
+    // The state records' acks (routed like the producer's delivery reports) let all three commit.
+    let holder = 0;
+    t.on_ack(ack(holder, None), &clock);
+    t.store_progress();
+    assert_eq!(*stored.0.lock().unwrap(), Vec::<i64>::new(), "one of two state records acknowledged");
+    t.on_ack(ack(holder, None), &clock);
+    t.store_progress();
+    assert_eq!(*stored.0.lock().unwrap(), vec![102]);
 }
 
 #[test]
