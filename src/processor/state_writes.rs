@@ -136,3 +136,16 @@ impl StateWrites {
         }
     }
 }
+
+#[cfg(test)]
+impl StateWrites {
+    /// The staged cut's devices, each with whether it carries a state (else a tombstone).
+    pub fn staged_devices(&self) -> Vec<(String, bool)> {
+        self.staged.as_ref().map_or_else(Vec::new, |cut| {
+            cut.records
+                .iter()
+                .map(|(device, state)| (device.to_string(), state.is_some()))
+                .collect()
+        })
+    }
+}

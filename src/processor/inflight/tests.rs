@@ -205,3 +205,33 @@ fn a_refused_output_waits_for_its_dead_letter_and_a_cluster_failure_stops() {
         Some(FatalCause::Delivery { topic, .. }) if topic == "out"
     ));
 }
+
+/// Issue 12, item 9: a device that expires (here: is evicted) and comes back before the cut gets
+/// its new state in the cut, never a tombstone after it (a restore would forget it); a device
+/// gone for good gets its tombstone.
+#[test]
+fn a_device_that_expires_and_comes_back_before_a_cut_keeps_its_new_state() {
+    use crate::core::limiter::cache_key;
+    use crate::core::state::{DeviceBudget, DeviceStates};
+    use crate::processor::state_writes::StateWrites;
+    let (mut t, _env) = inflight(true);
+    let mut writes = StateWrites::new("g-in-changelog".into(), Duration::from_millis(100));
+    let mut states = DeviceStates::with_budget(Default::default(), 0, DeviceBudget::new(1));
+    states.track_expired();
+    let k = cache_key(None, None);
+    track(&mut t, 3);
+    states.decide("d", 0, k, 0);
+    writes.changed("d");
+    states.decide("e", 0, k, 1_000); // the instance is full: "d" is evicted
+    writes.changed("e");
+    states.decide("d", 1, k, 2_000); // "d" is back, "e" is evicted
+    writes.changed("d");
+    writes.cut(&mut states, &mut t, None);
+    let mut staged = writes.staged_devices();
+    staged.sort();
+    assert_eq!(
+        staged,
+        vec![("d".to_string(), true), ("e".to_string(), false)],
+        "d keeps its new state, e gets a tombstone"
+    );
+}
