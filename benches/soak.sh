@@ -19,7 +19,8 @@
 #                   one second of events (RATE): per partition, the lag its owner reports
 #                   (aepiot_consumer_lag: high watermark - next offset to process), or, for a
 #                   partition nobody reports (moving, or held by the killed member), end offset -
-#                   committed offset from the broker. The broker's committed lag alone is no
+#                   committed offset from the broker; and only once every partition has a live
+#                   owner again. The broker's committed lag alone is no
 #                   measure of catching up: offsets are committed every second, so it hovers
 #                   around a second of events even when nothing is behind.
 # Results: JSON on stdout and in WORK/soak.json.
@@ -75,9 +76,10 @@ start() { # NAME
     >>"$WORK/$1.log" 2>&1 &
   PID[$1]=$!
 }
-lag() { # the group's lag: each partition's from the instance that owns it (aepiot_consumer_lag:
-  # high watermark - next offset to process), else (nobody owns it: it is moving, or its owner was
-  # killed) from the broker (end offset - committed offset).
+lag() { # the group's lag and how many partitions no live instance reports: each partition's lag
+  # from the instance that owns it (aepiot_consumer_lag: high watermark - next offset to process),
+  # else (nobody owns it: it is moving, or its owner was killed) from the broker (end offset -
+  # committed offset).
   local reported
   reported="$(for p in "${PORT[@]}"; do curl -s --max-time 2 "127.0.0.1:$p/metrics" || true; done |
     sed -n 's/^aepiot_consumer_lag{.*partition="\([0-9]*\)".*} \([0-9]*\)$/\1 \2/p' | tr '\n' ' ')"
@@ -87,8 +89,9 @@ lag() { # the group's lag: each partition's from the instance that owns it (aepi
       BEGIN { n = split(rep, f, " "); for (i = 1; i < n; i += 2) r[f[i]] = f[i + 1] }
       $3 ~ /^[0-9]+$/ && $5 ~ /^[0-9]+$/ {
         if ($3 in r) s += r[$3]; else if ($6 ~ /^[0-9]+$/) s += $6; else s += $5
+        if (!($3 in r)) u++
       }
-      END { print s + 0 }'
+      END { print s + 0, u + 0 }'
 }
 committed_lag() { # end offsets - committed offsets, from the broker only (final check)
   "${KAFKA[@]}" tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
@@ -124,9 +127,12 @@ while kill -0 "$SIM" 2>/dev/null; do
     killed=$(date +%s)
     echo "soak: killed and restarted A at ${el}s" >&2
     # Lag is "under a second of events" once below RATE records.
+    # Recovered once every partition is reported by a live owner again and the lag is under a
+    # second of events: right after the kill, the killed member's partitions are nobody's, and
+    # their committed lag is still small (it grows while nobody reads them).
     while :; do
-      l=$(lag)
-      if [[ "$l" =~ ^[0-9]+$ ]] && ((l < RATE)); then
+      read -r l unreported < <(lag)
+      if [[ "$l" =~ ^[0-9]+$ && "$unreported" == 0 ]] && ((l < RATE)); then
         recoveries+=("$(($(date +%s) - killed))")
         break
       fi
