@@ -121,7 +121,8 @@ impl Inflight {
         self.tracker.push(offset, outputs, consumed);
     }
 
-    /// Adds `n` outputs to record `seq` (a state cut's records, counted on its last input).
+    /// Adds `n` outputs to record `seq` (a state cut's records, counted on the oldest record not yet
+    /// committed: see [`Inflight::oldest_before`]).
     pub fn add_outputs(&mut self, seq: u64, n: u32) {
         self.tracker.add(seq, n);
     }

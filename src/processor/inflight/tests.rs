@@ -111,7 +111,11 @@ fn with_a_changelog_nothing_commits_past_the_last_state_cut() {
     t.add_outputs(0, 1);
     t.allow_commit_before(2);
     t.store_progress();
-    assert_eq!(t.tracker.base_seq(), 0, "the cut's state is not durable yet");
+    assert_eq!(
+        t.tracker.base_seq(),
+        0,
+        "the cut's state is not durable yet"
+    );
     t.on_ack(ack(0, None), &clock);
     t.store_progress();
     assert_eq!(
@@ -164,12 +168,20 @@ async fn a_state_cut_commits_nothing_until_its_state_records_are_acknowledged() 
     writes.write_when_acked(&mut t, false).await;
     assert!(!writes.staged());
     t.store_progress();
-    assert_eq!(*stored.0.lock().unwrap(), Vec::<i64>::new(), "committed before the state was durable");
+    assert_eq!(
+        *stored.0.lock().unwrap(),
+        Vec::<i64>::new(),
+        "committed before the state was durable"
+    );
     // The state records' acks (routed like the producer's delivery reports) let all three commit.
     let holder = 0;
     t.on_ack(ack(holder, None), &clock);
     t.store_progress();
-    assert_eq!(*stored.0.lock().unwrap(), Vec::<i64>::new(), "one of two state records acknowledged");
+    assert_eq!(
+        *stored.0.lock().unwrap(),
+        Vec::<i64>::new(),
+        "one of two state records acknowledged"
+    );
     t.on_ack(ack(holder, None), &clock);
     t.store_progress();
     assert_eq!(*stored.0.lock().unwrap(), vec![102]);
