@@ -757,16 +757,7 @@ fn refused(b: &SecBroker, dir: &Path, case: &Case, expect: &[&str], secrets: &[&
         "{}: /readyz answered {codes:?}",
         case.name
     );
-    let last = output
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_else(|| panic!("{}: no error line:\n{}", case.name, tail(&output)));
-    assert!(
-        expect.iter().any(|e| last.contains(e)) && last.contains("refused"),
-        "{}: unclear error: {last}",
-        case.name
-    );
+    let last = refused_error_line(case, &output, expect);
     eprintln!(
         "{}: exit {status} after {:.1} s, /readyz {} x 503; {last}",
         case.name,
@@ -775,6 +766,22 @@ fn refused(b: &SecBroker, dir: &Path, case: &Case, expect: &[&str], secrets: &[&
     );
     assert_no_secret(case.name, &output, secrets);
     assert_no_secret(&format!("{} http", case.name), &run.http_seen, secrets);
+}
+
+/// The process's last `error:` line, which must say the connection was refused and name one of
+/// `expect` (the reason).
+fn refused_error_line<'a>(case: &Case, output: &'a str, expect: &[&str]) -> &'a str {
+    let last = output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{}: no error line:\n{}", case.name, tail(output)));
+    assert!(
+        expect.iter().any(|e| last.contains(e)) && last.contains("refused"),
+        "{}: unclear error: {last}",
+        case.name
+    );
+    last
 }
 
 /// The webhook service with credentials the broker refuses: it stops on its own, saying the
@@ -797,16 +804,7 @@ fn webhooks_refused(b: &SecBroker, dir: &Path, case: &Case, expect: &[&str], sec
         case.name,
         tail(&output)
     );
-    let last = output
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_else(|| panic!("{}: no error line:\n{}", case.name, tail(&output)));
-    assert!(
-        expect.iter().any(|e| last.contains(e)) && last.contains("refused"),
-        "{}: unclear error: {last}",
-        case.name
-    );
+    let last = refused_error_line(case, &output, expect);
     eprintln!("{} (webhooks): exit {status}; {last}", case.name);
     assert_no_secret(case.name, &output, secrets);
 }
