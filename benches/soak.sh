@@ -76,6 +76,10 @@ start() { # NAME
     >>"$WORK/$1.log" 2>&1 &
   PID[$1]=$!
 }
+describe_group() { # the group's partitions: ConsumerGroupCommand --describe, from the broker
+  "${KAFKA[@]}" tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+    --bootstrap-server "$BROKERS" --describe --group "$GROUP" 2>/dev/null
+}
 lag() { # the group's lag and how many partitions no live instance reports: each partition's lag
   # from the instance that owns it (aepiot_consumer_lag: high watermark - next offset to process),
   # else (nobody owns it: it is moving, or its owner was killed) from the broker (end offset -
@@ -83,8 +87,7 @@ lag() { # the group's lag and how many partitions no live instance reports: each
   local reported
   reported="$(for p in "${PORT[@]}"; do curl -s --max-time 2 "127.0.0.1:$p/metrics" || true; done |
     sed -n 's/^aepiot_consumer_lag{.*partition="\([0-9]*\)".*} \([0-9]*\)$/\1 \2/p' | tr '\n' ' ')"
-  "${KAFKA[@]}" tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
-    --bootstrap-server "$BROKERS" --describe --group "$GROUP" 2>/dev/null |
+  describe_group |
     awk -v rep="$reported" '
       BEGIN { n = split(rep, f, " "); for (i = 1; i < n; i += 2) r[f[i]] = f[i + 1] }
       $3 ~ /^[0-9]+$/ && $5 ~ /^[0-9]+$/ {
@@ -94,8 +97,7 @@ lag() { # the group's lag and how many partitions no live instance reports: each
       END { print s + 0, u + 0 }'
 }
 committed_lag() { # end offsets - committed offsets, from the broker only (final check)
-  "${KAFKA[@]}" tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
-    --bootstrap-server "$BROKERS" --describe --group "$GROUP" 2>/dev/null |
+  describe_group |
     awk '$6 ~ /^[0-9]+$/ {s += $6} END {print s + 0}'
 }
 rss() { awk '/VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
