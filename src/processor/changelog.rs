@@ -150,6 +150,14 @@ fn restore_once(
     if high <= low {
         return Ok(restored);
     }
+    // The start of what can take minutes (millions of records): an operator watching a slow start
+    // sees what it waits for.
+    tracing::info!(
+        topic = changelog_topic,
+        partition,
+        records = high - low,
+        "restoring state from the changelog"
+    );
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(changelog_topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;
