@@ -17,10 +17,12 @@ fn eos(t: &Topics) -> Config {
     }
 }
 
+/// Also the records produced while a transaction commits (kept and produced into the next one):
+/// 40k events take several commit intervals, so some are processed during commits.
 #[test]
 fn exactly_once_writes_one_output_per_input() {
     let t = topics("eos", 3);
-    let mut records = generated(5_000, 1_000, 31);
+    let mut records = generated(40_000, 1_000, 31);
     records.push((Some(b"bad".to_vec()), Some(b"{not json".to_vec())));
     produce(&t.input, &records);
     let running = start(eos(&t));
@@ -29,12 +31,17 @@ fn exactly_once_writes_one_output_per_input() {
         Duration::from_secs(120),
         || all_committed(&t.group, &t.input),
     );
+    let deferred = running.metrics.transaction_deferred.get();
     running.shutdown();
 
     // consume() reads with isolation.level=read_committed.
     let (total, sources) = all_sources(&t);
     assert_eq!(sources, expected_sources(&t.input));
     assert_eq!(total, sources.len(), "duplicates under exactly-once");
+    assert!(
+        deferred > 0,
+        "no record was produced while a transaction committed: the test did not exercise that path"
+    );
 }
 
 fn spawn_eos(t: &Topics) -> std::process::Child {
@@ -84,16 +91,42 @@ fn per_partition(msgs: &[rdkafka::message::OwnedMessage]) -> HashMap<i32, i64> {
 #[test]
 fn exactly_once_survives_a_sigterm_mid_stream_and_a_restart() {
     let t = topics("eos-restart", 4);
-    const N: usize = 30_000;
+    const N: usize = 100_000;
     let mut records = generated(N, 3_000, 33);
     records.push((Some(b"bad".to_vec()), Some(b"{not json".to_vec())));
-    produce(&t.input, &records);
+    let (head, tail) = records.split_at(1_000);
+    produce(&t.input, head);
 
     let first = spawn_eos(&t);
     wait_until("some outputs", Duration::from_secs(90), || {
-        end_offsets(&t.output).values().sum::<i64>() >= 3_000
+        end_offsets(&t.output).values().sum::<i64>() >= 500
+    });
+    // The rest arrives at ~10k events/s while the first instance runs, so the SIGTERM lands
+    // mid-stream, with transactions in flight, however fast the instance is.
+    let (tail, input) = (tail.to_vec(), t.input.clone());
+    let feeder = std::thread::spawn(move || {
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+        let p: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        for chunk in tail.chunks(1_000) {
+            for (k, v) in chunk {
+                let r = BaseRecord::to(&input)
+                    .key(k.as_deref().unwrap())
+                    .payload(v.as_deref().unwrap());
+                p.send::<[u8], [u8]>(r).map_err(|(e, _)| e).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
+    });
+    wait_until("more outputs", Duration::from_secs(90), || {
+        end_offsets(&t.output).values().sum::<i64>() >= 5_000
     });
     sigterm_and_wait(first);
+    feeder.join().unwrap();
     let committed: i64 = committed_offsets(&t.group, &t.input)
         .values()
         .filter(|o| **o > 0)

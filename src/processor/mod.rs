@@ -7,6 +7,7 @@
 pub mod ack_wait;
 pub mod acks;
 pub mod changelog;
+pub mod deferred;
 pub mod failure;
 pub mod fatal;
 pub mod inflight;

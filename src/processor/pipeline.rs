@@ -188,6 +188,7 @@ pub async fn run(
         drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         fatal: fatal.clone(),
         gate: txn.as_ref().map(|t| t.gate.clone()),
+        deferred: txn.as_ref().map(|t| t.deferred.clone()),
         poison: txn.as_ref().map(|_| Default::default()),
         step: if hooks.passthrough {
             Step::Passthrough

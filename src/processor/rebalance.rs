@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
-use super::transactions::Transactions;
+use super::transactions::{CommitError, Transactions};
 use super::worker;
 use super::worker_env::WorkerEnv;
 use crate::http::Health;
@@ -163,6 +163,7 @@ impl ConsumerCtx {
             Some(txn) => {
                 // Between batches of every worker: the stopped workers' last outputs and their
                 // positions go into the same transaction.
+                let _serial = txn.lock_commits();
                 let _gate = txn.gate.blocking_write();
                 let stopped = self.stop_workers(partitions);
                 if stopped.is_empty() {
@@ -173,20 +174,50 @@ impl ConsumerCtx {
         }
     }
 
-    /// Exactly-once: commits the open transaction with every live worker's position.
+    /// Exactly-once: commits the open transaction with every live worker's position, every
+    /// `commit_interval_ms`. The gate is held only to read the positions and, once the next
+    /// transaction has begun, to produce into it what the workers produced meanwhile.
     pub fn commit_transaction(&self, consumer: &BaseConsumer<ConsumerCtx>) {
         let Some(txn) = self.txn.get() else { return };
+        let _serial = txn.lock_commits();
+        let positions = {
+            let _gate = txn.gate.blocking_write();
+            let Some(positions) = self.positions_to_commit(txn, Vec::new()) else {
+                return;
+            };
+            txn.deferred.start();
+            positions
+        };
+        let result = txn.commit(consumer.group_metadata().as_ref(), &positions);
         let _gate = txn.gate.blocking_write();
-        self.commit_locked(consumer, txn, Vec::new());
+        let result = match result {
+            Ok(()) => txn
+                .deferred
+                .release(&txn.producer)
+                .map(|n| {
+                    self.metrics.transaction_deferred.inc_by(n as u64);
+                })
+                .map_err(|e| CommitError {
+                    fatal: false,
+                    message: format!("a record produced during the commit was refused: {e}"),
+                }),
+            Err(e) => {
+                txn.deferred.discard();
+                Err(e)
+            }
+        };
+        if let Err(e) = result {
+            self.commit_failed(consumer, txn, e);
+        }
     }
 
-    /// Commits with the gate held; on failure aborts and rewinds every partition.
-    fn commit_locked(
+    /// Every live worker's position, after `positions` (the stopped workers'); `None`, with the
+    /// transaction aborted, once the instance is stopping for a failure. Runs with the gate held.
+    fn positions_to_commit(
         &self,
-        consumer: &BaseConsumer<ConsumerCtx>,
         txn: &Transactions,
         mut positions: Vec<(Tp, i64)>,
-    ) {
+    ) -> Option<Vec<(Tp, i64)>> {
         {
             let workers = self.workers.lock();
             positions.extend(
@@ -199,11 +230,34 @@ impl ConsumerCtx {
         // nothing is committed once the instance is stopping for a failure.
         if self.env.get().is_some_and(|env| env.fatal.is_raised()) {
             let _ = txn.abort();
-            return;
+            return None;
         }
-        let Err(e) = txn.commit(consumer.group_metadata().as_ref(), &positions) else {
+        Some(positions)
+    }
+
+    /// Commits with the gate held throughout; on failure aborts and rewinds every partition.
+    fn commit_locked(
+        &self,
+        consumer: &BaseConsumer<ConsumerCtx>,
+        txn: &Transactions,
+        positions: Vec<(Tp, i64)>,
+    ) {
+        let Some(positions) = self.positions_to_commit(txn, positions) else {
             return;
         };
+        if let Err(e) = txn.commit(consumer.group_metadata().as_ref(), &positions) {
+            self.commit_failed(consumer, txn, e);
+        }
+    }
+
+    /// A commit failed: a fatal error stops the instance; any other aborts the transaction and
+    /// rewinds every partition to its committed offset. Runs with the gate held.
+    fn commit_failed(
+        &self,
+        consumer: &BaseConsumer<ConsumerCtx>,
+        txn: &Transactions,
+        e: CommitError,
+    ) {
         if e.fatal {
             if let Some(env) = self.env.get() {
                 env.fatal

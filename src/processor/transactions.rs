@@ -2,14 +2,16 @@
 //! committed every `commit_interval_ms`, on every revoke and at shutdown.
 //!
 //! Workers hold a read guard of [`Transactions::gate`] while they process a batch; a commit takes
-//! the write guard, so it sees every worker between batches and the positions it commits match
-//! exactly the outputs in the transaction. The blocking transaction calls run on the commit thread
-//! or the consumer thread, never on the async workers.
+//! the write guard to read the positions, so it sees every worker between batches and the
+//! positions match exactly the outputs in the transaction. The periodic commit then lets the
+//! workers go on while it commits: what they produce meanwhile waits in [`Deferred`] for the next
+//! transaction. Commits on a revoke or at shutdown hold the gate throughout. The blocking
+//! transaction calls run on the commit thread or the consumer thread, never on the async workers.
 //!
 //! Zombie fencing: the offsets are sent with the consumer group metadata (KIP-447), so an instance
 //! that lost its partitions cannot commit them; a fenced producer is fatal and the process stops.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -19,6 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::RwLock;
 
 use super::acks::ProducerCtx;
+use super::deferred::Deferred;
 use crate::metrics::Metrics;
 
 /// Why a commit did not go through.
@@ -35,7 +38,9 @@ pub struct Transactions {
     pub producer: Arc<ThreadedProducer<ProducerCtx>>,
     /// Workers process a batch under a read guard; a commit holds the write guard.
     pub gate: Arc<RwLock<()>>,
-    /// Serialises commits from the commit thread and the consumer thread.
+    /// What workers produce while the periodic commit runs.
+    pub deferred: Arc<Deferred>,
+    /// Serialises commits from the commit thread and the consumer thread; taken before the gate.
     commit_lock: Mutex<()>,
     timeout: Duration,
     metrics: Metrics,
@@ -56,21 +61,28 @@ impl Transactions {
         Ok(Transactions {
             producer,
             gate: Arc::new(RwLock::new(())),
+            deferred: Arc::new(Deferred::default()),
             commit_lock: Mutex::new(()),
             timeout,
             metrics,
         })
     }
 
+    /// One commit at a time: taken before the gate, held until the next transaction has begun
+    /// and what was deferred is produced into it.
+    pub fn lock_commits(&self) -> MutexGuard<'_, ()> {
+        self.commit_lock.lock().expect("commit lock")
+    }
+
     /// Commits the open transaction with the given next offsets, then begins the next one. The
-    /// caller holds the gate's write guard. `group` is the consumer's group metadata (generation
-    /// and member): with it the broker fences a zombie that lost its partitions.
+    /// caller holds [`Transactions::lock_commits`], and either the gate's write guard or a started
+    /// [`Deferred`]. `group` is the consumer's group metadata (generation and member): with it
+    /// the broker fences a zombie that lost its partitions.
     pub fn commit(
         &self,
         group: Option<&ConsumerGroupMetadata>,
         positions: &[((String, i32), i64)],
     ) -> Result<(), CommitError> {
-        let _serial = self.commit_lock.lock().expect("commit lock");
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), next) in positions {
             if *next >= 0 {

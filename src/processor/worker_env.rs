@@ -12,6 +12,7 @@ use rdkafka::ClientConfig;
 use tokio::sync::RwLock;
 
 use super::acks::{AckRouter, ProducerCtx};
+use super::deferred::Deferred;
 use super::fatal::Fatal;
 use crate::core::{ErrorKind, Shared};
 use crate::kafka::offsets::OffsetStore;
@@ -67,6 +68,8 @@ pub struct WorkerEnv {
     /// Exactly-once: the transaction gate (batches under its read guard, commits under its write
     /// guard). `None` under at-least-once.
     pub gate: Option<Arc<RwLock<()>>>,
+    /// Exactly-once: where records wait while a commit runs (see [`Deferred`]).
+    pub deferred: Option<Arc<Deferred>>,
     /// Exactly-once: see [`Poison`].
     pub poison: Option<Poison>,
     pub changelog: Option<ChangelogEnv>,

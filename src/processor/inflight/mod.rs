@@ -174,11 +174,20 @@ impl Inflight {
     /// main cluster's queue is waited for even then: it drains as acks come, and giving up there
     /// repeated every record acknowledged after it (a rebalance under load repeated ~1,600
     /// records in `two_instances_share_the_partitions`).
+    ///
+    /// Exactly-once: while the transaction commits, a record for the main cluster is kept in
+    /// [`super::deferred::Deferred`] and produced into the next transaction.
     pub async fn send_on<'a, K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
         &mut self,
         cluster: usize,
         mut record: BaseRecord<'a, K, P, usize>,
     ) -> Result<(), (KafkaError, BaseRecord<'a, K, P, usize>)> {
+        if let (0, Some(deferred)) = (cluster, &self.env.deferred) {
+            match deferred.keep(record) {
+                None => return Ok(()),
+                Some(r) => record = r,
+            }
+        }
         loop {
             match self.env.producers[cluster].send(record) {
                 Ok(()) => return Ok(()),

@@ -42,6 +42,7 @@ fn inflight_storing(
         drain_timeout: Duration::from_secs(1),
         fatal: Arc::new(Fatal::default()),
         gate: None,
+        deferred: None,
         poison: None,
         changelog: changelog.then(|| ChangelogEnv {
             restore_client: ClientConfig::new(),

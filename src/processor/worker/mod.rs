@@ -8,7 +8,8 @@
 //!
 //! Exactly-once: the worker processes each batch under the transaction gate's read guard and
 //! publishes its position; the commit (see [`super::transactions`]) puts outputs, state changes
-//! and that position in one transaction. A worker that failed never moves its position.
+//! and that position in one transaction. What the worker produces while a commit runs waits for
+//! the next transaction ([`super::deferred`]). A worker that failed never moves its position.
 //!
 //! Two classes of failure: an output refused for a reason of its own (too large, invalid) becomes
 //! that record's dead letter and the partition goes on; a failure of the cluster or of the
