@@ -119,8 +119,11 @@ while kill -0 "$SIM" 2>/dev/null; do
   # B's RSS and devices held, every minute: tells state growth (devices, their windows filling)
   # from allocator retention after partition moves.
   if ((el >= next_sample)); then
-    devices=$(curl -s "127.0.0.1:${PORT[b]}/metrics" | awk '/^aepiot_state_devices\{/ {s += $2} END {print s + 0}')
-    echo "$el $(rss "${PID[b]}") ${devices:-0}" >>"$WORK/rss_series"
+    # With the allocator's figures: live allocations vs pages it holds.
+    read -r devices allocated resident < <(curl -s "127.0.0.1:${PORT[b]}/metrics" | awk '
+      /^aepiot_state_devices\{/ {s += $2} /^aepiot_allocator_allocated_bytes / {a = $2}
+      /^aepiot_allocator_resident_bytes / {r = $2} END {print s + 0, a + 0, r + 0}')
+    echo "$el $(rss "${PID[b]}") ${devices:-0} ${allocated:-0} ${resident:-0}" >>"$WORK/rss_series"
     next_sample=$((next_sample + 60))
   fi
   if ((el >= next_kill && el < DURATION - 60)); then

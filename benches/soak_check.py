@@ -65,8 +65,9 @@ result = {
     "rss_change": round(rss_end / rss5 - 1, 4) if rss5 else None,
     "recovery_s_after_each_restart": recoveries,
     # [seconds since the load started, B's RSS bytes, devices B holds], every minute.
+    # [elapsed s, RSS, devices, allocator's allocated bytes, allocator's resident bytes]
     "rss_series_b": [list(map(int, map(float, l.split()))) for l in open(f"{args.work}/rss_series")
-                     if len(l.split()) == 3] if os.path.exists(f"{args.work}/rss_series") else [],
+                     if len(l.split()) >= 3] if os.path.exists(f"{args.work}/rss_series") else [],
 }
 result["ok"] = (result["lost_successes"] == 0 and result["final_group_lag"] == 0
                 and result["rss_change"] is not None and abs(result["rss_change"]) <= 0.10

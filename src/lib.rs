@@ -29,6 +29,8 @@
 //!   [`replay`] starts a group from a point in time (`run --start-from`, `reset-offsets`).
 //! - [`passthrough`]: the benchmarks' reference, a no-op consume → produce with `run`'s client
 //!   settings (hidden `aepiot-stream passthrough`, used by `benches/e2e.sh`).
+#[cfg(feature = "jemalloc")]
+pub mod allocator_metrics;
 pub mod config;
 pub mod core;
 pub mod demo;

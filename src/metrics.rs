@@ -190,6 +190,10 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .unwrap();
+        #[cfg(feature = "jemalloc")]
+        registry
+            .register(Box::new(crate::allocator_metrics::AllocatorCollector::new()))
+            .unwrap();
         // Pre-create label values so every series exists from the start (dashboards and rate()
         // need a zero before the first event).
         for o in OUTCOMES {
