@@ -385,6 +385,13 @@ def cmd_latency(a):
                 input_path_w.append(t - ev)
     src = sys.stdin.buffer if a.outputs == "-" else open(a.outputs, "rb")
     lat, lat_w, e2e, e2e_w, unmatched, n = [], [], [], [], 0, 0
+    # The start-up tail, second by second (by input append time) over the first 10 s: the
+    # processor's part beside the input path of the same second.
+    by_second = {k: ([], []) for k in range(10)}
+    for t, ev in ts.values():
+        k = (t - (first_ts or 0)) // 1000
+        if ev is not None and k in by_second:
+            by_second[k][1].append(t - ev)
     for line in src:
         sp = line.find(b" ")
         if sp <= 0:
@@ -402,6 +409,9 @@ def cmd_latency(a):
         t_out = int(line[:sp])
         d = t_out - t_in
         lat.append(d)
+        k = (t_in - (first_ts or 0)) // 1000
+        if k in by_second:
+            by_second[k][0].append(d)
         if t_in >= warm_end:
             lat_w.append(d)
         if ev is not None:
@@ -428,7 +438,13 @@ def cmd_latency(a):
     print(json.dumps({"inputs": len(ts), "outputs": n, "unmatched": unmatched,
                       "all": stats(lat), "after_warmup": stats(lat_w), "warmup_s": a.warmup,
                       "input_path": {"all": stats(input_path), "after_warmup": stats(input_path_w)},
-                      "end_to_end": {"all": stats(e2e), "after_warmup": stats(e2e_w)}}))
+                      "end_to_end": {"all": stats(e2e), "after_warmup": stats(e2e_w)},
+                      "first_seconds": [
+                          {"second": k, "outputs": len(proc),
+                           "processor_p99_ms": pct(sorted(proc), 99) if proc else None,
+                           "processor_max_ms": max(proc) if proc else None,
+                           "input_path_p99_ms": pct(sorted(inp), 99) if inp else None}
+                          for k, (proc, inp) in sorted(by_second.items())]}))
 
 
 PERF_LINE = re.compile(r"^\s+([\d.]+)%\s+(\S(?:.*?\S)?)\s{2,}(\S+)\s+\[(.)\]\s+(.*?)\s*$")
