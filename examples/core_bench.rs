@@ -14,12 +14,6 @@
 #[path = "../benches/support/workload.rs"]
 mod workload;
 
-/// The allocator the `aepiot-stream` binary ships with (feature `jemalloc`, on by default), so
-/// that a cold process here grows its state the way the binary's does.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 
