@@ -13,8 +13,8 @@ pub struct AllocatorCollector {
     resident: IntGauge,
 }
 
-impl AllocatorCollector {
-    pub fn new() -> Self {
+impl Default for AllocatorCollector {
+    fn default() -> Self {
         AllocatorCollector {
             allocated: IntGauge::new(
                 "aepiot_allocator_allocated_bytes",
