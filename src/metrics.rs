@@ -192,7 +192,9 @@ impl Metrics {
             .unwrap();
         #[cfg(feature = "jemalloc")]
         registry
-            .register(Box::new(crate::allocator_metrics::AllocatorCollector::default()))
+            .register(Box::new(
+                crate::allocator_metrics::AllocatorCollector::default(),
+            ))
             .unwrap();
         // Pre-create label values so every series exists from the start (dashboards and rate()
         // need a zero before the first event).

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 use serde::Serialize;
 
 use crate::generate::{Generator, Profile};
+use crate::kafka::send::send_waiting;
 
 /// What to generate and where.
 #[derive(Debug, Clone)]
@@ -119,23 +119,13 @@ pub fn simulate(
         let ts = now_ms();
         while sent < due {
             let g = generator.next(ts);
-            let mut record = BaseRecord::to(&opts.topic)
+            let record = BaseRecord::to(&opts.topic)
                 .key(g.key.as_bytes())
                 .payload(&g.payload);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        record = r;
-                        std::thread::sleep(Duration::from_millis(1));
-                        if stop.is_cancelled() {
-                            break 'outer;
-                        }
-                    }
-                    Err((e, _)) => {
-                        return Err(anyhow::anyhow!("cannot produce to {}: {e}", opts.topic))
-                    }
-                }
+            match send_waiting(&producer, record, || stop.is_cancelled()) {
+                Ok(true) => {}
+                Ok(false) => break 'outer,
+                Err(e) => return Err(anyhow::anyhow!("cannot produce to {}: {e}", opts.topic)),
             }
             sent += 1;
             invalid_sent += (!g.valid) as u64;

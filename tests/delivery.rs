@@ -252,11 +252,7 @@ fn sigterm_during_a_restore_stops_the_restore() {
         .unwrap();
     for i in 0..RECORDS {
         let key = format!("d-{i}");
-        let mut r: BaseRecord<'_, str, [u8]> = BaseRecord::to(&changelog).key(key.as_str());
-        while let Err((_, back)) = p.send(r) {
-            r = back;
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        send_waiting(&p, BaseRecord::to(&changelog).key(key.as_bytes()));
     }
     p.flush(Duration::from_secs(60)).unwrap();
     assert_eq!(p.in_flight_count(), 0);

@@ -113,10 +113,12 @@ fn exactly_once_survives_a_sigterm_mid_stream_and_a_restart() {
             .unwrap();
         for chunk in tail.chunks(1_000) {
             for (k, v) in chunk {
-                let r = BaseRecord::to(&input)
-                    .key(k.as_deref().unwrap())
-                    .payload(v.as_deref().unwrap());
-                p.send::<[u8], [u8]>(r).map_err(|(e, _)| e).unwrap();
+                send_waiting(
+                    &p,
+                    BaseRecord::to(&input)
+                        .key(k.as_deref().unwrap())
+                        .payload(v.as_deref().unwrap()),
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

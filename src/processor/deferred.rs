@@ -10,13 +10,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{OwnedHeaders, ToBytes};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
 use super::acks::ProducerCtx;
+use crate::kafka::send::send_waiting;
 
 /// Records kept while a commit runs. The flag only changes under the transaction gate's write
 /// guard and workers produce only under its read guard, so it is constant during a batch.
@@ -80,16 +80,7 @@ impl Deferred {
             record.payload = k.payload.as_deref();
             record.headers = k.headers;
             record.timestamp = k.timestamp;
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        record = r;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((e, _)) => return Err(e),
-                }
-            }
+            send_waiting(producer, record, || false)?;
         }
         Ok(n)
     }

@@ -304,7 +304,10 @@ pub fn topic_exists_on(bootstrap: &str, topic: &str) -> bool {
 }
 
 /// Sends `r`, waiting while the producer's queue is full.
-fn send_waiting(p: &ThreadedProducer<DefaultProducerContext>, mut r: BaseRecord<'_, [u8], [u8]>) {
+pub fn send_waiting(
+    p: &ThreadedProducer<DefaultProducerContext>,
+    mut r: BaseRecord<'_, [u8], [u8]>,
+) {
     while let Err((_, back)) = p.send(r) {
         r = back;
         std::thread::sleep(Duration::from_millis(5));
