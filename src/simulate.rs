@@ -96,6 +96,13 @@ pub fn simulate(
         )
         .expect("valid template"),
     );
+    // The topic's metadata first, so that the rate is offered from the first event on: without
+    // it the first events would queue for the metadata round trip and reach the broker in a burst.
+    crate::kafka::warm::warm_up(
+        producer.client(),
+        std::slice::from_ref(&opts.topic),
+        Duration::from_secs(10),
+    );
     let start = Instant::now();
     let (mut sent, mut invalid_sent) = (0u64, 0u64);
     let now_ms = || crate::kafka::clock::now_ms();

@@ -145,6 +145,21 @@ pub async fn run(
             .map_err(|e| anyhow::anyhow!("cannot create the producer of cluster {name:?}: {e}"))?;
         producers.push(Arc::new(p));
     }
+    // Output topics' metadata into each producer's cache before the first event (see kafka::warm).
+    {
+        let mut per_cluster: Vec<Vec<String>> = vec![Vec::new(); producers.len()];
+        for (t, &c) in routes.region_topics.iter().zip(&routes.region_clusters) {
+            per_cluster[c].push(t.clone());
+        }
+        per_cluster[0].push(config.dead_letter_topic.clone());
+        let producers = producers.clone();
+        tokio::task::spawn_blocking(move || {
+            for (p, topics) in producers.iter().zip(&per_cluster) {
+                crate::kafka::warm::warm_up(p.client(), topics, Duration::from_secs(5));
+            }
+        })
+        .await?;
+    }
     let txn = match config.processing_guarantee {
         Guarantee::AtLeastOnce => None,
         Guarantee::ExactlyOnce => {
