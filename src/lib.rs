@@ -27,8 +27,11 @@
 //!   its JSON, and a device's state on request, answered by the worker that owns it;
 //!   [`inspect`] reads a device's state from the changelog without a running instance, and
 //!   [`replay`] starts a group from a point in time (`run --start-from`, `reset-offsets`).
+//! - [`allocator`]: jemalloc, with each partition's device state in an arena of its own, so a
+//!   partition that moves away gives its memory back.
 //! - [`passthrough`]: the benchmarks' reference, a no-op consume → produce with `run`'s client
 //!   settings (hidden `aepiot-stream passthrough`, used by `benches/e2e.sh`).
+pub mod allocator;
 #[cfg(feature = "jemalloc")]
 pub mod allocator_metrics;
 pub mod config;

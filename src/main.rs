@@ -21,10 +21,11 @@ use tokio_util::sync::CancellationToken;
 mod cli;
 use cli::*;
 
-/// jemalloc, also for librdkafka's C allocations (feature `jemalloc`, on by default; see Cargo.toml).
+/// jemalloc, also for librdkafka's C allocations (feature `jemalloc`, on by default; see Cargo.toml),
+/// with each partition's device state in an arena of its own (see `allocator`).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: aepiot_stream::allocator::Allocator = aepiot_stream::allocator::Allocator;
 
 /// jemalloc's options (`MALLOC_CONF` in the environment still applies on top): a background
 /// thread gives freed memory back to the OS within about a second, so RSS follows what the process
@@ -36,6 +37,8 @@ pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muz
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Only here, where the global allocator is the one that places.
+    aepiot_stream::allocator::enable_placement();
     let result = match cli.command {
         Command::Demo(args) => block_on(run_demo(args)),
         Command::Run(args) => block_on(run(args)),

@@ -6,6 +6,7 @@ pub mod error;
 pub mod event;
 pub mod limiter;
 pub mod links;
+pub mod placement;
 mod raw_fields;
 pub mod record;
 pub mod render;

@@ -21,6 +21,7 @@ use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut};
 use indexmap::IndexMap;
 
 use super::limiter::{Decision, DeviceState, Limits};
+use super::placement::{placed, Placement};
 
 /// Devices looked at by the expiry sweep per event: more than one, so the sweep outpaces growth.
 const SWEEP_PER_EVENT: usize = 2;
@@ -86,12 +87,22 @@ pub struct DeviceStates {
     budget: Arc<DeviceBudget>,
     /// Devices evicted by the budget so far (they are also in `expired`, for their tombstones).
     evictions: u64,
+    /// Where the devices' allocations go (see [`Placement`]); none in `process` and the tests.
+    placement: Option<Box<dyn Placement>>,
 }
 
 impl Drop for DeviceStates {
     /// A revoked partition's devices leave the instance's budget with it.
     fn drop(&mut self) {
         self.budget.sub(self.devices.len());
+        // Freed inside the placement too, so that its pages empty out.
+        let devices = std::mem::take(&mut self.devices);
+        let expired = self.expired.take();
+        placed(
+            self,
+            |s| &mut s.placement,
+            move |_| drop((devices, expired)),
+        );
     }
 }
 
@@ -114,7 +125,14 @@ impl DeviceStates {
             last_wall: 0,
             budget,
             evictions: 0,
+            placement: None,
         }
+    }
+
+    /// Places the devices' allocations from now on (before the first event: what was allocated
+    /// earlier stays where it is).
+    pub fn set_placement(&mut self, placement: Box<dyn Placement>) {
+        self.placement = Some(placement);
     }
 
     /// Devices evicted to keep the instance within its budget, since this state began.
@@ -137,6 +155,10 @@ impl DeviceStates {
 
     /// Forgets a device (a tombstone read back from the changelog).
     pub fn remove(&mut self, device_id: &str) {
+        placed(self, |s| &mut s.placement, |s| s.remove_here(device_id))
+    }
+
+    fn remove_here(&mut self, device_id: &str) {
         if let Some(old) = self.devices.swap_remove(device_id) {
             self.cache_entries -= old.cache.len();
             self.budget.sub(1);
@@ -151,6 +173,20 @@ impl DeviceStates {
     /// judged at (the device clock, never earlier than any event of this device seen before).
     /// `now_ms` is the wall clock, used only for expiry.
     pub fn decide(
+        &mut self,
+        device_id: &str,
+        event_ms: i64,
+        cache_key: u64,
+        now_ms: i64,
+    ) -> (Decision, i64) {
+        placed(
+            self,
+            |s| &mut s.placement,
+            |s| s.decide_here(device_id, event_ms, cache_key, now_ms),
+        )
+    }
+
+    fn decide_here(
         &mut self,
         device_id: &str,
         event_ms: i64,
@@ -262,7 +298,20 @@ impl DeviceStates {
     }
 
     /// Puts a restored device state in place (used when state is restored from a changelog).
-    pub fn restore(&mut self, device_id: &str, mut state: DeviceState) {
+    pub fn restore(&mut self, device_id: &str, state: DeviceState) {
+        // The decoded state's vectors were allocated outside the placement: copied into it.
+        let copy = self.placement.is_some();
+        placed(
+            self,
+            |s| &mut s.placement,
+            |s| {
+                let state = if copy { state.clone() } else { state };
+                s.restore_here(device_id, state)
+            },
+        )
+    }
+
+    fn restore_here(&mut self, device_id: &str, mut state: DeviceState) {
         // A restored device counts as just seen, so wall-clock expiry starts afresh.
         state.seen = self.last_wall;
         self.watermark_ms = self.watermark_ms.max(state.clock_ms());

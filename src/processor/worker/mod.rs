@@ -92,8 +92,12 @@ pub fn spawn<C: ConsumerContext + 'static>(
         .changelog
         .as_ref()
         .map(|cl| StateWrites::new(cl.topic_for(topic), cl.interval));
+    let mut engine = Engine::new(env.shared.clone());
+    if let Some(p) = crate::allocator::placement() {
+        engine.states_mut().set_placement(p);
+    }
     let worker = Worker {
-        engine: Engine::new(env.shared.clone()),
+        engine,
         counters: env.metrics.outcome_counters(),
         notify,
         position: position.clone(),
