@@ -32,14 +32,18 @@
 # Static membership needs the classic protocol: --static --env AEPIOT_GROUP_PROTOCOL=classic.
 # --env K=V passes a setting to both instances.
 #
+# --restart-after S starts A again S seconds after each kill instead of at once: B then takes all
+# twelve partitions (restoring A's devices) and hands six back when A returns, the heaviest case
+# for B's memory. Recovery is still counted from the kill.
+#
 # Usage: benches/soak.sh [--duration S] [--rate R] [--devices N] [--kill-every S] [--static]
-#          [--env K=V ...]
+#          [--restart-after S] [--env K=V ...]
 # Environment: KAFKA_PORT (19694) and KAFKA_DATA_DIR (/tmp/aepiot-kafka-soak): a broker of its own,
 # stopped at the end; AEPIOT_BIN (target/release/aepiot-stream, built if missing);
 # WORK (/tmp/aepiot-soak).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-DURATION=1800 RATE=10000 DEVICES=200000 KILL_EVERY=600 STATIC=0 EXTRA_ENV=()
+DURATION=1800 RATE=10000 DEVICES=200000 KILL_EVERY=600 STATIC=0 RESTART_AFTER=0 EXTRA_ENV=()
 while (($#)); do
   case "$1" in
     --static) STATIC=1; shift ;;
@@ -48,6 +52,7 @@ while (($#)); do
     --rate) RATE="$2"; shift 2 ;;
     --devices) DEVICES="$2"; shift 2 ;;
     --kill-every) KILL_EVERY="$2"; shift 2 ;;
+    --restart-after) RESTART_AFTER="$2"; shift 2 ;;
     *) echo "soak.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -128,9 +133,10 @@ while kill -0 "$SIM" 2>/dev/null; do
   fi
   if ((el >= next_kill && el < DURATION - 60)); then
     kill -9 "${PID[a]}"; wait "${PID[a]}" 2>/dev/null || true
-    start a
     killed=$(date +%s)
-    echo "soak: killed and restarted A at ${el}s" >&2
+    sleep "$RESTART_AFTER"
+    start a
+    echo "soak: killed A at ${el}s, restarted it ${RESTART_AFTER}s later" >&2
     # Lag is "under a second of events" once below RATE records.
     # Recovered once every partition is reported by a live owner again and the lag is under a
     # second of events: right after the kill, the killed member's partitions are nobody's, and
@@ -168,5 +174,5 @@ rm "$WORK/input.jsonl"
 kcat -C -b "$BROKERS" -t "$OUT" -o beginning -e -q -f '%s\n' >"$WORK/output.jsonl"
 python3 "$ROOT/benches/soak_check.py" --work "$WORK" --rss5 "$rss5" --rss-end "$rss_end" \
   --final-lag "$final_lag" --recoveries "${recoveries[*]:-}" --duration "$DURATION" \
-  --rate "$RATE" --devices "$DEVICES" --kill-every "$KILL_EVERY" --static "$STATIC" |
+  --rate "$RATE" --devices "$DEVICES" --kill-every "$KILL_EVERY" --static "$STATIC" --restart-after "$RESTART_AFTER" |
   tee "$WORK/soak.json"

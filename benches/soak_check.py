@@ -12,7 +12,7 @@ import re
 
 ap = argparse.ArgumentParser()
 for a in ("work", "rss5", "rss-end", "final-lag", "recoveries", "duration", "rate", "devices",
-          "kill-every", "static"):
+          "kill-every", "static", "restart-after"):
     ap.add_argument("--" + a, default="")
 args = ap.parse_args()
 
@@ -54,6 +54,7 @@ recoveries = [int(x) for x in args.recoveries.split()] if args.recoveries else [
 result = {
     "duration_s": int(args.duration), "rate": int(args.rate), "devices": int(args.devices),
     "kill_every_s": int(args.kill_every), "static_membership": args.static == "1",
+    "restart_after_s": int(args.restart_after or 0),
     "input_records": total, "judged_by_process": judged,
     "expected_successes": len(expected), "output_records": outputs,
     "distinct_successes_written": len(written),
@@ -69,6 +70,22 @@ result = {
     "rss_series_b": [list(map(int, map(float, l.split()))) for l in open(f"{args.work}/rss_series")
                      if len(l.split()) >= 3] if os.path.exists(f"{args.work}/rss_series") else [],
 }
+# What B took over: each partition it restored after its start, [time, partition, devices], and
+# its revocations, [time, partitions] (the size of each takeover decides how much B's memory moves).
+b_restores, b_revokes = [], []
+if os.path.exists(f"{args.work}/b.log"):
+    for text in open(f"{args.work}/b.log", errors="replace"):
+        try:
+            line = json.loads(text)
+        except ValueError:
+            continue
+        f = line.get("fields", {})
+        if f.get("message") == "state restored" and f.get("devices", 0) > 0:
+            b_restores.append([line.get("timestamp"), f.get("partition"), f.get("devices")])
+        elif f.get("message") == "partitions revoked" and f.get("partitions", 0) > 0:
+            b_revokes.append([line.get("timestamp"), f.get("partitions")])
+result["b_restored"] = b_restores
+result["b_revoked"] = b_revokes
 result["ok"] = (result["lost_successes"] == 0 and result["final_group_lag"] == 0
                 and result["rss_change"] is not None and abs(result["rss_change"]) <= 0.10
                 and all(0 <= r <= 30 for r in recoveries))
