@@ -133,7 +133,7 @@ fn read_line_bounded(
             break;
         }
         seen_any = true;
-        let newline = memchr_newline(chunk);
+        let newline = memchr::memchr(b'\n', chunk);
         let data = &chunk[..newline.unwrap_or(chunk.len())];
         let room = keep.saturating_sub(buf.len());
         buf.extend_from_slice(&data[..data.len().min(room)]);
@@ -152,10 +152,6 @@ fn read_line_bounded(
         len -= 1;
     }
     Ok(Some(len))
-}
-
-fn memchr_newline(chunk: &[u8]) -> Option<usize> {
-    chunk.iter().position(|b| *b == b'\n')
 }
 
 #[cfg(test)]
