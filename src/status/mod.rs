@@ -303,7 +303,7 @@ fn page_csp() -> &'static str {
             let close = format!("</{tag}>");
             let start = PAGE.find(&open).expect("page has the element") + open.len();
             let end = start + PAGE[start..].find(&close).expect("element is closed");
-            let digest = sha2::Sha256::digest(PAGE[start..end].as_bytes());
+            let digest = sha2::Sha256::digest(&PAGE.as_bytes()[start..end]);
             format!(
                 "'sha256-{}'",
                 base64::engine::general_purpose::STANDARD.encode(digest)

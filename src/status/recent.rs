@@ -88,7 +88,7 @@ impl Recent {
                 }
             }
         }
-        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         all.into_iter().map(|(_, v)| v).collect()
     }
 }
