@@ -27,7 +27,7 @@ pub const MAX_ARENAS: usize = 64;
 /// allocator, as in the tests and `process`, or the cap reached).
 pub fn placement() -> Option<Box<dyn Placement>> {
     #[cfg(feature = "jemalloc")]
-    return imp::lease().map(|l| Box::new(l) as Box<dyn Placement>);
+    return imp::ArenaLease::try_new().map(|l| Box::new(l) as Box<dyn Placement>);
     #[cfg(not(feature = "jemalloc"))]
     None
 }
@@ -70,30 +70,6 @@ mod imp {
         ENABLED.store(true, Ordering::Relaxed);
     }
 
-    pub fn lease() -> Option<ArenaLease> {
-        if !ENABLED.load(Ordering::Relaxed) {
-            return None;
-        }
-        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(arena) = pool.1.pop() {
-            return Some(ArenaLease(arena));
-        }
-        if pool.0 >= MAX_ARENAS {
-            return None;
-        }
-        // SAFETY: "arenas.create" takes no input and returns the new arena's index as unsigned.
-        match unsafe { tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.create\0") } {
-            Ok(arena) => {
-                pool.0 += 1;
-                Some(ArenaLease(arena))
-            }
-            Err(error) => {
-                tracing::debug!(%error, "cannot create a jemalloc arena: state stays in the shared arenas");
-                None
-            }
-        }
-    }
-
     /// One arena, held by one partition's state; back to the pool when dropped.
     #[derive(Debug)]
     pub struct ArenaLease(u32);
@@ -101,7 +77,27 @@ mod imp {
     impl ArenaLease {
         /// An arena from the pool or a new one; `None` when placement is off or at the cap.
         pub fn try_new() -> Option<ArenaLease> {
-            lease()
+            if !ENABLED.load(Ordering::Relaxed) {
+                return None;
+            }
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(arena) = pool.1.pop() {
+                return Some(ArenaLease(arena));
+            }
+            if pool.0 >= MAX_ARENAS {
+                return None;
+            }
+            // SAFETY: "arenas.create" takes no input and returns the new arena's index as unsigned.
+            match unsafe { tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.create\0") } {
+                Ok(arena) => {
+                    pool.0 += 1;
+                    Some(ArenaLease(arena))
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "cannot create a jemalloc arena: state stays in the shared arenas");
+                    None
+                }
+            }
         }
 
         /// The arena's index (jemalloc's `stats.arenas.<i>.*` statistics describe it).

@@ -12,19 +12,3 @@ pub trait Placement: Send + Sync + std::fmt::Debug {
     /// Calls `f`, with the allocations and frees it makes placed with this state's others.
     fn place(&self, f: &mut dyn FnMut());
 }
-
-/// Runs `f(target)` inside `placement` (if any). The placement is moved out of its owner for the
-/// call (`slot`), so that `f` may borrow the owner mutably.
-pub fn placed<T, R>(
-    target: &mut T,
-    slot: impl Fn(&mut T) -> &mut Option<Box<dyn Placement>>,
-    f: impl FnOnce(&mut T) -> R,
-) -> R {
-    let Some(placement) = slot(target).take() else {
-        return f(target);
-    };
-    let (mut f, mut out) = (Some(f), None);
-    placement.place(&mut || out = f.take().map(|f| f(target)));
-    *slot(target) = Some(placement);
-    out.expect("a placement runs its closure")
-}

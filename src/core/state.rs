@@ -21,7 +21,7 @@ use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut};
 use indexmap::IndexMap;
 
 use super::limiter::{Decision, DeviceState, Limits};
-use super::placement::{placed, Placement};
+use super::placement::Placement;
 
 /// Devices looked at by the expiry sweep per event: more than one, so the sweep outpaces growth.
 const SWEEP_PER_EVENT: usize = 2;
@@ -96,13 +96,7 @@ impl Drop for DeviceStates {
     fn drop(&mut self) {
         self.budget.sub(self.devices.len());
         // Freed inside the placement too, so that its pages empty out.
-        let devices = std::mem::take(&mut self.devices);
-        let expired = self.expired.take();
-        placed(
-            self,
-            |s| &mut s.placement,
-            move |_| drop((devices, expired)),
-        );
+        self.placed(|s| drop((std::mem::take(&mut s.devices), s.expired.take())));
     }
 }
 
@@ -127,6 +121,18 @@ impl DeviceStates {
             evictions: 0,
             placement: None,
         }
+    }
+
+    /// Runs `f` inside the placement, if any. The placement is moved out for the call, so that `f`
+    /// may borrow the states mutably.
+    fn placed<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let Some(placement) = self.placement.take() else {
+            return f(self);
+        };
+        let (mut f, mut out) = (Some(f), None);
+        placement.place(&mut || out = f.take().map(|f| f(self)));
+        self.placement = Some(placement);
+        out.expect("a placement runs its closure")
     }
 
     /// Places the devices' allocations from now on (before the first event: what was allocated
@@ -155,7 +161,7 @@ impl DeviceStates {
 
     /// Forgets a device (a tombstone read back from the changelog).
     pub fn remove(&mut self, device_id: &str) {
-        placed(self, |s| &mut s.placement, |s| s.remove_here(device_id))
+        self.placed(|s| s.remove_here(device_id))
     }
 
     fn remove_here(&mut self, device_id: &str) {
@@ -179,11 +185,7 @@ impl DeviceStates {
         cache_key: u64,
         now_ms: i64,
     ) -> (Decision, i64) {
-        placed(
-            self,
-            |s| &mut s.placement,
-            |s| s.decide_here(device_id, event_ms, cache_key, now_ms),
-        )
+        self.placed(|s| s.decide_here(device_id, event_ms, cache_key, now_ms))
     }
 
     fn decide_here(
@@ -301,14 +303,10 @@ impl DeviceStates {
     pub fn restore(&mut self, device_id: &str, state: DeviceState) {
         // The decoded state's vectors were allocated outside the placement: copied into it.
         let copy = self.placement.is_some();
-        placed(
-            self,
-            |s| &mut s.placement,
-            |s| {
-                let state = if copy { state.clone() } else { state };
-                s.restore_here(device_id, state)
-            },
-        )
+        self.placed(|s| {
+            let state = if copy { state.clone() } else { state };
+            s.restore_here(device_id, state)
+        })
     }
 
     fn restore_here(&mut self, device_id: &str, mut state: DeviceState) {

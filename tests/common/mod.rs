@@ -303,15 +303,10 @@ pub fn topic_exists_on(bootstrap: &str, topic: &str) -> bool {
         .any(|t| t.name() == topic && !t.partitions().is_empty())
 }
 
-/// Sends `r`, waiting while the producer's queue is full.
-pub fn send_waiting(
-    p: &ThreadedProducer<DefaultProducerContext>,
-    mut r: BaseRecord<'_, [u8], [u8]>,
-) {
-    while let Err((_, back)) = p.send(r) {
-        r = back;
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Sends `r`, waiting while the producer's queue is full (the library's own loop); any other
+/// error fails the test.
+pub fn send_waiting(p: &ThreadedProducer<DefaultProducerContext>, r: BaseRecord<'_, [u8], [u8]>) {
+    aepiot_stream::kafka::send::send_waiting(p, r, || false).expect("produce");
 }
 
 /// Produces `(key, payload)` records to one partition and waits for all acks.
