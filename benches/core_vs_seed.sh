@@ -32,20 +32,10 @@ RUST="$ROOT/target/release/examples/core_bench"
 echo "== checking that both sides generate the same payload bytes" >&2
 for w in $WORKLOADS; do
   n="${w%%:*}"; d="${w##*:}"
-  # The seed's own events() generator, lifted out of seed_bench.py without running its timing code.
-  py_sha=$(python3 - "$SEED_BENCH" "$n" "$d" <<'EOF'
-import ast, hashlib, json, sys
-src = open(sys.argv[1]).read()
-fn = next(x for x in ast.parse(src).body if isinstance(x, ast.FunctionDef) and x.name == 'events')
-scope = {'json': json}
-exec(compile(ast.Module(body=[fn], type_ignores=[]), sys.argv[1], 'exec'), scope)
-h = hashlib.sha256()
-for i, line in enumerate(scope['events'](int(sys.argv[2]), int(sys.argv[3]))):
-    h.update((b'\n' if i else b'') + line.encode())
-print(h.hexdigest())
-EOF
-)
-  rs_sha=$("$RUST" "$n" "$d" --dump | sha256sum | cut -d' ' -f1)
+  # The seed's own events() generator (benches/support/seed_events.py), one line per event; the
+  # twin's --dump has no newline after its last line.
+  py_sha=$(python3 "$ROOT/benches/support/seed_events.py" "$SEED_BENCH" "$n" "$d" | sha256sum | cut -d' ' -f1)
+  rs_sha=$({ "$RUST" "$n" "$d" --dump; echo; } | sha256sum | cut -d' ' -f1)
   if [ "$py_sha" != "$rs_sha" ]; then
     echo "payloads differ for N=$n DEVICES=$d: python $py_sha, rust $rs_sha" >&2
     exit 1

@@ -26,18 +26,9 @@ mkdir -p "$WORK"
 EVENTS="$WORK/events-$N-$DEVICES.jsonl" RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 
-# The seed's own events() generator, lifted out of seed_bench.py without running its timing code.
+# The seed's own events() generator (benches/support/seed_events.py).
 if [[ ! -s "$EVENTS" ]]; then
-  python3 - "$SEED_BENCH" "$N" "$DEVICES" >"$EVENTS" <<'EOF'
-import ast, json, sys
-src = open(sys.argv[1]).read()
-fn = next(x for x in ast.parse(src).body if isinstance(x, ast.FunctionDef) and x.name == 'events')
-scope = {'json': json}
-exec(compile(ast.Module(body=[fn], type_ignores=[]), sys.argv[1], 'exec'), scope)
-out = sys.stdout
-for line in scope['events'](int(sys.argv[2]), int(sys.argv[3])):
-    out.write(line + '\n')
-EOF
+  python3 "$ROOT/benches/support/seed_events.py" "$SEED_BENCH" "$N" "$DEVICES" >"$EVENTS"
 fi
 echo "== input: $EVENTS ($(wc -l <"$EVENTS") lines); binary: $BIN" >&2
 
