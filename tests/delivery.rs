@@ -290,11 +290,7 @@ fn sigterm_during_a_restore_stops_the_restore() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    sigterm(&run);
     // A minute tells "exits" from "hangs" without timing anything; what matters is the log.
     let stopped = Instant::now();
     while run.try_wait().unwrap().is_none() && stopped.elapsed() < Duration::from_secs(60) {

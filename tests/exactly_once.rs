@@ -63,11 +63,7 @@ fn spawn_eos(t: &Topics) -> std::process::Child {
 }
 
 fn sigterm_and_wait(child: std::process::Child) -> String {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "exit {:?}:\n{log}", out.status);

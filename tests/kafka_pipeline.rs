@@ -195,14 +195,6 @@ fn spawn_run(t: &Topics) -> std::process::Child {
         .unwrap()
 }
 
-fn sigterm(child: &std::process::Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn sigterm_mid_stream_loses_nothing() {
     let t = topics("sigterm", 4);

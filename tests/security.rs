@@ -555,11 +555,7 @@ impl Run {
     }
 
     fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        common::sigterm(&self.child);
     }
 }
 

@@ -1119,11 +1119,7 @@ fn cli_run_with_webhooks_and_the_webhooks_command() {
     wait_until("webhook offsets committed", Duration::from_secs(30), || {
         committed_to_end(&format!("{group}-webhooks"), &out)
     });
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    sigterm(&child);
     let output = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");

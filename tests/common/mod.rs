@@ -309,6 +309,15 @@ pub fn send_waiting(p: &ThreadedProducer<DefaultProducerContext>, r: BaseRecord<
     aepiot_stream::kafka::send::send_waiting(p, r, || false).expect("produce");
 }
 
+/// Sends SIGTERM to a child process (the `run` under test), as Kubernetes does to stop a pod.
+pub fn sigterm(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {}", child.id());
+}
+
 /// Produces `(key, payload)` records to one partition and waits for all acks.
 pub fn produce_to(topic: &str, partition: i32, records: &[(Vec<u8>, Vec<u8>)]) {
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
