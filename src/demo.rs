@@ -62,6 +62,8 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         on_metrics_bound: Some(Arc::new(move |addr| {
             let _ = bound_tx.send(addr);
         })),
+        // The mock cluster does not answer DescribeConfigs; its topics take librdkafka's default.
+        max_output_bytes: Some(processor::output_limit::known_limit(None)),
         ..RunHooks::default()
     };
     let mut pipeline = tokio::spawn(processor::run(config.clone(), shutdown.clone(), hooks));

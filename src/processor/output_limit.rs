@@ -33,9 +33,18 @@ pub async fn max_output_bytes(config: &Config) -> anyhow::Result<usize> {
         let client = admin_config_on(config, &routes, i);
         limit = limit.min(topics_limit(client, &access.name, &topics, producer).await?);
     }
-    let limit = limit.saturating_sub(OVERHEAD).max(OVERHEAD);
+    let limit = known_limit(Some(limit));
     tracing::info!(max_output_bytes = limit, "largest output record");
     Ok(limit)
+}
+
+/// The room left for an output's value under a record size limit (librdkafka's default
+/// `message.max.bytes` when `None`).
+pub fn known_limit(record_limit: Option<usize>) -> usize {
+    record_limit
+        .unwrap_or(PRODUCER_DEFAULT)
+        .saturating_sub(OVERHEAD)
+        .max(OVERHEAD)
 }
 
 /// The producer's `message.max.bytes` from a cluster's `[kafka]` properties, or the default.

@@ -48,6 +48,9 @@ pub struct RunHooks {
     /// `run --start-from`: a group with no committed offsets starts at this time
     /// (see [`crate::replay`]).
     pub start_from: Option<crate::replay::StartFrom>,
+    /// The output topics' size limit when the caller knows it, instead of asking the brokers.
+    /// The demo's mock cluster never answers that admin request, which cost it 10 s of waiting.
+    pub max_output_bytes: Option<usize>,
 }
 
 /// Runs until `shutdown` is cancelled (clean exit) or an output cannot be delivered (error).
@@ -95,7 +98,10 @@ pub async fn run(
     if let Some(from) = &hooks.start_from {
         crate::replay::start_from(&config, from).await?;
     }
-    let max_output_bytes = super::output_limit::max_output_bytes(&config).await?;
+    let max_output_bytes = match hooks.max_output_bytes {
+        Some(limit) => limit,
+        None => super::output_limit::max_output_bytes(&config).await?,
+    };
     let mut ensured = std::collections::HashSet::new();
     if config.state_changelog {
         // Topics matched by a pattern get theirs when first assigned (see the worker's restore).
