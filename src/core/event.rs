@@ -17,9 +17,8 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 use super::error::{ErrorKind, RecordError};
+use super::flat_json::parse_flat;
 use super::links::{check_link, LinkHosts};
 use super::raw_fields::{json_kind, parse_raw, RawFields};
 use super::render::{render, RenderError};
@@ -80,17 +79,21 @@ pub fn parse_event_with_hosts<'a>(
             format!("payload is not valid UTF-8: {e}"),
         )
     })?;
-    let raw = parse_raw(text)?;
+    // The common flat event takes the fast pass; anything else (and every error) the full parser.
+    let raw = match parse_flat(text) {
+        Some(raw) => raw,
+        None => parse_raw(text)?,
+    };
     typed(raw, link_hosts)
 }
 
 /// `None` for absent or `null`.
-fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
-    raw.filter(|r| r.get() != "null")
+fn present(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|r| *r != "null")
 }
 
 fn text_field<'a>(
-    raw: Option<&'a RawValue>,
+    raw: Option<&'a str>,
     name: &'static str,
 ) -> Result<Option<Cow<'a, str>>, RecordError> {
     match present(raw) {
@@ -126,14 +129,11 @@ fn typed<'a>(raw: RawFields<'a>, link_hosts: &LinkHosts) -> Result<Event<'a>, Re
                 "field `device_id` is required",
             ))
         }
-        Some(r) if !r.get().starts_with('"') => {
+        Some(r) if !r.starts_with('"') => {
             return Err(RecordError::field(
                 ErrorKind::InvalidField,
                 "device_id",
-                format!(
-                    "field `device_id` must be a string, got {}",
-                    json_kind(r.get())
-                ),
+                format!("field `device_id` must be a string, got {}", json_kind(r)),
             ))
         }
         Some(r) => text_field(Some(r), "device_id")?.unwrap_or_default(),
@@ -172,7 +172,7 @@ fn typed<'a>(raw: RawFields<'a>, link_hosts: &LinkHosts) -> Result<Event<'a>, Re
 
 /// `dashboard_url`: a text field that must also pass [`check_link`].
 fn link_field<'a>(
-    raw: Option<&'a RawValue>,
+    raw: Option<&'a str>,
     hosts: &LinkHosts,
 ) -> Result<Option<Cow<'a, str>>, RecordError> {
     let link = text_field(raw, "dashboard_url")?;
@@ -190,12 +190,12 @@ fn link_field<'a>(
 
 type Timestamp<'a> = (Option<Cow<'a, str>>, Option<i64>);
 
-fn timestamp(raw: Option<&RawValue>) -> Result<Timestamp<'_>, RecordError> {
+fn timestamp(raw: Option<&str>) -> Result<Timestamp<'_>, RecordError> {
     let Some(r) = present(raw) else {
         return Ok((None, None));
     };
     let invalid = |why: String| RecordError::field(ErrorKind::InvalidField, "timestamp", why);
-    let text = r.get();
+    let text = r;
     if text.starts_with('"') {
         let s = text_field(Some(r), "timestamp")?.unwrap_or_default();
         let ms = parse_rfc3339_ms(&s).ok_or_else(|| {

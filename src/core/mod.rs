@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod error;
 pub mod event;
+mod flat_json;
 pub mod limiter;
 pub mod links;
 pub mod placement;

@@ -10,20 +10,39 @@ use serde_json::value::RawValue;
 
 use super::error::{ErrorKind, RecordError};
 
-/// Raw fields as found in the object, before typing.
-#[derive(Default)]
+/// Raw fields as found in the object, before typing: each the text of one valid JSON value.
+#[derive(Default, Debug, PartialEq, Eq)]
 pub(super) struct RawFields<'a> {
-    pub(super) device_id: Option<&'a RawValue>,
-    pub(super) event_type: Option<&'a RawValue>,
-    pub(super) severity: Option<&'a RawValue>,
-    pub(super) location: Option<&'a RawValue>,
-    pub(super) description: Option<&'a RawValue>,
-    pub(super) dashboard_url: Option<&'a RawValue>,
-    pub(super) region: Option<&'a RawValue>,
-    pub(super) value: Option<&'a RawValue>,
-    pub(super) timestamp: Option<&'a RawValue>,
+    pub(super) device_id: Option<&'a str>,
+    pub(super) event_type: Option<&'a str>,
+    pub(super) severity: Option<&'a str>,
+    pub(super) location: Option<&'a str>,
+    pub(super) description: Option<&'a str>,
+    pub(super) dashboard_url: Option<&'a str>,
+    pub(super) region: Option<&'a str>,
+    pub(super) value: Option<&'a str>,
+    pub(super) timestamp: Option<&'a str>,
 }
 
+impl<'a> RawFields<'a> {
+    /// A known field's name and slot.
+    pub(super) fn slot(&mut self, field: Field) -> (&'static str, &mut Option<&'a str>) {
+        match field {
+            Field::DeviceId => ("device_id", &mut self.device_id),
+            Field::EventType => ("event_type", &mut self.event_type),
+            Field::Severity => ("severity", &mut self.severity),
+            Field::Location => ("location", &mut self.location),
+            Field::Description => ("description", &mut self.description),
+            Field::DashboardUrl => ("dashboard_url", &mut self.dashboard_url),
+            Field::Region => ("region", &mut self.region),
+            Field::Value => ("value", &mut self.value),
+            Field::Timestamp => ("timestamp", &mut self.timestamp),
+        }
+    }
+}
+
+/// The first pass by serde_json, for any input (the common event takes
+/// [`super::flat_json::parse_flat`] first), wording the errors.
 pub(super) fn parse_raw(text: &str) -> Result<RawFields<'_>, RecordError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let mut duplicate = None;
@@ -95,28 +114,18 @@ impl<'de> Visitor<'de> for FieldsVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = RawFields::default();
         while let Some(FieldName(key)) = map.next_key()? {
-            let (name, slot) = match key {
-                Some(Field::DeviceId) => ("device_id", &mut fields.device_id),
-                Some(Field::EventType) => ("event_type", &mut fields.event_type),
-                Some(Field::Severity) => ("severity", &mut fields.severity),
-                Some(Field::Location) => ("location", &mut fields.location),
-                Some(Field::Description) => ("description", &mut fields.description),
-                Some(Field::DashboardUrl) => ("dashboard_url", &mut fields.dashboard_url),
-                Some(Field::Region) => ("region", &mut fields.region),
-                Some(Field::Value) => ("value", &mut fields.value),
-                Some(Field::Timestamp) => ("timestamp", &mut fields.timestamp),
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
+            let Some(field) = key else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
             };
+            let (name, slot) = fields.slot(field);
             // A known field seen before, even as null, is a duplicate.
             let value: &'de RawValue = map.next_value()?;
             if slot.is_some() {
                 *self.duplicate = Some(name);
                 return Err(de::Error::custom("duplicate field"));
             }
-            *slot = Some(value);
+            *slot = Some(value.get());
         }
         Ok(fields)
     }
@@ -124,7 +133,7 @@ impl<'de> Visitor<'de> for FieldsVisitor<'_> {
 
 /// The known fields.
 #[derive(Clone, Copy)]
-enum Field {
+pub(super) enum Field {
     DeviceId,
     EventType,
     Severity,
@@ -156,17 +165,24 @@ impl<'de> Visitor<'de> for FieldNameVisitor {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<FieldName, E> {
-        Ok(FieldName(match key {
-            "device_id" => Some(Field::DeviceId),
-            "event_type" => Some(Field::EventType),
-            "severity" => Some(Field::Severity),
-            "location" => Some(Field::Location),
-            "description" => Some(Field::Description),
-            "dashboard_url" => Some(Field::DashboardUrl),
-            "region" => Some(Field::Region),
-            "value" => Some(Field::Value),
-            "timestamp" => Some(Field::Timestamp),
-            _ => None,
-        }))
+        Ok(FieldName(Field::named(key)))
+    }
+}
+
+impl Field {
+    /// The known field a (decoded) key names, if any.
+    pub(super) fn named(key: &str) -> Option<Field> {
+        Some(match key {
+            "device_id" => Field::DeviceId,
+            "event_type" => Field::EventType,
+            "severity" => Field::Severity,
+            "location" => Field::Location,
+            "description" => Field::Description,
+            "dashboard_url" => Field::DashboardUrl,
+            "region" => Field::Region,
+            "value" => Field::Value,
+            "timestamp" => Field::Timestamp,
+            _ => return None,
+        })
     }
 }

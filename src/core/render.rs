@@ -7,8 +7,6 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 /// Why a raw value could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenderError {
@@ -27,9 +25,9 @@ pub enum RenderError {
 /// Deepest array/object nesting rendered into a URL.
 pub const MAX_RENDER_DEPTH: usize = 32;
 
-/// Renders a raw JSON value (never `null`: callers treat `null` as absent) the way the seed would.
-pub fn render(raw: &RawValue) -> Result<Cow<'_, str>, RenderError> {
-    let text = raw.get();
+/// Renders the text of one valid JSON value (never `null`: callers treat `null` as absent) the
+/// way the seed would.
+pub fn render(text: &str) -> Result<Cow<'_, str>, RenderError> {
     match text.as_bytes().first() {
         Some(b'"') => decode_string(text),
         Some(b'-' | b'0'..=b'9') => render_number(text),
@@ -180,10 +178,11 @@ fn minify(text: &str) -> Result<String, RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::value::RawValue;
 
     fn r(json: &str) -> String {
         let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
-        render(&raw).unwrap().into_owned()
+        render(raw.get()).unwrap().into_owned()
     }
 
     #[test]
@@ -300,7 +299,11 @@ mod tests {
     fn unpaired_surrogates_are_rejected() {
         for literal in [r#""\ud800""#, r#""a\udc00b""#, r#""\ud83d x""#] {
             let raw: Box<RawValue> = serde_json::from_str(literal).unwrap();
-            assert_eq!(render(&raw), Err(RenderError::LoneSurrogate), "{literal}");
+            assert_eq!(
+                render(raw.get()),
+                Err(RenderError::LoneSurrogate),
+                "{literal}"
+            );
         }
         assert_eq!(r(r#""\ud83d\ude00""#), "😀");
     }
@@ -308,6 +311,6 @@ mod tests {
     #[test]
     fn out_of_range_numbers_are_rejected() {
         let raw: Box<RawValue> = serde_json::from_str("1e400").unwrap();
-        assert_eq!(render(&raw), Err(RenderError::NumberOutOfRange));
+        assert_eq!(render(raw.get()), Err(RenderError::NumberOutOfRange));
     }
 }
