@@ -107,8 +107,9 @@
 #
 # Environment:
 #   KAFKA_PORT=19592, KAFKA_DATA_DIR=/tmp/aepiot-kafka-bench: the broker (scripts/kafka.sh),
-#       started if not running, never stopped here (`scripts/kafka.sh stop` with the same env).
-#       A broker of its own keeps other users' traffic out of the figures.
+#       started if not running, and then stopped at the end (a broker left idling skews the next
+#       timing on 2 cores); one that was already running is left running, as is one started
+#       with KEEP_BROKER=1. A broker of its own keeps other users' traffic out of the figures.
 #   BENCH_WORK_DIR=/tmp/aepiot-e2e-bench: logs, per-run JSON, kcat dumps (deleted after use).
 #   AEPIOT_BIN: binary to use; default target/release/aepiot-stream (built with
 #       `cargo build --release` if missing); copied to BENCH_WORK_DIR first so that a concurrent
@@ -185,6 +186,10 @@ BIN="$WORK/aepiot-stream"
 cp "$SRC_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
 "$BIN" passthrough --help >/dev/null 2>&1 || die "$SRC_BIN has no passthrough subcommand (rebuild)"
 
+STOP_BROKER=false
+if ! "${KAFKA[@]}" status >/dev/null 2>&1 && [[ "${KEEP_BROKER:-0}" != 1 ]]; then
+  STOP_BROKER=true
+fi
 "${KAFKA[@]}" start >&2
 BROKERS="$("${KAFKA[@]}" bootstrap)"
 BROKER_PID="$(cat "$KAFKA_DATA_DIR/kafka.pid")"
@@ -196,6 +201,7 @@ PIDS=()
 cleanup() {
   local p
   for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
+  if [[ "$STOP_BROKER" == true ]]; then "${KAFKA[@]}" stop >&2 || true; fi
 }
 trap cleanup EXIT
 

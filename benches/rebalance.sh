@@ -41,8 +41,9 @@
 #
 # Environment:
 #   KAFKA_PORT=19292, KAFKA_DATA_DIR=/tmp/aepiot-kafka-rebal   the broker (scripts/kafka.sh);
-#       started if not running, never stopped by this script (stop it with the same env and
-#       `scripts/kafka.sh stop`). A dedicated broker keeps other users' load off the figures.
+#       started if not running and then stopped at the end; one that was already running is
+#       left running, as is one started with KEEP_BROKER=1. A dedicated broker keeps other
+#       users' load off the figures.
 #   BENCH_WORK_DIR=/tmp/aepiot-rebalance-bench   per-run logs, describe output, events, the
 #       duplicates list (dups.tsv), and the raw topic dumps with --keep-raw.
 #   REBALANCE_BIN   binary to use; default target/release/aepiot-stream (built with
@@ -103,6 +104,10 @@ fi
 BIN="$WORK/aepiot-stream"
 cp "$SRC_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
 
+STOP_BROKER=false
+if ! "${KAFKA[@]}" status >/dev/null 2>&1 && [[ "${KEEP_BROKER:-0}" != 1 ]]; then
+  STOP_BROKER=true
+fi
 "${KAFKA[@]}" start >&2
 BROKERS="$("${KAFKA[@]}" bootstrap)"
 
@@ -113,6 +118,7 @@ cleanup() {
   for p in "${PIDS[@]+"${PIDS[@]}"}"; do
     kill -TERM "$p" 2>/dev/null || true
   done
+  if [[ "$STOP_BROKER" == true ]]; then "${KAFKA[@]}" stop >&2 || true; fi
 }
 trap cleanup EXIT
 

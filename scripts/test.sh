@@ -9,13 +9,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-ci-deps.sh
+# Brokers this script starts are stopped when it ends, pass or fail (one left running idles on a
+# core and skews whatever is timed next); a broker that was already running is left alone.
+started=()
+stop_started() {
+  local b
+  for b in "${started[@]+"${started[@]}"}"; do env $b bash scripts/kafka.sh stop >/dev/null 2>&1 || true; done
+}
+trap stop_started EXIT
+start_broker() { # "KAFKA_PORT=… KAFKA_DATA_DIR=…" (empty for the default broker)
+  env $1 bash scripts/kafka.sh status >/dev/null 2>&1 || started+=("$1")
+  env $1 bash scripts/kafka.sh start
+}
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  bash scripts/kafka.sh start
+  start_broker "KAFKA_PORT=9092 KAFKA_DATA_DIR=/tmp/aepiot-kafka-9092"
   export KAFKA_BOOTSTRAP="$(bash scripts/kafka.sh bootstrap)"
 fi
 # The second cluster: the tests fail, never skip, without it (they would start it themselves).
 if [ -z "${KAFKA_BOOTSTRAP_EU:-}" ]; then
-  KAFKA_PORT=19696 KAFKA_DATA_DIR=/tmp/aepiot-kafka-eu bash scripts/kafka.sh start
+  start_broker "KAFKA_PORT=19696 KAFKA_DATA_DIR=/tmp/aepiot-kafka-eu"
   export KAFKA_BOOTSTRAP_EU="$(KAFKA_PORT=19696 bash scripts/kafka.sh bootstrap)"
 fi
 # `cargo test` includes the CI fault scenario (tests/faults.rs, 1-2 minutes): a rolling restart
@@ -27,7 +39,7 @@ cargo test "$@"
 # drain, latency and memory run must complete and commit everything. Its figures mean nothing
 # (a debug build); timings are never asserted.
 smoke_broker=(KAFKA_PORT=19692 KAFKA_DATA_DIR=/tmp/aepiot-kafka-smoke)
-trap 'env "${smoke_broker[@]}" bash scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
+started+=("${smoke_broker[*]}")
 env "${smoke_broker[@]}" METRICS_PORT=19710 BENCH_WORK_DIR=/tmp/aepiot-e2e-smoke \
   AEPIOT_BIN="${CARGO_TARGET_DIR:-target}/debug/aepiot-stream" bash benches/e2e.sh --smoke
 # The Helm chart: lint, render (default and full values), config check of the rendered config.
