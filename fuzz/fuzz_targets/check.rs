@@ -29,6 +29,19 @@ pub fn parse_event(data: &[u8]) -> ParseSummary {
     match parse(Some(data), 1 << 20) {
         Ok(event) => {
             assert!(!event.device_id.is_empty() && event.device_id.len() <= 256);
+            // Whichever pass read it (the fast one for flat events, or serde_json's), an accepted
+            // payload is a JSON object to serde_json too. (Skipped unknown fields are not decoded,
+            // so a lone surrogate escape there is accepted, as serde_json's own skipping does;
+            // where every string decodes, the device_id is the same.)
+            serde_json::from_slice::<serde::de::IgnoredAny>(data)
+                .expect("accepted payload is JSON");
+            assert_eq!(data.trim_ascii_start().first(), Some(&b'{'));
+            if let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(data) {
+                assert_eq!(
+                    object.get("device_id").and_then(Value::as_str),
+                    Some(event.device_id.as_ref())
+                );
+            }
             let mut set = UrlSet::default();
             b.build(&event, &mut set);
             summary.urls = urls_match_event(&event, set.urls(), set.regional(), b.settings());
