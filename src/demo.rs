@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, GroupProtocol};
 use crate::generate::Profile;
 use crate::metrics::Metrics;
-use crate::processor::{self, RunHooks};
+use crate::processor::{self, output_limit, RunHooks};
 use crate::simulate::{simulate, SimulateOptions};
 
 pub struct DemoOptions {
@@ -63,7 +63,7 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
             let _ = bound_tx.send(addr);
         })),
         // The mock cluster does not answer DescribeConfigs; its topics take librdkafka's default.
-        max_output_bytes: Some(processor::output_limit::known_limit(None)),
+        max_output_bytes: Some(output_limit::known_limit(output_limit::PRODUCER_DEFAULT)),
         ..RunHooks::default()
     };
     let mut pipeline = tokio::spawn(processor::run(config.clone(), shutdown.clone(), hooks));

@@ -191,13 +191,12 @@ fn link_field<'a>(
 type Timestamp<'a> = (Option<Cow<'a, str>>, Option<i64>);
 
 fn timestamp(raw: Option<&str>) -> Result<Timestamp<'_>, RecordError> {
-    let Some(r) = present(raw) else {
+    let Some(text) = present(raw) else {
         return Ok((None, None));
     };
     let invalid = |why: String| RecordError::field(ErrorKind::InvalidField, "timestamp", why);
-    let text = r;
     if text.starts_with('"') {
-        let s = text_field(Some(r), "timestamp")?.unwrap_or_default();
+        let s = text_field(Some(text), "timestamp")?.unwrap_or_default();
         let ms = parse_rfc3339_ms(&s).ok_or_else(|| {
             invalid(format!(
                 "field `timestamp` is not an RFC 3339 date-time: {:?}",

@@ -76,8 +76,13 @@ fn string_end(b: &[u8], from: usize) -> Option<usize> {
         }
         i += 8;
     }
-    let at = b.get(i..)?.iter().position(|&c| STRING_STOP[c as usize])?;
+    let at = b.get(i..)?.iter().position(|&c| is_string_stop(c))?;
     (b[i + at] == b'"').then_some(i + at)
+}
+
+/// A byte that ends a string's plain run: its closing quote, an escape, a control character.
+fn is_string_stop(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
 }
 
 /// The high bit of every byte of `x` (little-endian) that is `"`, `\` or below 0x20. A flag can
@@ -92,17 +97,6 @@ fn string_stops(x: u64) -> u64 {
     let control = x.wrapping_sub(ONES * 0x20) & !x;
     (quote | backslash | control) & HIGH
 }
-
-/// The bytes that end a string's plain run: its closing quote, an escape, a control character.
-static STRING_STOP: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        table[c] = c < 0x20 || c == b'"' as usize || c == b'\\' as usize;
-        c += 1;
-    }
-    table
-};
 
 /// The end of the scalar value starting at `i`; `None` for arrays, objects and anything invalid.
 fn value_end(b: &[u8], i: usize) -> Option<usize> {
@@ -176,9 +170,7 @@ mod tests {
         // Every pair of bytes, at every place of an 8-byte word and across words: the word-wise
         // scan must agree with a byte-wise one (a borrow may only flag bytes above a true stop).
         let reference = |b: &[u8]| {
-            let at = b
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            let at = b.iter().position(|&c| is_string_stop(c))?;
             (b[at] == b'"').then_some(at)
         };
         for first in 0..=255u8 {

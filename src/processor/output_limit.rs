@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::kafka::client::admin_config_on;
 
 /// librdkafka's default `message.max.bytes`.
-const PRODUCER_DEFAULT: usize = 1_000_000;
+pub const PRODUCER_DEFAULT: usize = 1_000_000;
 
 /// Room for what a record carries besides the value and the header values the engine counts:
 /// key, header names, record and batch overhead.
@@ -33,18 +33,14 @@ pub async fn max_output_bytes(config: &Config) -> anyhow::Result<usize> {
         let client = admin_config_on(config, &routes, i);
         limit = limit.min(topics_limit(client, &access.name, &topics, producer).await?);
     }
-    let limit = known_limit(Some(limit));
+    let limit = known_limit(limit);
     tracing::info!(max_output_bytes = limit, "largest output record");
     Ok(limit)
 }
 
-/// The room left for an output's value under a record size limit (librdkafka's default
-/// `message.max.bytes` when `None`).
-pub fn known_limit(record_limit: Option<usize>) -> usize {
-    record_limit
-        .unwrap_or(PRODUCER_DEFAULT)
-        .saturating_sub(OVERHEAD)
-        .max(OVERHEAD)
+/// The room left for an output's value under a record size limit.
+pub fn known_limit(record_limit: usize) -> usize {
+    record_limit.saturating_sub(OVERHEAD).max(OVERHEAD)
 }
 
 /// The producer's `message.max.bytes` from a cluster's `[kafka]` properties, or the default.
