@@ -172,8 +172,8 @@ impl Inflight {
     /// queue: the record is not produced, and nothing more is stored for commit (its state
     /// changes may be in a cut to come), so the partition's next owner processes it again. The
     /// main cluster's queue is waited for even then: it drains as acks come, and giving up there
-    /// repeated every record acknowledged after it (a rebalance under load repeated ~1,600
-    /// records in `two_instances_share_the_partitions`).
+    /// would make the next owner repeat every record acknowledged after it (many, under load;
+    /// `two_instances_share_the_partitions` counts the repeats).
     ///
     /// Exactly-once: while the transaction commits, a record for the main cluster is kept in
     /// [`super::deferred::Deferred`] and produced into the next transaction.
