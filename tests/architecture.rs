@@ -177,10 +177,7 @@ fn files_with(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
 fn benchmark_links_name_sections_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let benchmarks = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap();
-    let headings: Vec<&str> = benchmarks
-        .lines()
-        .filter(|l| l.starts_with('#'))
-        .collect();
+    let headings: Vec<&str> = benchmarks.lines().filter(|l| l.starts_with('#')).collect();
     let mut files = vec![root.join("Cargo.toml")];
     files_with(&root.join("src"), ".rs", &mut files);
     files_with(&root.join("benches"), ".rs", &mut files);
