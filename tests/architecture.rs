@@ -200,3 +200,32 @@ fn benchmark_links_name_sections_that_exist() {
     );
     assert!(links >= 5, "found only {links} links to BENCHMARKS.md");
 }
+
+/// docs/delivery.md names, for each delivery rule, the tests that enforce it (`file.rs::test`):
+/// every one of them exists, as a `fn` of that name in that file or a `scenario!` of
+/// `tests/faults.rs`.
+#[test]
+fn every_test_named_in_the_delivery_rules_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/delivery.md")).unwrap();
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for quoted in doc.split('`').skip(1).step_by(2) {
+        let Some((file, test)) = quoted.split_once(".rs::") else {
+            continue;
+        };
+        named += 1;
+        let path = root.join(format!("{file}.rs"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let as_fn = format!("fn {test}(");
+        let as_scenario = format!(" {test}: ");
+        if !text.contains(&as_fn) && !text.contains(&as_scenario) {
+            missing.push(quoted.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/delivery.md names tests that do not exist: {missing:?}"
+    );
+    assert!(named >= 30, "docs/delivery.md names only {named} tests");
+}
