@@ -66,7 +66,7 @@ pub struct ClusterConfig {
     pub security: SecurityConfig,
     /// Raw librdkafka properties for this cluster's clients. The main `[kafka]` table does not
     /// apply here (it often carries the main cluster's credentials).
-    pub kafka: crate::config::KafkaProperties,
+    pub kafka: crate::config::properties::KafkaProperties,
 }
 
 /// Where records go, resolved once at start: for each region (in `urls.regions` order) its topic

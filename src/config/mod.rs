@@ -17,7 +17,7 @@ pub use crate::webhook::config::{WebhookEndpointConfig, WebhooksConfig};
 
 mod derived;
 mod load;
-mod properties;
+pub mod properties;
 mod redact;
 #[cfg(test)]
 mod tests;
