@@ -90,8 +90,9 @@ pub fn process_files(
             File::create(path).map_err(|e| anyhow::anyhow!("cannot create output {path}: {e}"))?,
         ),
     };
-    // Input and output each move on a thread of their own: the engine need not wait for the
-    // kernel's copies (the events in, ~1.4 KB of JSON per event out).
+    // Input and output each move on a thread of their own: the kernel's copies of the events in
+    // and of the (larger) URL records out need not hold up the engine's thread (see
+    // BENCHMARKS.md, "`process` through the CLI: input and output on threads of their own").
     let summary = thread_io::write::writer(1 << 20, 4, output, |out| -> anyhow::Result<_> {
         thread_io::read::reader(1 << 20, 4, input, |raw| -> anyhow::Result<_> {
             let mut lines = BufReader::with_capacity(1 << 16, raw);
@@ -117,8 +118,8 @@ pub fn process_lines(
     let mut line = Vec::with_capacity(4096);
     loop {
         // The common case: the whole line already sits in the reader's buffer, so it is judged
-        // there, one copy of every line fewer. (The profile put ~6 % of the engine's thread on
-        // that copy; the wall clock moved within its noise, BENCHMARKS.md.)
+        // there, one copy of every line fewer (see BENCHMARKS.md, "What changed, each with its
+        // profile and an A/B").
         let chunk = loop {
             match input.fill_buf() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -151,10 +151,11 @@ pub async fn run(
     Ok(())
 }
 
-/// Each endpoint's URL, region filter and signing secret (read from the environment or a file).
-fn targets(
-    w: &super::config::WebhooksConfig,
-) -> anyhow::Result<Vec<(reqwest::Url, Vec<String>, Option<Secret>)>> {
+/// An endpoint's URL, region filter and signing secret.
+type Target = (reqwest::Url, Vec<String>, Option<Secret>);
+
+/// Each endpoint's [`Target`] (its secret read from the environment or a file).
+fn targets(w: &super::config::WebhooksConfig) -> anyhow::Result<Vec<Target>> {
     let mut targets = Vec::with_capacity(w.endpoints.len());
     for (i, e) in w.endpoints.iter().enumerate() {
         let url = reqwest::Url::parse(&e.url)
