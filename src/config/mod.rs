@@ -18,6 +18,7 @@ use crate::residency::{ClusterConfig, RegionOutput};
 pub use crate::webhook::config::{WebhookEndpointConfig, WebhooksConfig};
 
 mod derived;
+mod guarantee;
 mod load;
 mod redact;
 #[cfg(test)]
@@ -25,6 +26,7 @@ mod tests;
 mod validate;
 
 pub use derived::ClusterAccess;
+pub use guarantee::TRANSACTION_TIMEOUT_MS;
 pub use load::ENV_PREFIX;
 
 /// Errors that stop the program at start, each with what to fix.
@@ -219,6 +221,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub urls: UrlsConfig,
     pub input: InputConfig,
+    pub topics: TopicsConfig,
     pub webhooks: WebhooksConfig,
     pub security: crate::security::SecurityConfig,
     /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
@@ -267,6 +270,17 @@ pub struct UrlsConfig {
     pub allowed_link_hosts: Vec<String>,
 }
 
+/// Topics the processor creates: the output and dead-letter topics (`create_topics`) and the
+/// state changelog.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Replication factor of created topics; 0 (the default) takes the cluster's
+    /// `default.replication.factor`. A changelog with 3 or more replicas also gets
+    /// `min.insync.replicas = 2`, so an acknowledged state change survives the loss of a broker.
+    pub replication_factor: i16,
+}
+
 /// Input validation limits.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -313,6 +327,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             urls: UrlsConfig::default(),
             input: InputConfig::default(),
+            topics: TopicsConfig::default(),
             webhooks: WebhooksConfig::default(),
             security: Default::default(),
             kafka: BTreeMap::new(),
