@@ -59,7 +59,7 @@ mod common;
 mod fault_harness;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -227,66 +227,20 @@ fn suite(fault: Fault) -> MutexGuard<'static, ()> {
 /// this one waits for it (two runs at once would overload a small machine and make both flaky;
 /// FAULTS_KAFKA_PORT gives a run a site of its own).
 fn claim(port: u16, dir: &str) {
-    use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(dir).unwrap();
-    let watch = r#"
-        echo locked
-        while kill -0 "$1" 2>/dev/null; do sleep 1; done
-        if [ -f "$2" ]; then
-          while read -r pid; do
-            if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q aepiot-stream; then
-              kill -KILL "$pid" 2>/dev/null
-            fi
-          done <"$2"
-          rm -f "$2"
-        fi
-        [ -n "$4" ] || bash "$3" stop
-    "#;
-    let lock = format!("/tmp/aepiot-faults-{port}.lock");
-    let watchdog = |flock_args: &[&str]| {
-        let mut c = Command::new("flock");
-        kafka_env_for(&mut c, port, dir, "")
-            .args(flock_args)
-            .arg(&lock)
-            .args(["bash", "-c", watch, "faults-watchdog"])
-            .arg(std::process::id().to_string())
-            .arg(children_file(dir))
-            .arg(script())
-            .arg(std::env::var("FAULTS_KEEP_BROKER").unwrap_or_default())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own process group: a Ctrl-C of the test run must not kill it.
-            .process_group(0);
-        let mut child = c
-            .spawn()
-            .expect("spawn flock (util-linux) for the broker watchdog");
-        let mut line = String::new();
-        let _ = std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        );
-        if line.trim() == "locked" {
-            // The watchdog outlives this process on purpose: never waited for.
-            std::mem::forget(child);
-            true
-        } else {
-            let _ = child.wait();
-            false
-        }
-    };
-    if !watchdog(&["-n"]) {
-        eprintln!(
-            "faults: another run of the fault suite holds the broker on port {port} ({lock}); \
-             waiting for it to finish (at most 30 minutes)"
-        );
-        assert!(
-            watchdog(&["-w", "1800"]),
-            "the broker on port {port} stayed busy; set FAULTS_KAFKA_PORT to use another"
-        );
-    }
-    let _ = std::fs::remove_file(children_file(dir));
-    set_children_file(children_file(dir));
+    let keep = std::env::var("FAULTS_KEEP_BROKER").unwrap_or_default();
+    fault_harness::site::claim(
+        &format!("the broker on port {port} (FAULTS_KAFKA_PORT gives a run another)"),
+        &format!("/tmp/aepiot-faults-{port}.lock"),
+        &children_file(dir),
+        r#"[ -n "$FAULTS_KEEP_BROKER" ] || bash "$KAFKA_SH" stop"#,
+        &[
+            ("KAFKA_PORT", port.to_string()),
+            ("KAFKA_DATA_DIR", dir.to_string()),
+            ("KAFKA_SH", script().display().to_string()),
+            ("FAULTS_KEEP_BROKER", keep),
+        ],
+    );
     // A fresh cluster: no topics or groups of earlier runs to recover after a kill -9.
     let out = kafka_env_for(
         Command::new("bash").arg(script()).arg("stop"),

@@ -10,13 +10,15 @@
 //! - [`process`]: the instances and simulators;
 //! - [`probe`]: the group's committed offsets and the input's end offsets, sampled;
 //! - [`accounting`]: what the outputs and dead letters say about the input;
-//! - [`scenario`]: a scenario's harness, from the instances' start to the checks.
+//! - [`scenario`]: a scenario's harness, from the instances' start to the checks;
+//! - [`site`]: one run at a time per broker or cluster, cleaned up however the run ends.
 #![allow(dead_code)]
 
 pub mod accounting;
 pub mod probe;
 pub mod process;
 pub mod scenario;
+pub mod site;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
