@@ -44,6 +44,7 @@
 #     port N                node N's broker port.
 #     create-topic NAME P [TopicCommand args...]
 #                           create a topic with the cluster's default RF (3).
+#     delete-topic NAME     delete a topic (--if-exists).
 #     tool CLASS [ARGS...]  as `tool`, e.g. with --bootstrap-server "$(kafka.sh cluster bootstrap)".
 #     leader TOPIC P        node id (= node number) leading partition P of TOPIC.
 #     coordinator group G | coordinator transaction ID
@@ -677,6 +678,10 @@ cmd_cluster() {
       local name="$1" parts="$2"; shift 2
       run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(cluster_bootstrap)" \
         --create --if-not-exists --topic "$name" --partitions "$parts" "$@" ;;
+    delete-topic)
+      [[ $# -ge 1 ]] || die "usage: kafka.sh cluster delete-topic NAME"
+      run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$(cluster_bootstrap)" \
+        --delete --if-exists --topic "$1" ;;
     tool) [[ $# -ge 1 ]] || die "usage: kafka.sh cluster tool CLASS [ARGS...]"; run_tool "$@" ;;
     leader) cluster_leader "$@" ;;
     coordinator) cluster_coordinator "$@" ;;
