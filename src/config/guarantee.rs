@@ -51,8 +51,8 @@ impl Config {
 
 /// The first of `names` (a property and its librdkafka aliases) set in `table`, as librdkafka
 /// reads it.
-fn lookup<'a>(
-    table: &'a BTreeMap<String, toml::Value>,
+fn lookup(
+    table: &BTreeMap<String, toml::Value>,
     names: &[&'static str],
 ) -> Option<(&'static str, String)> {
     names.iter().find_map(|n| {
