@@ -464,7 +464,7 @@ fn run_scenario(mode: Mode, fault: Fault) {
                 h.instances[joined].name,
                 h.instances[joined].assigned()
             ));
-            let restored = h.instances[joined].log_text().contains("restor");
+            let restored = h.instances[joined].log_text().contains("state restored");
             assert!(restored, "[{name}] the joining instance restored nothing");
         }
     }
