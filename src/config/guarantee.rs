@@ -3,9 +3,7 @@
 //! property overrides them silently, so one that breaks it is a configuration error, with why and
 //! what to do in the message.
 
-use std::collections::BTreeMap;
-
-use super::{Config, Guarantee};
+use super::{Config, Guarantee, KafkaProperties};
 
 /// `transaction.timeout.ms` as the processor sets it (`kafka::client::producer_config`).
 pub const TRANSACTION_TIMEOUT_MS: u64 = 10_000;
@@ -51,19 +49,10 @@ impl Config {
 
 /// The first of `names` (a property and its librdkafka aliases) set in `table`, as librdkafka
 /// reads it.
-fn lookup(
-    table: &BTreeMap<String, toml::Value>,
-    names: &[&'static str],
-) -> Option<(&'static str, String)> {
-    names.iter().find_map(|n| {
-        table.get(*n).map(|v| {
-            let s = match v {
-                toml::Value::String(s) => s.trim().to_ascii_lowercase(),
-                other => other.to_string(),
-            };
-            (*n, s)
-        })
-    })
+fn lookup(table: &KafkaProperties, names: &[&'static str]) -> Option<(&'static str, String)> {
+    names
+        .iter()
+        .find_map(|n| table.get(n).map(|v| (*n, v.trim().to_ascii_lowercase())))
 }
 
 /// librdkafka's booleans; `None` for anything else (librdkafka would refuse it too).
@@ -77,7 +66,7 @@ fn boolean(v: &str) -> Option<bool> {
 
 fn check_table(
     table_name: &str,
-    table: &BTreeMap<String, toml::Value>,
+    table: &KafkaProperties,
     guarantee: Guarantee,
 ) -> Result<(), String> {
     let eos = guarantee == Guarantee::ExactlyOnce;
@@ -171,10 +160,13 @@ mod tests {
     fn with(guarantee: Guarantee, kafka: &[(&str, toml::Value)]) -> Config {
         Config {
             processing_guarantee: guarantee,
-            kafka: kafka
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
+            kafka: {
+                let mut t = KafkaProperties::default();
+                for (k, v) in kafka {
+                    t.insert(k.to_string(), v.clone());
+                }
+                t
+            },
             ..Config::default()
         }
     }

@@ -8,8 +8,6 @@
 //! live beside it ([`crate::webhook::config`]), the Kafka security settings in
 //! [`crate::security`], the regional clusters' in [`crate::residency`].
 
-use std::collections::BTreeMap;
-
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +18,7 @@ pub use crate::webhook::config::{WebhookEndpointConfig, WebhooksConfig};
 mod derived;
 mod guarantee;
 mod load;
+pub mod properties;
 mod redact;
 #[cfg(test)]
 mod tests;
@@ -28,6 +27,8 @@ mod validate;
 pub use derived::ClusterAccess;
 pub use guarantee::TRANSACTION_TIMEOUT_MS;
 pub use load::ENV_PREFIX;
+pub(crate) use properties::is_secret_key;
+pub use properties::KafkaProperties;
 
 /// Errors that stop the program at start, each with what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +227,7 @@ pub struct Config {
     pub security: crate::security::SecurityConfig,
     /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
     /// They override the processor's own client settings.
-    pub kafka: BTreeMap<String, toml::Value>,
+    pub kafka: KafkaProperties,
 }
 
 /// Rate limit, dedupe cache and state retention.
@@ -330,7 +331,7 @@ impl Default for Config {
             topics: TopicsConfig::default(),
             webhooks: WebhooksConfig::default(),
             security: Default::default(),
-            kafka: BTreeMap::new(),
+            kafka: KafkaProperties::default(),
         }
     }
 }
