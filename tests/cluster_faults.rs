@@ -484,6 +484,7 @@ fn run_scenario(mode: Mode, fault: Fault) {
     );
 }
 
+/// One test per (fault, guarantee): `ci` ones run in `cargo test`, `opt` ones are `#[ignore]`d.
 macro_rules! scenario {
     (ci $name:ident: $mode:ident, $fault:ident) => {
         #[test]
@@ -491,7 +492,7 @@ macro_rules! scenario {
             run_scenario(Mode::$mode, Fault::$fault);
         }
     };
-    ($name:ident: $mode:ident, $fault:ident) => {
+    (opt $name:ident: $mode:ident, $fault:ident) => {
         #[test]
         #[ignore = "cluster fault injection: scripts/faults.sh --cluster"]
         fn $name() {
@@ -501,17 +502,17 @@ macro_rules! scenario {
 }
 
 scenario!(ci rolling_brokers_exactly_once: ExactlyOnce, RollingBrokers);
-scenario!(rolling_brokers_at_least_once: AtLeastOnce, RollingBrokers);
-scenario!(kill_leader_at_least_once: AtLeastOnce, KillLeader);
-scenario!(kill_leader_exactly_once: ExactlyOnce, KillLeader);
-scenario!(kill_coordinators_at_least_once: AtLeastOnce, KillCoordinators);
+scenario!(opt rolling_brokers_at_least_once: AtLeastOnce, RollingBrokers);
+scenario!(opt kill_leader_at_least_once: AtLeastOnce, KillLeader);
+scenario!(opt kill_leader_exactly_once: ExactlyOnce, KillLeader);
+scenario!(opt kill_coordinators_at_least_once: AtLeastOnce, KillCoordinators);
 scenario!(ci kill_coordinators_exactly_once: ExactlyOnce, KillCoordinators);
-scenario!(black_hole_at_least_once: AtLeastOnce, BlackHole);
-scenario!(black_hole_exactly_once: ExactlyOnce, BlackHole);
-scenario!(two_down_at_least_once: AtLeastOnce, TwoDown);
-scenario!(two_down_exactly_once: ExactlyOnce, TwoDown);
-scenario!(changelog_leader_in_restore_at_least_once: AtLeastOnce, ChangelogLeaderInRestore);
-scenario!(changelog_leader_in_restore_exactly_once: ExactlyOnce, ChangelogLeaderInRestore);
+scenario!(opt black_hole_at_least_once: AtLeastOnce, BlackHole);
+scenario!(opt black_hole_exactly_once: ExactlyOnce, BlackHole);
+scenario!(opt two_down_at_least_once: AtLeastOnce, TwoDown);
+scenario!(opt two_down_exactly_once: ExactlyOnce, TwoDown);
+scenario!(opt changelog_leader_in_restore_at_least_once: AtLeastOnce, ChangelogLeaderInRestore);
+scenario!(opt changelog_leader_in_restore_exactly_once: ExactlyOnce, ChangelogLeaderInRestore);
 
 // ------------------------------------------------------------------------------------ replication
 
