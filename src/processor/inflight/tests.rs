@@ -44,6 +44,7 @@ fn inflight_storing(
         gate: None,
         deferred: None,
         poison: None,
+        rewind: None,
         changelog: changelog.then(|| ChangelogEnv {
             restore_client: ClientConfig::new(),
             prefix: "g-".into(),
@@ -217,6 +218,73 @@ fn a_refused_output_waits_for_its_dead_letter_and_a_cluster_failure_stops() {
         env.fatal.cause(),
         Some(FatalCause::Delivery { topic, .. }) if topic == "out"
     ));
+}
+
+/// Issue 26: under exactly-once a transactional producer's records time out after
+/// `transaction.timeout.ms` while a broker is black-holed. That is the cluster away, not gone:
+/// the transaction is marked for abort and rewind, and the instance goes on. A refusal that
+/// waiting cannot cure (authorization) still stops it.
+#[test]
+fn under_exactly_once_a_timed_out_output_rewinds_instead_of_stopping() {
+    let (t, env) = inflight(false);
+    drop(t);
+    let rewind = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let env = Arc::new(WorkerEnv {
+        rewind: Some(rewind.clone()),
+        gate: Some(Default::default()),
+        ..clone_env(&env)
+    });
+    let (id, acks) = env.router.register();
+    let mut t = Inflight::new(env.clone(), "in", 0, id, acks, CancellationToken::new());
+    track(&mut t, 2);
+    let clock = Clock::now();
+    t.on_ack(
+        ack(0, Some((RDKafkaErrorCode::MessageTimedOut, "out"))),
+        &clock,
+    );
+    assert!(rewind.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(
+        t.failed,
+        "the worker processes no further until the rewind replaces it"
+    );
+    assert!(!env.fatal.is_raised(), "{:?}", env.fatal.cause());
+    assert_eq!(env.metrics.delivery_failures.get(), 0);
+
+    t.on_ack(
+        ack(1, Some((RDKafkaErrorCode::TopicAuthorizationFailed, "out"))),
+        &clock,
+    );
+    assert!(matches!(
+        env.fatal.cause(),
+        Some(FatalCause::Delivery { topic, .. }) if topic == "out"
+    ));
+}
+
+/// A copy of `env`'s fields, for a test to change some.
+fn clone_env(env: &WorkerEnv) -> WorkerEnv {
+    WorkerEnv {
+        consumer: env.consumer.clone(),
+        producer: env.producer.clone(),
+        producers: env.producers.clone(),
+        region_clusters: env.region_clusters.clone(),
+        router: env.router.clone(),
+        shared: env.shared.clone(),
+        metrics: env.metrics.clone(),
+        output_topic: env.output_topic.clone(),
+        region_topics: env.region_topics.clone(),
+        written: env.written.clone(),
+        dead_letter_topic: env.dead_letter_topic.clone(),
+        drain_timeout: env.drain_timeout,
+        fatal: env.fatal.clone(),
+        gate: env.gate.clone(),
+        deferred: env.deferred.clone(),
+        poison: None,
+        rewind: env.rewind.clone(),
+        changelog: None,
+        step: env.step,
+        eviction_warned_ms: Default::default(),
+        status: None,
+    }
 }
 
 /// Issue 12, item 9: a device that expires (here: is evicted) and comes back before the cut gets

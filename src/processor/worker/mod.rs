@@ -359,10 +359,7 @@ impl Worker {
                     self.counters.invalid(error.kind);
                     send_dead_letter(&mut self.inflight, seq, offset, msg.key(), error, json).await;
                 }
-                Failure::Cluster => self.inflight.stop(FatalCause::Delivery {
-                    topic,
-                    error: e.to_string(),
-                }),
+                Failure::Cluster => self.inflight.cluster_failed(&topic, &e),
             }
         }
     }
