@@ -170,9 +170,13 @@ pub async fn run(
         Guarantee::AtLeastOnce => None,
         Guarantee::ExactlyOnce => {
             let (p, m) = (producer.clone(), metrics.clone());
-            let timeout = call_timeout(&producer_config(&config));
+            let (timeout, deferred) = (
+                call_timeout(&producer_config(&config)),
+                config.max_deferred_bytes,
+            );
             Some(Arc::new(
-                tokio::task::spawn_blocking(move || Transactions::start(p, m, timeout)).await??,
+                tokio::task::spawn_blocking(move || Transactions::start(p, m, timeout, deferred))
+                    .await??,
             ))
         }
     };

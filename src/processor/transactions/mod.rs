@@ -101,11 +101,13 @@ pub fn call_timeout(producer_config: &ClientConfig) -> Duration {
 
 impl Transactions {
     /// Initialises the transactional producer (fencing any earlier producer with the same
-    /// `transactional.id`) and begins the first transaction.
+    /// `transactional.id`) and begins the first transaction. `timeout`: each call's (see
+    /// [`call_timeout`]); `max_deferred_bytes`: see [`Deferred`].
     pub fn start(
         producer: Arc<ThreadedProducer<ProducerCtx>>,
         metrics: Metrics,
         timeout: Duration,
+        max_deferred_bytes: usize,
     ) -> anyhow::Result<Self> {
         producer
             .init_transactions(Duration::from_secs(30))
@@ -114,7 +116,7 @@ impl Transactions {
         Ok(Transactions {
             producer,
             gate: Arc::new(RwLock::new(())),
-            deferred: Arc::new(Deferred::default()),
+            deferred: Arc::new(Deferred::new(max_deferred_bytes)),
             rewind: Arc::default(),
             commit_lock: Mutex::new(()),
             timeout,

@@ -132,6 +132,15 @@ impl Worker {
             return;
         }
         while !self.inflight.failed && !stop.is_cancelled() {
+            // Exactly-once: while a commit runs with its deferred outputs at their bound, wait
+            // for it to end (outside the gate: its end takes the write guard).
+            if let Some(deferred) = &env.deferred {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    _ = deferred.room() => {}
+                }
+            }
             // Exactly-once: a batch runs inside one transaction, never across a commit.
             let guard = match &env.gate {
                 None => None,
@@ -145,7 +154,8 @@ impl Worker {
             // One clock reading per batch: a batch takes well under a millisecond, and reading
             // the clocks per record cost ~4 % of the processor's CPU.
             let clock = Clock::now();
-            while read < BATCH && !self.inflight.failed {
+            let full = || env.deferred.as_ref().is_some_and(|d| d.full());
+            while read < BATCH && !self.inflight.failed && !full() {
                 match queue.poll(Duration::ZERO) {
                     None => break,
                     Some(Ok(msg)) => {
