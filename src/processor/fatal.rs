@@ -33,6 +33,13 @@ pub enum FatalCause {
     /// the group, took over: this instance is a zombie and must not write again.
     #[error("the transactional producer was fenced (another instance took over): {0}")]
     Fenced(String),
+    /// A partition worker panicked or ended while its partition was still assigned.
+    #[error("the worker of {topic} partition {partition} failed: {error}")]
+    Worker {
+        topic: String,
+        partition: i32,
+        error: String,
+    },
     /// The consumer could not give a partition its own queue, or a record reached the main queue.
     #[error("the consumer failed: {0}")]
     Consumer(String),

@@ -33,6 +33,9 @@ pub struct ConsumerCtx {
     /// Exactly-once only.
     txn: OnceLock<Arc<Transactions>>,
     workers: Assignments,
+    /// The ends of workers that had not finished stopping by their deadline: a worker started for
+    /// the same partition waits for its predecessor's (a partition is never read by two).
+    lingering: std::sync::Mutex<HashMap<Tp, tokio::sync::oneshot::Receiver<()>>>,
     /// Queues of partitions being assigned, split off before librdkafka starts fetching them.
     split: SplitQueues<ConsumerCtx>,
     rt: tokio::runtime::Handle,
@@ -56,6 +59,7 @@ impl ConsumerCtx {
             env: OnceLock::new(),
             txn: OnceLock::new(),
             workers: Assignments::default(),
+            lingering: Default::default(),
             split: SplitQueues::default(),
             rt,
             metrics,
@@ -111,7 +115,16 @@ impl ConsumerCtx {
         }
         match self.split.take(&consumer, &tp) {
             Some(queue) => {
-                let handle = worker::spawn(env.clone(), &self.rt, &tp.0, tp.1, queue, position);
+                let previous = self.lingering.lock().expect("lingering lock").remove(&tp);
+                let handle = worker::spawn(
+                    env.clone(),
+                    &self.rt,
+                    &tp.0,
+                    tp.1,
+                    queue,
+                    position,
+                    previous,
+                );
                 workers.insert(tp, handle);
             }
             None => {
@@ -137,12 +150,22 @@ impl ConsumerCtx {
         }
         // On the consumer's or the commit thread, never an async worker: blocking here is what
         // makes a hand-over wait for the drain.
-        assignments::stop_all(
+        let (positions, lingering) = assignments::stop_all_lingering(
             stopping,
             &self.rt,
             self.env.get().map(|e| e.drain_timeout),
-            "workers did not finish in time",
-        )
+            "workers did not finish in time; a new worker of their partition waits for them",
+        );
+        let mut waiting = self.lingering.lock().expect("lingering lock");
+        // Ends already reached need no waiting for.
+        waiting.retain(|_, done| {
+            matches!(
+                done.try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+            )
+        });
+        waiting.extend(lingering);
+        positions
     }
 
     /// Stops the workers of `partitions` (all for `None`: the instance shuts down) and commits what

@@ -47,6 +47,7 @@ use crate::status::link::WorkerLink;
 mod dead_letter;
 mod passthrough;
 mod restore;
+pub mod supervise;
 
 use dead_letter::send_dead_letter;
 
@@ -71,7 +72,9 @@ struct Worker {
 }
 
 /// Starts the worker of one partition on the runtime. `position` is the offset it starts from,
-/// when known (a rewind), else -1.
+/// when known (a rewind), else -1. `previous`: the end of the partition's previous worker, when
+/// it had not finished stopping; this one reads nothing before it (a partition is never read by
+/// two workers).
 pub fn spawn<C: ConsumerContext + 'static>(
     env: Arc<WorkerEnv>,
     rt: &tokio::runtime::Handle,
@@ -79,6 +82,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
     partition: i32,
     mut queue: PartitionQueue<C>,
     position: i64,
+    previous: Option<oneshot::Receiver<()>>,
 ) -> PartitionHandle {
     let notify = Arc::new(Notify::new());
     let n = notify.clone();
@@ -107,11 +111,19 @@ pub fn spawn<C: ConsumerContext + 'static>(
         evictions_counted: 0,
         dead_letters_resent: HashSet::new(),
     };
+    let watch = supervise::Watch {
+        topic: topic.to_owned(),
+        partition,
+        stop: stop.clone(),
+        fatal: worker.inflight.env.fatal.clone(),
+        rewind: worker.inflight.env.rewind.clone(),
+    };
     let stop_w = stop.clone();
-    rt.spawn(async move {
-        worker.run(queue, stop_w).await;
-        let _ = done_tx.send(());
-    });
+    rt.spawn(supervise::supervise(
+        worker.run(queue, stop_w, previous),
+        watch,
+        done_tx,
+    ));
     PartitionHandle {
         stop,
         done,
@@ -120,9 +132,25 @@ pub fn spawn<C: ConsumerContext + 'static>(
 }
 
 impl Worker {
-    async fn run<C: ConsumerContext>(mut self, queue: PartitionQueue<C>, stop: CancellationToken) {
+    async fn run<C: ConsumerContext>(
+        mut self,
+        queue: PartitionQueue<C>,
+        stop: CancellationToken,
+        previous: Option<oneshot::Receiver<()>>,
+    ) {
         let (topic, partition) = (self.inflight.topic.clone(), self.inflight.partition);
         let env = self.inflight.env.clone();
+        if let Some(previous) = previous {
+            tracing::info!(%topic, partition, "waiting for the partition's previous worker to stop");
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    env.router.unregister(self.inflight.id);
+                    return;
+                }
+                _ = previous => {}
+            }
+        }
         let labels = [topic.as_str(), &partition.to_string()];
         let devices = env.metrics.state_devices.with_label_values(&labels);
         let cache = env.metrics.state_cache_entries.with_label_values(&labels);
