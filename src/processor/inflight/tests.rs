@@ -220,6 +220,34 @@ fn a_refused_output_waits_for_its_dead_letter_and_a_cluster_failure_stops() {
     ));
 }
 
+/// Issue 26, `write_when_acked`: a state cut is produced only once every output before it is
+/// acknowledged. Produced earlier, a crash while the outputs are still unacknowledged (lost with
+/// the producer's queue) leaves the changelog holding their successes: the partition's next owner
+/// restores them, and the replayed events come out `cached` or `rate_limited`, their URLs lost.
+#[tokio::test]
+async fn a_state_cut_waits_for_every_output_before_it() {
+    use crate::core::state::DeviceStates;
+    use crate::processor::state_writes::StateWrites;
+    let (mut t, _env) = inflight(true);
+    let mut writes = StateWrites::new("g-in-changelog".into(), Duration::from_millis(100));
+    let mut states = DeviceStates::new(Default::default(), 0);
+    track(&mut t, 3);
+    writes.changed("dev-1");
+    writes.cut(&mut states, &mut t, None);
+    let clock = Clock::now();
+    t.on_ack(ack(0, None), &clock);
+    t.on_ack(ack(2, None), &clock);
+    writes.write_when_acked(&mut t, false).await;
+    assert!(
+        writes.staged(),
+        "the cut went out while the output of offset 101 was unacknowledged"
+    );
+    assert!(t.uncut(), "the records of a cut not written may not commit");
+    t.on_ack(ack(1, None), &clock);
+    writes.write_when_acked(&mut t, false).await;
+    assert!(!writes.staged(), "every output acknowledged: the cut is produced");
+}
+
 /// Issue 26: under exactly-once a transactional producer's records time out after
 /// `transaction.timeout.ms` while a broker is black-holed. That is the cluster away, not gone:
 /// the transaction is marked for abort and rewind, and the instance goes on. A refusal that
