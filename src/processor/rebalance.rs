@@ -203,6 +203,29 @@ impl ConsumerCtx {
         }
     }
 
+    /// The group moved on without this instance (a session that expired while the cluster was
+    /// away): the partitions already have other owners, so their work is never committed as a
+    /// revoke's is. At-least-once: their workers stop and nothing is committed (the new owners
+    /// process again what was not committed before). Exactly-once: the open transaction holds
+    /// their outputs, so it is aborted and the partitions still owned rewind.
+    fn lose(&self, consumer: &BaseConsumer<ConsumerCtx>, partitions: &TopicPartitionList) {
+        match self.txn.get() {
+            None => {
+                self.stop_workers(Some(partitions));
+            }
+            Some(txn) => {
+                let _serial = txn.lock_commits();
+                let _gate = txn.gate.blocking_write();
+                self.stop_workers(Some(partitions));
+                self.commit_failed(
+                    consumer,
+                    txn,
+                    CommitError::Abort("the assignment was lost".into()),
+                );
+            }
+        }
+    }
+
     /// Exactly-once: commits the open transaction with every live worker's position, every
     /// `commit_interval_ms`. The gate is held only to read the positions and, once the next
     /// transaction has begun, to produce into it what the workers produced meanwhile.
@@ -388,8 +411,13 @@ impl ConsumerContext for ConsumerCtx {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 self.metrics.rebalances.with_label_values(&["revoke"]).inc();
-                tracing::info!(partitions = tpl.count(), "partitions revoked");
-                self.stop(consumer, Some(tpl));
+                if consumer.assignment_lost() {
+                    tracing::warn!(partitions = tpl.count(), "partitions lost (the group moved on without this instance): their work is not committed");
+                    self.lose(consumer, tpl);
+                } else {
+                    tracing::info!(partitions = tpl.count(), "partitions revoked");
+                    self.stop(consumer, Some(tpl));
+                }
             }
             Rebalance::Assign(tpl) => self.split_queues(tpl),
             Rebalance::Error(_) => {}

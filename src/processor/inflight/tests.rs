@@ -245,7 +245,10 @@ async fn a_state_cut_waits_for_every_output_before_it() {
     assert!(t.uncut(), "the records of a cut not written may not commit");
     t.on_ack(ack(1, None), &clock);
     writes.write_when_acked(&mut t, false).await;
-    assert!(!writes.staged(), "every output acknowledged: the cut is produced");
+    assert!(
+        !writes.staged(),
+        "every output acknowledged: the cut is produced"
+    );
 }
 
 /// Issue 26: under exactly-once a transactional producer's records time out after
