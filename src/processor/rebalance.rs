@@ -240,7 +240,7 @@ impl ConsumerCtx {
             txn.deferred.start();
             positions
         };
-        let result = txn.commit(&live(consumer, txn), &positions);
+        let result = txn.commit(&live(consumer, txn), &positions, &|| self.stopping());
         let _gate = txn.gate.blocking_write();
         let result = match result {
             Ok(()) => txn
@@ -310,7 +310,7 @@ impl ConsumerCtx {
         let Some(positions) = self.positions_to_commit(consumer, txn, positions) else {
             return;
         };
-        if let Err(e) = txn.commit(&live(consumer, txn), &positions) {
+        if let Err(e) = txn.commit(&live(consumer, txn), &positions, &|| self.stopping()) {
             self.commit_failed(consumer, txn, e);
         }
     }

@@ -11,8 +11,9 @@
 //! Delivery rules of the commit (each error by the class librdkafka gives it, see
 //! [`super::txn_calls`]):
 //! - retriable (a time-out while the coordinator moves or a broker is unreachable,
-//!   `CONCURRENT_TRANSACTIONS`): the same call again, up to [`Retry::commit_attempts`] times;
-//!   then, as for an abortable one, abort and rewind;
+//!   `CONCURRENT_TRANSACTIONS`): the same call again (librdkafka resumes the operation; an abort
+//!   before it resolves is refused), until it succeeds or turns abortable or fatal; given up, as
+//!   abortable, only when the instance stops;
 //! - abortable (an output timed out, `_TIMED_OUT, requires epoch bump`): abort the transaction
 //!   and rewind every partition to its committed offset; a worker whose output the cluster did
 //!   not take asks for the same through [`Transactions::rewind`] instead of stopping the
@@ -21,7 +22,7 @@
 //!   or group generation took over).
 //!
 //! The abort and the rewind wait for the cluster (every retriable error tried again, paced by
-//! [`Retry::backoff`]) until the instance stops; each call's time-out is half of
+//! [`Transactions::backoff`]) until the instance stops; each call's time-out is half of
 //! `transaction.timeout.ms`, so a call never outlives the transaction it works on.
 //!
 //! Zombie fencing: the offsets are sent with the consumer group metadata (KIP-447), so an instance
@@ -53,25 +54,6 @@ pub enum CommitError {
     Fatal(FatalCause),
 }
 
-/// How often and how fast retriable errors are tried again.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    /// Tries of a commit call with a retriable error before the transaction is aborted: past
-    /// `transaction.timeout.ms` the coordinator aborts it anyway.
-    pub commit_attempts: u32,
-    /// The pause between tries.
-    pub backoff: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            commit_attempts: 3,
-            backoff: Duration::from_millis(500),
-        }
-    }
-}
-
 pub struct Transactions {
     pub producer: Arc<ThreadedProducer<ProducerCtx>>,
     /// Workers process a batch under a read guard; a commit holds the write guard.
@@ -85,7 +67,8 @@ pub struct Transactions {
     commit_lock: Mutex<()>,
     /// Each blocking call's time-out: shorter than `transaction.timeout.ms`.
     pub timeout: Duration,
-    pub retry: Retry,
+    /// The pause before a retriable call is tried again.
+    pub backoff: Duration,
     metrics: Metrics,
 }
 
@@ -120,7 +103,7 @@ impl Transactions {
             rewind: Arc::default(),
             commit_lock: Mutex::new(()),
             timeout,
-            retry: Retry::default(),
+            backoff: Duration::from_millis(500),
             metrics,
         })
     }
@@ -134,10 +117,21 @@ impl Transactions {
     /// Commits the open transaction with the given next offsets, then begins the next one. The
     /// caller holds [`Transactions::lock_commits`], and either the gate's write guard or a started
     /// [`Deferred`]. `calls` carries the consumer's group metadata (generation and member): with
-    /// it the broker fences a zombie that lost its partitions.
-    pub fn commit(&self, calls: &dyn TxnCalls, positions: &[(Tp, i64)]) -> Result<(), CommitError> {
+    /// it the broker fences a zombie that lost its partitions. A retriable error is tried again
+    /// until `stopping()`.
+    pub fn commit(
+        &self,
+        calls: &dyn TxnCalls,
+        positions: &[(Tp, i64)],
+        stopping: &dyn Fn() -> bool,
+    ) -> Result<(), CommitError> {
         let _timer = self.metrics.transaction_commit.start_timer();
-        let result = commit_with(calls, positions, &self.rewind, self.timeout, self.retry);
+        let r = Retrying {
+            timeout: self.timeout,
+            backoff: self.backoff,
+            stopping,
+        };
+        let result = commit_with(calls, positions, &self.rewind, &r);
         if result.is_err() {
             self.metrics.commit_failures.inc();
         }
@@ -159,7 +153,7 @@ impl Transactions {
     ) -> Result<Option<Vec<(Tp, i64)>>, FatalCause> {
         let r = Retrying {
             timeout: self.timeout,
-            backoff: self.retry.backoff,
+            backoff: self.backoff,
             stopping,
         };
         self.rewind.store(false, Ordering::SeqCst);
@@ -174,7 +168,7 @@ impl Transactions {
     ) -> Result<bool, FatalCause> {
         let r = Retrying {
             timeout: self.timeout,
-            backoff: self.retry.backoff,
+            backoff: self.backoff,
             stopping,
         };
         abort_with(calls, &r)
@@ -186,8 +180,7 @@ fn commit_with(
     calls: &dyn TxnCalls,
     positions: &[(Tp, i64)],
     rewind: &AtomicBool,
-    timeout: Duration,
-    retry: Retry,
+    r: &Retrying<'_>,
 ) -> Result<(), CommitError> {
     if rewind.load(Ordering::SeqCst) {
         return Err(CommitError::Abort(
@@ -200,33 +193,12 @@ fn commit_with(
             let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
         }
     }
-    let attempt = |what: &str, call: &dyn Fn() -> Result<(), TxnError>| {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match call() {
-                Ok(()) => return Ok(()),
-                Err(e) => match e.class {
-                    Class::Retriable if tries < retry.commit_attempts.max(1) => {
-                        tracing::warn!(error = %e.message, tries, "{what} failed; trying again");
-                        std::thread::sleep(retry.backoff);
-                    }
-                    Class::Retriable | Class::Abortable => {
-                        return Err(CommitError::Abort(format!("{what}: {}", e.message)))
-                    }
-                    Class::Fatal { fenced } => {
-                        return Err(CommitError::Fatal(fatal(fenced, what, &e)))
-                    }
-                },
-            }
-        }
-    };
     if tpl.count() > 0 {
-        attempt("sending the offsets to the transaction", &|| {
-            calls.send_offsets(&tpl, timeout)
+        r.resolve("sending the offsets to the transaction", || {
+            calls.send_offsets(&tpl, r.timeout)
         })?;
     }
-    attempt("committing the transaction", &|| calls.commit(timeout))?;
+    r.resolve("committing the transaction", || calls.commit(r.timeout))?;
     // Committed: a begin that fails now leaves no transaction to abort, and is not the cluster's
     // (it is a local call); only the rewind's own begin can follow.
     calls.begin().map_err(|e| match e.class {
@@ -254,6 +226,34 @@ struct Retrying<'a> {
 }
 
 impl Retrying<'_> {
+    /// Calls a commit call until it resolves. librdkafka's rule: a retriable error means the same
+    /// call again (it resumes the operation under way; an abort meanwhile is refused as a
+    /// conflicting call), until it succeeds or answers abortable or fatal (past
+    /// `transaction.timeout.ms` the coordinator aborts the transaction, and the call says so).
+    /// Given up as abortable once the instance stops.
+    fn resolve(
+        &self,
+        what: &str,
+        call: impl Fn() -> Result<(), TxnError>,
+    ) -> Result<(), CommitError> {
+        loop {
+            let e = match call() {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            match e.class {
+                Class::Retriable if !(self.stopping)() => {
+                    tracing::warn!(error = %e.message, "{what} failed; trying again");
+                    std::thread::sleep(self.backoff);
+                }
+                Class::Retriable | Class::Abortable => {
+                    return Err(CommitError::Abort(format!("{what}: {}", e.message)))
+                }
+                Class::Fatal { fenced } => return Err(CommitError::Fatal(fatal(fenced, what, &e))),
+            }
+        }
+    }
+
     /// Calls `call` until it succeeds (`Some`), the instance stops (`None`) or a non-retriable
     /// error (fatal whatever its class: these calls have no abortable answer to give).
     fn until_done<T>(

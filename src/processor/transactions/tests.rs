@@ -88,14 +88,20 @@ fn positions() -> Vec<(Tp, i64)> {
     vec![(("in".into(), 0), 42)]
 }
 
-const RETRY: Retry = Retry {
-    commit_attempts: 3,
-    backoff: Duration::ZERO,
-};
-
 fn commit(script: &Script, rewind: bool) -> Result<(), CommitError> {
+    commit_until(script, rewind, usize::MAX)
+}
+
+/// A commit while the instance stops after `stop_after` calls.
+fn commit_until(script: &Script, rewind: bool, stop_after: usize) -> Result<(), CommitError> {
     let flag = AtomicBool::new(rewind);
-    commit_with(script, &positions(), &flag, Duration::from_secs(5), RETRY)
+    let stopping = || script.log.borrow().len() >= stop_after;
+    let r = Retrying {
+        timeout: Duration::from_secs(5),
+        backoff: Duration::ZERO,
+        stopping: &stopping,
+    };
+    commit_with(script, &positions(), &flag, &r)
 }
 
 fn rewind(script: &Script, stop_after: usize) -> Result<Option<Vec<(Tp, i64)>>, FatalCause> {
@@ -131,10 +137,29 @@ fn a_retriable_commit_error_is_tried_again_not_aborted() {
 }
 
 #[test]
-fn a_commit_still_retriable_after_its_attempts_aborts() {
-    let s = Script::default().on("commit", &[RETRIABLE; 3]);
+fn a_retriable_commit_is_resumed_until_it_resolves_never_aborted_meanwhile() {
+    // The hung broker: the commit times out (retriable) for as long as the broker is away, and an
+    // abort meanwhile would be refused as a conflicting call; past transaction.timeout.ms the
+    // coordinator has aborted the transaction and the resumed commit says so (abortable).
+    let s = Script::default().on("commit", &[RETRIABLE; 20]);
+    assert_eq!(commit(&s, false), Ok(()));
+    assert_eq!(s.log().iter().filter(|c| *c == "commit").count(), 21);
+    assert!(!s.log().contains(&"abort".to_owned()));
+    let mut answers = [RETRIABLE; 6];
+    answers[5] = ABORTABLE;
+    let s = Script::default().on("commit", &answers);
     assert!(matches!(commit(&s, false), Err(CommitError::Abort(_))));
-    assert_eq!(s.log(), ["send_offsets", "commit", "commit", "commit"]);
+    assert_eq!(s.log().len(), 7);
+}
+
+#[test]
+fn a_retriable_commit_is_given_up_when_the_instance_stops() {
+    let s = Script::default().on("commit", &[RETRIABLE; 100]);
+    assert!(matches!(
+        commit_until(&s, false, 4),
+        Err(CommitError::Abort(_))
+    ));
+    assert_eq!(s.log().len(), 4);
 }
 
 #[test]
