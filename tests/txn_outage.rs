@@ -67,8 +67,11 @@ impl Drop for Broker {
     }
 }
 
+/// A key and a payload.
+type Record = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// `produce`, waiting out the hang (its own flush gives up after 30 s).
-fn produce_patiently(topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+fn produce_patiently(topic: &str, records: &[Record]) {
     use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
     let p: ThreadedProducer<_> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers())

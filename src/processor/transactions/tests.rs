@@ -5,11 +5,14 @@ use std::collections::VecDeque;
 
 use super::*;
 
+/// One call's answers, in order.
+type Answers = VecDeque<Result<(), TxnError>>;
+
 /// A scripted client: each call takes the next answer of its own script (`Ok` once empty) and
 /// is written into the log.
 #[derive(Default)]
 struct Script {
-    answers: RefCell<Vec<(&'static str, VecDeque<Result<(), TxnError>>)>>,
+    answers: RefCell<Vec<(&'static str, Answers)>>,
     log: RefCell<Vec<String>>,
     committed: Vec<(Tp, Option<i64>)>,
 }
