@@ -36,6 +36,7 @@ pub mod allocator;
 pub mod allocator_metrics;
 pub mod config;
 pub mod core;
+pub mod dead_letters;
 pub mod demo;
 pub mod generate;
 pub mod http;
