@@ -1,8 +1,9 @@
 //! `aepiot-stream dead-letters stats|replay` on the real broker, through the binary:
 //! - a future-dated event (`invalid_field`, `timestamp`) is dead-lettered with its key and
-//!   headers; `stats` counts it; `--dry-run` produces and commits nothing; `replay` produces the
+//!   headers, and one over `input.max_dead_letter_payload_bytes` whose dead letter keeps a prefix;
+//!   `stats` counts them; `--dry-run` produces and commits nothing; `replay` produces the
 //!   event again, byte for byte with its key and headers and a header naming its dead letter; a
-//!   second `replay` produces nothing; with `input.max_future_skew_secs` raised, the pipeline
+//!   larger one is read at its source offset; a second `replay` produces nothing; with `input.max_future_skew_secs` raised, the pipeline
 //!   turns the replayed event into its URL record;
 //! - webhook dead letters from a receiver that refuses (HTTP 400): `stats` counts them by
 //!   endpoint; a replay while it still refuses stops at the first one and commits nothing;
@@ -68,6 +69,15 @@ fn a_future_dated_event_is_replayed_once_its_skew_is_allowed() {
         "timestamp": format_rfc3339_ms(now + 2 * 3_600_000),
     }))
     .unwrap();
+    // Over the dead letters' payload limit below: its dead letter keeps a prefix, and the replay
+    // reads the event at its source offset.
+    let big = serde_json::to_vec(&serde_json::json!({
+        "device_id": "dev-big",
+        "event_type": "alarm",
+        "description": "x".repeat(400),
+        "timestamp": format_rfc3339_ms(now + 2 * 3_600_000),
+    }))
+    .unwrap();
     let fine = br#"{"device_id":"dev-fine","event_type":"alarm"}"#.to_vec();
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
@@ -100,20 +110,34 @@ fn a_future_dated_event_is_replayed_once_its_skew_is_allowed() {
             .payload(&future[..])
             .headers(input_headers),
     );
+    send_waiting(
+        &p,
+        BaseRecord::to(&t.input)
+            .key(&b"dev-big"[..])
+            .payload(&big[..])
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "trace",
+                value: Some("t-big"),
+            })),
+    );
     p.flush(Duration::from_secs(30)).unwrap();
 
-    let running = start(config(&t, false));
-    wait_until("the URL record and the dead letter", WAIT, || {
-        end_offsets(&t.output).values().sum::<i64>() == 1 && end_offsets(&t.dlq)[&0] == 1
+    let mut first_config = config(&t, false);
+    first_config.input.max_dead_letter_payload_bytes = 300;
+    let running = start(first_config);
+    wait_until("the URL record and the dead letters", WAIT, || {
+        end_offsets(&t.output).values().sum::<i64>() == 1 && end_offsets(&t.dlq)[&0] == 2
     });
     wait_until("the group to commit", WAIT, || {
         all_committed(&t.group, &t.input)
     });
     running.shutdown();
-    let dl = consume_all(&t.dlq, WAIT).remove(0);
-    assert_eq!(json(&dl)["error"]["kind"], "invalid_field");
-    assert_eq!(json(&dl)["error"]["field"], "timestamp");
-    assert_eq!(header(&dl, "aepiot.input.header.trace"), Some("t-1"));
+    let dls = consume_all(&t.dlq, WAIT);
+    let dl = &dls[0];
+    assert_eq!(json(dl)["error"]["kind"], "invalid_field");
+    assert_eq!(json(dl)["error"]["field"], "timestamp");
+    assert_eq!(header(dl, "aepiot.input.header.trace"), Some("t-1"));
+    assert_eq!(json(&dls[1])["payload_truncated"], true);
 
     let brokers = brokers();
     let stats = stdout(&dead_letters(&[
@@ -123,9 +147,12 @@ fn a_future_dated_event_is_replayed_once_its_skew_is_allowed() {
         "--topic",
         &t.dlq,
     ]));
-    assert!(stats.contains("dead letters: 1\n"), "{stats}");
-    assert!(stats.contains("kind invalid_field: 1\n"), "{stats}");
-    assert!(stats.contains("not replayable: 0\n"), "{stats}");
+    assert!(stats.contains("dead letters: 2\n"), "{stats}");
+    assert!(stats.contains("kind invalid_field: 2\n"), "{stats}");
+    assert!(
+        stats.contains("not replayable from the dead letter alone: 1\n"),
+        "{stats}"
+    );
     let later = stdout(&dead_letters(&[
         "stats",
         "--brokers",
@@ -157,13 +184,34 @@ fn a_future_dated_event_is_replayed_once_its_skew_is_allowed() {
         "{}",
         stdout(&dry)
     );
-    assert_eq!(end_offsets(&t.input)[&0], 2, "--dry-run produces nothing");
+    assert!(
+        stdout(&dry).contains(&format!(
+            "would replay {}-0-1 (invalid_field) -> {} (read from its source)\n",
+            t.dlq, t.input
+        )),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(end_offsets(&t.input)[&0], 3, "--dry-run produces nothing");
 
     let first = dead_letters(&replay);
     assert!(first.status.success());
-    assert_eq!(lines_with(&stdout(&first), "replayed "), 1);
-    assert_eq!(end_offsets(&t.input)[&0], 3);
-    let replayed = consume_all(&t.input, WAIT).remove(2);
+    assert_eq!(lines_with(&stdout(&first), "replayed "), 2);
+    assert_eq!(end_offsets(&t.input)[&0], 5);
+    let mut input = consume_all(&t.input, WAIT);
+    let replayed_big = input.remove(4);
+    assert_eq!(
+        replayed_big.payload(),
+        Some(&big[..]),
+        "the whole event, from its source"
+    );
+    assert_eq!(replayed_big.key(), Some(&b"dev-big"[..]));
+    assert_eq!(header(&replayed_big, "trace"), Some("t-big"));
+    assert_eq!(
+        header(&replayed_big, "aepiot.replayed_from"),
+        Some(format!("{}-0-1", t.dlq).as_str())
+    );
+    let replayed = input.remove(3);
     assert_eq!(
         replayed.payload(),
         Some(&future[..]),
@@ -196,13 +244,13 @@ fn a_future_dated_event_is_replayed_once_its_skew_is_allowed() {
         "{}",
         stdout(&second)
     );
-    assert_eq!(end_offsets(&t.input)[&0], 3, "a second run replays nothing");
+    assert_eq!(end_offsets(&t.input)[&0], 5, "a second run replays nothing");
 
     let mut fixed = config(&t, false);
     fixed.input.max_future_skew_secs = 3 * 3600;
     let running = start(fixed);
-    wait_until("the replayed event's URL record", WAIT, || {
-        end_offsets(&t.output).values().sum::<i64>() == 2
+    wait_until("the replayed events' URL records", WAIT, || {
+        end_offsets(&t.output).values().sum::<i64>() == 3
     });
     wait_until("the group to commit", WAIT, || {
         all_committed(&t.group, &t.input)
@@ -215,8 +263,15 @@ fn a_future_dated_event_is_replayed_once_its_skew_is_allowed() {
         .find(|r| r["device_id"] == "dev-future")
         .expect("the replayed event's URL record");
     assert_eq!(r["status"], "success");
-    assert_eq!(r["source"]["offset"], 2);
-    assert_eq!(end_offsets(&t.dlq)[&0], 1, "no new dead letter");
+    assert_eq!(r["source"]["offset"], 3);
+    let r = records
+        .iter()
+        .map(json)
+        .find(|r| r["device_id"] == "dev-big")
+        .expect("the large replayed event's URL record");
+    assert_eq!(r["status"], "success");
+    assert_eq!(r["source"]["offset"], 4);
+    assert_eq!(end_offsets(&t.dlq)[&0], 2, "no new dead letter");
 }
 
 /// A receiver answering `status` to every request (400 to the `webhook-id` `refuse`), keeping

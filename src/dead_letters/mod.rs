@@ -9,6 +9,8 @@
 //!   name of the consumer group that records a selection's progress.
 //! - [`stats`] (pure): the counts `stats` prints.
 //! - [`read`]: the bounded read of the topic, and the progress commit.
+//! - [`source`]: the event read again at its source offset, for a dead letter that kept only part
+//!   of it.
 //! - [`produce`] and [`webhook`]: the two ways of sending again.
 //! - [`replay`]: the replay loop — in order, stop at the first failure, commit what was done.
 
@@ -17,6 +19,7 @@ pub mod letter;
 pub mod produce;
 pub mod read;
 pub mod replay;
+pub mod source;
 pub mod stats;
 pub mod webhook;
 

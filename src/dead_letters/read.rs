@@ -113,8 +113,16 @@ impl Reader {
             let msg = match msg {
                 Ok(m) => m,
                 Err(KafkaError::PartitionEOF(p)) => {
-                    // At the partition's current end, which is at or past its end at the start.
-                    self.ends.remove(&p);
+                    // An end-of-partition event can come before the records up to the end taken
+                    // at the start (seen on a fresh assignment): only the position says.
+                    let reached = self.consumer.position().is_ok_and(|pos| {
+                        pos.find_partition(&self.topic, p).is_some_and(|e| {
+                            matches!(e.offset(), Offset::Offset(o) if self.ends.get(&p).is_none_or(|end| o >= *end))
+                        })
+                    });
+                    if reached {
+                        self.ends.remove(&p);
+                    }
                     continue;
                 }
                 Err(e) => anyhow::bail!("cannot read {:?}: {e}", self.topic),

@@ -3,6 +3,10 @@
 //! with [`super::produce`], webhook dead letters with [`super::webhook`]), one after the other in
 //! each partition's order.
 //!
+//! A processor dead letter that kept only part of its event (or carries the refused URL record)
+//! is replayed from the event itself, read again at its source offset ([`super::source`]) while
+//! the input topic still holds it.
+//!
 //! The group's offsets move only past dead letters that are done: replayed (acknowledged by the
 //! broker, or accepted by the endpoint), not taken by the selection, or not replayable (reported
 //! with why; sending them again cannot do better, so they do not hold the rest back). The first
@@ -20,6 +24,7 @@ use super::filter::{Filter, Selection};
 use super::letter::{self, What};
 use super::produce::Producer;
 use super::read::Reader;
+use super::source::Sources;
 use super::webhook::Endpoints;
 
 /// What to replay.
@@ -89,6 +94,7 @@ pub async fn replay(
     writeln!(out, "progress group: {group}")?;
     let producer = Producer::new(config)?;
     let endpoints = Endpoints::new(config)?;
+    let sources = Sources::new(config)?;
     let (c, t, g) = (config.clone(), o.topic.clone(), group.clone());
     let mut reader = tokio::task::spawn_blocking(move || Reader::open(&c, &t, Some(&g))).await??;
     let verb = if o.dry_run {
@@ -100,11 +106,30 @@ pub async fn replay(
     let mut stopped = None;
     while let Some(raw) = reader.next().await? {
         let id = raw.id();
-        let l = letter::read(&raw);
+        let mut l = letter::read(&raw);
         if !filter.matches(&l, raw.timestamp_ms) {
             report.not_selected += 1;
             next.insert(raw.partition, raw.offset + 1);
             continue;
+        }
+        let mut from_source = "";
+        if let What::Input {
+            source: Some(at),
+            original: original @ Err(_),
+        } = &mut l.what
+        {
+            // The dead letter alone is not the whole event: its source still may be.
+            match sources.fetch(at).await {
+                Ok(o) => {
+                    *original = Ok(o);
+                    from_source = " (read from its source)";
+                }
+                Err(gone) => {
+                    if let Err(why) = original {
+                        *why = format!("{why}, and {gone}");
+                    }
+                }
+            }
         }
         if let Some(why) = l.not_replayable() {
             writeln!(out, "not replayable {id} ({}): {why}", l.kind)?;
@@ -130,11 +155,11 @@ pub async fn replay(
                         next.insert(raw.partition, raw.offset + 1);
                         continue;
                     }
-                    Some(topic) if o.dry_run => Ok(format!("-> {topic}")),
+                    Some(topic) if o.dry_run => Ok(format!("-> {topic}{from_source}")),
                     Some(topic) => producer
                         .send(topic, original, &id)
                         .await
-                        .map(|(p, off)| format!("-> {topic}-{p}-{off}")),
+                        .map(|(p, off)| format!("-> {topic}-{p}-{off}{from_source}")),
                 }
             }
             What::Webhook {

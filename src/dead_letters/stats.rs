@@ -15,7 +15,8 @@ pub struct Stats {
     pub by_kind: BTreeMap<String, u64>,
     /// Webhook dead letters by endpoint (position in `webhooks.endpoints`, origin).
     pub by_endpoint: BTreeMap<(usize, String), u64>,
-    /// Dead letters a replay would report instead of sending (see [`Letter::not_replayable`]).
+    /// Dead letters that do not carry all a replay needs (see [`Letter::not_replayable`]): a
+    /// replay reads their event at its source offset, if it is still there.
     pub not_replayable: u64,
     /// Timestamps of the oldest and newest, epoch milliseconds.
     pub oldest_ms: Option<i64>,
@@ -58,7 +59,11 @@ impl Stats {
         for ((index, origin), n) in &self.by_endpoint {
             let _ = writeln!(out, "endpoint {index} {origin}: {n}");
         }
-        let _ = writeln!(out, "not replayable: {}", self.not_replayable);
+        let _ = writeln!(
+            out,
+            "not replayable from the dead letter alone: {}",
+            self.not_replayable
+        );
         out
     }
 }
@@ -93,7 +98,8 @@ mod tests {
             text,
             "topic: dlq\ndead letters: 4\noldest: 1970-01-01T00:00:01.000Z\n\
              newest: 1970-01-01T00:00:03.000Z\nkind invalid_field: 1\nkind webhook: 3\n\
-             endpoint 0 http://a: 2\nendpoint 1 http://b: 1\nnot replayable: 1\n"
+             endpoint 0 http://a: 2\nendpoint 1 http://b: 1\n\
+             not replayable from the dead letter alone: 1\n"
         );
         assert!(Stats::default().render("t").contains("oldest: -"));
     }
