@@ -521,3 +521,104 @@ fn webhook_dead_letters_are_delivered_once_when_the_receiver_accepts() {
     let _ = std::fs::remove_file(secret_file);
     let _ = std::fs::remove_file(config_file);
 }
+
+/// Sets `max.message.bytes` of `topic`.
+fn set_max_message_bytes(topic: &str, bytes: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let results = rt
+        .block_on(admin.alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", bytes)],
+            &AdminOptions::new(),
+        ))
+        .unwrap();
+    for r in results {
+        r.unwrap();
+    }
+}
+
+/// A URL record the broker refuses after it was sent (the output topic's limit lowered while the
+/// pipeline runs) is dead-lettered with the URL record, marked so; the replay produces the event,
+/// read at its source offset, with its key and headers.
+#[test]
+fn a_dead_letter_carrying_the_refused_url_record_is_replayed_from_its_source() {
+    let t = topics("dlr-refused", 1);
+    produce(
+        &t.input,
+        &[(
+            Some(b"dev-first".to_vec()),
+            Some(br#"{"device_id":"dev-first","event_type":"alarm"}"#.to_vec()),
+        )],
+    );
+    let running = start(config(&t, false));
+    wait_until("the first URL record", WAIT, || {
+        end_offsets(&t.output).values().sum::<i64>() == 1
+    });
+    // Below a URL record's size, compressed and batched, after the pipeline read the limit at
+    // its start.
+    set_max_message_bytes(&t.output, "100");
+    let event = br#"{"device_id":"dev-refused","event_type":"alarm"}"#.to_vec();
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    send_waiting(
+        &p,
+        BaseRecord::to(&t.input)
+            .key(&b"dev-refused"[..])
+            .payload(&event[..])
+            .headers(OwnedHeaders::new().insert(Header {
+                key: "trace",
+                value: Some("t-r"),
+            })),
+    );
+    p.flush(Duration::from_secs(30)).unwrap();
+    wait_until("the refused record's dead letter", WAIT, || {
+        end_offsets(&t.dlq)[&0] == 1
+    });
+    wait_until("the group to commit", WAIT, || {
+        all_committed(&t.group, &t.input)
+    });
+    running.shutdown();
+    let dl = consume_all(&t.dlq, WAIT).remove(0);
+    assert_eq!(
+        json(&dl)["error"]["kind"],
+        "output_too_large",
+        "{}",
+        json(&dl)
+    );
+    assert_eq!(
+        header(&dl, "aepiot.dead_letter.payload"),
+        Some("url_record")
+    );
+    assert_eq!(dl.key(), None);
+
+    let out = dead_letters(&[
+        "replay",
+        "--brokers",
+        brokers(),
+        "--topic",
+        &t.dlq,
+        "--kind",
+        "output_too_large",
+    ]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("(read from its source)"),
+        "{}",
+        stdout(&out)
+    );
+    let replayed = consume_all(&t.input, WAIT).remove(2);
+    assert_eq!(replayed.payload(), Some(&event[..]));
+    assert_eq!(replayed.key(), Some(&b"dev-refused"[..]));
+    assert_eq!(header(&replayed, "trace"), Some("t-r"));
+    assert_eq!(
+        header(&replayed, "aepiot.replayed_from"),
+        Some(format!("{}-0-0", t.dlq).as_str())
+    );
+}
