@@ -115,10 +115,12 @@ impl Reader {
                 Err(KafkaError::PartitionEOF(p)) => {
                     // An end-of-partition event can come before the records up to the end taken
                     // at the start (seen on a fresh assignment): only the position says.
+                    let Some(&end) = self.ends.get(&p) else {
+                        continue;
+                    };
                     let reached = self.consumer.position().is_ok_and(|pos| {
-                        pos.find_partition(&self.topic, p).is_some_and(|e| {
-                            matches!(e.offset(), Offset::Offset(o) if self.ends.get(&p).is_none_or(|end| o >= *end))
-                        })
+                        pos.find_partition(&self.topic, p)
+                            .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= end))
                     });
                     if reached {
                         self.ends.remove(&p);
