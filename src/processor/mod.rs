@@ -22,4 +22,4 @@ pub mod txn_calls;
 pub mod worker;
 pub mod worker_env;
 
-pub use pipeline::{run, RunHooks, RunReport};
+pub use pipeline::{run, RunHooks};
