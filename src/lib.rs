@@ -29,7 +29,9 @@
 //! - [`status`]: the operator's window on `run`: the live status page at `/` of the metrics server,
 //!   its JSON, and a device's state on request, answered by the worker that owns it;
 //!   [`inspect`] reads a device's state from the changelog without a running instance, and
-//!   [`replay`] starts a group from a point in time (`run --start-from`, `reset-offsets`).
+//!   [`replay`] starts a group from a point in time (`run --start-from`, `reset-offsets`);
+//!   [`dead_letters`] counts a dead-letter topic and sends its records through again
+//!   (`dead-letters stats|replay`).
 //! - [`allocator`]: jemalloc, with each partition's device state in an arena of its own, so a
 //!   partition that moves away gives its memory back.
 //! - [`signals`]: SIGTERM/SIGINT for the long-running commands (a second one stops at once), and
@@ -43,6 +45,7 @@ pub mod allocator_metrics;
 pub mod combined;
 pub mod config;
 pub mod core;
+pub mod dead_letters;
 pub mod demo;
 pub mod generate;
 pub mod http;
