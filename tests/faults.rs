@@ -301,8 +301,7 @@ impl Fault {
     }
 }
 
-/// What the simulators produce, over `seconds`.
-
+/// The loads: what the simulators produce, over `seconds`.
 const SHORT: Load = Load {
     fleet_events: 14_000,
     fleet_devices: 2_000,

@@ -180,8 +180,6 @@ impl Harness {
     }
 }
 
-/// What the outputs and dead letters say about the input.
-
 /// The load of a running scenario and the probe watching the group.
 pub struct Running {
     pub probe: Probe,
