@@ -223,7 +223,6 @@ pub async fn run(
             ensured: std::sync::Mutex::new(ensured),
             interval: Duration::from_millis(config.commit_interval_ms),
         }),
-        eviction_warned_ms: Default::default(),
         status,
     });
     consumer

@@ -20,6 +20,7 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use super::transactions::{CommitError, Transactions};
 use super::worker;
 use super::worker_env::WorkerEnv;
+use crate::events::kafka as events;
 use crate::http::Health;
 use crate::kafka::assignments::{self, Assignments, PartitionHandle};
 use crate::kafka::commit::count_commit;
@@ -347,8 +348,10 @@ impl ConsumerContext for ConsumerCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                self.metrics.rebalances.with_label_values(&["revoke"]).inc();
-                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                events::Rebalance::Revoked {
+                    partitions: tpl.count(),
+                }
+                .emit(&self.metrics);
                 self.stop(consumer, Some(tpl));
             }
             Rebalance::Assign(tpl) => self.split_queues(tpl),
@@ -359,15 +362,14 @@ impl ConsumerContext for ConsumerCtx {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                self.metrics.rebalances.with_label_values(&["assign"]).inc();
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                events::Rebalance::Assigned {
+                    partitions: tpl.count(),
+                }
+                .emit(&self.metrics);
                 self.start(tpl);
                 self.health.set_ready(true);
             }
-            Rebalance::Error(e) => {
-                self.metrics.rebalances.with_label_values(&["error"]).inc();
-                tracing::warn!(error = %e, "rebalance error");
-            }
+            Rebalance::Error(e) => events::Rebalance::Error { error: e }.emit(&self.metrics),
             Rebalance::Revoke(_) => {}
         }
     }

@@ -51,7 +51,6 @@ fn inflight_storing(
             interval: Duration::from_millis(100),
         }),
         step: crate::processor::worker_env::Step::Engine,
-        eviction_warned_ms: Default::default(),
         status: None,
     });
     let (id, acks) = router.register();
