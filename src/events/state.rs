@@ -85,3 +85,89 @@ impl RestoreEnded<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// The log lines written while `f` runs on this thread.
+    fn logged(f: impl FnOnce()) -> String {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Sink(sink.clone()))
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = out.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn evictions_are_all_counted_and_warned_of_once_a_minute() {
+        let metrics = Metrics::new();
+        // Far from any other time this process's limit may have seen.
+        let t0 = 4_000_000_000_000;
+        let log = logged(|| {
+            for (devices, now_ms) in [(3, t0), (2, t0 + 1_000), (5, t0 + 60_000)] {
+                StateEvicted {
+                    devices,
+                    max_devices: 100,
+                    now_ms,
+                }
+                .emit(&metrics);
+            }
+        });
+        assert_eq!(metrics.state_evictions.get(), 10);
+        assert_eq!(
+            log.matches("the instance holds limits.max_devices").count(),
+            2,
+            "{log}"
+        );
+        assert!(
+            log.contains("evictions=3") && log.contains("evictions=10"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn a_restore_counts_its_records_and_says_so() {
+        let metrics = Metrics::new();
+        let log = logged(|| {
+            RestoreEnded::Restored {
+                topic: "in",
+                partition: 2,
+                records: 7,
+                devices: 3,
+                seconds: 0.5,
+            }
+            .emit(&metrics);
+            RestoreEnded::Stopped {
+                topic: "in",
+                partition: 3,
+            }
+            .emit(&metrics);
+        });
+        assert_eq!(metrics.state_restored_records.get(), 7);
+        assert_eq!(metrics.state_restore_seconds.get_sample_count(), 1);
+        assert!(
+            log.contains("state restored") && log.contains("records=7"),
+            "{log}"
+        );
+        assert!(log.contains("state restore stopped"), "{log}");
+    }
+}
