@@ -234,8 +234,9 @@ fn every_test_named_in_the_delivery_rules_exists() {
 /// file increments one by hand. The sites not yet moved are listed, each with its metric.
 #[test]
 fn operational_metrics_are_counted_only_by_their_events() {
-    const EVENT_METRICS: [&str; 8] = [
+    const EVENT_METRICS: [&str; 9] = [
         "producer_errors",
+        "delivery_failures",
         "commit_failures",
         "state_evictions",
         "rebalances",

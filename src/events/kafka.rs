@@ -38,6 +38,17 @@ impl DeliveryRefused<'_> {
     }
 }
 
+/// A partition's output (or dead letter) that the cluster did not take for a reason that is not
+/// the record's own: the partition stops there and so does the instance. Counted once per
+/// partition; the log line is the stop's, which names the cause ([`crate::processor::fatal`]).
+pub struct DeliveryFailed;
+
+impl DeliveryFailed {
+    pub fn emit(self, metrics: &Metrics) {
+        metrics.delivery_failures.inc();
+    }
+}
+
 /// An offset commit that failed ("nothing to commit" is not one). `what` is the log message:
 /// which commit it was.
 pub struct CommitFailed<'a> {
