@@ -63,10 +63,13 @@ impl CommitFailed<'_> {
     }
 }
 
-/// The processor's consumer group moved partitions: to this instance, away from it, or failed to.
+/// The processor's consumer group moved partitions: to this instance, away from it (revoked, or
+/// lost: the group moved on without this instance), or failed to. A lost assignment counts as a
+/// revoke (`kind="revoke"`).
 pub enum Rebalance<'a> {
     Assigned { partitions: usize },
     Revoked { partitions: usize },
+    Lost { partitions: usize },
     Error { error: &'a dyn Display },
 }
 
@@ -79,6 +82,10 @@ impl Rebalance<'_> {
             }
             Rebalance::Revoked { partitions } => {
                 tracing::info!(partitions, "partitions revoked");
+                "revoke"
+            }
+            Rebalance::Lost { partitions } => {
+                tracing::warn!(partitions, "partitions lost (the group moved on without this instance): their work is not committed");
                 "revoke"
             }
             Rebalance::Error { error } => {
