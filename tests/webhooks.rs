@@ -893,6 +893,7 @@ fn url_generation_is_unaffected_by_a_stalled_receiver() {
     let pipeline_stop = CancellationToken::new();
     let pipeline = rt.spawn(processor::run(
         pc.clone(),
+        None,
         pipeline_stop.clone(),
         RunHooks {
             metrics: Some(Metrics::new()),
@@ -979,6 +980,7 @@ fn thousands_of_events_through_a_flaky_receiver() {
     let pipeline_stop = CancellationToken::new();
     let pipeline = rt.spawn(processor::run(
         pc.clone(),
+        None,
         pipeline_stop.clone(),
         RunHooks {
             metrics: Some(Metrics::new()),
@@ -1172,6 +1174,7 @@ fn exactly_once_output_is_delivered_and_committed_past_transaction_markers() {
     let pipeline_stop = CancellationToken::new();
     let pipeline = rt.spawn(processor::run(
         pc.clone(),
+        None,
         pipeline_stop.clone(),
         RunHooks {
             metrics: Some(Metrics::new()),

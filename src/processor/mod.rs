@@ -21,4 +21,4 @@ pub mod transactions;
 pub mod worker;
 pub mod worker_env;
 
-pub use pipeline::{run, RunHooks, RunReport};
+pub use pipeline::{run, RunHooks};

@@ -45,16 +45,7 @@ pub async fn run(
     config.validate_for_webhooks()?;
     let w = &config.webhooks;
     // URLs and secrets first: a misconfiguration fails before anything connects.
-    let mut targets = Vec::with_capacity(w.endpoints.len());
-    for (i, e) in w.endpoints.iter().enumerate() {
-        let url = reqwest::Url::parse(&e.url)
-            .map_err(|_| anyhow::anyhow!("webhooks.endpoints[{i}].url is not a URL"))?;
-        let secret = Secret::load(e.secret_env.as_deref(), e.secret_file.as_deref(), |k| {
-            std::env::var(k).ok()
-        })
-        .map_err(|m| anyhow::anyhow!("webhooks.endpoints[{i}]: {m}"))?;
-        targets.push((url, e.regions.clone(), secret));
-    }
+    let targets = targets(w)?;
 
     let metrics = hooks.metrics.clone().unwrap_or_default();
     let health = Arc::new(Health::default());
@@ -158,6 +149,24 @@ pub async fn run(
     }
     tracing::info!("webhooks stopped cleanly");
     Ok(())
+}
+
+/// An endpoint's URL, region filter and signing secret.
+type Target = (reqwest::Url, Vec<String>, Option<Secret>);
+
+/// Each endpoint's [`Target`] (its secret read from the environment or a file).
+fn targets(w: &super::config::WebhooksConfig) -> anyhow::Result<Vec<Target>> {
+    let mut targets = Vec::with_capacity(w.endpoints.len());
+    for (i, e) in w.endpoints.iter().enumerate() {
+        let url = reqwest::Url::parse(&e.url)
+            .map_err(|_| anyhow::anyhow!("webhooks.endpoints[{i}].url is not a URL"))?;
+        let secret = Secret::load(e.secret_env.as_deref(), e.secret_file.as_deref(), |k| {
+            std::env::var(k).ok()
+        })
+        .map_err(|m| anyhow::anyhow!("webhooks.endpoints[{i}]: {m}"))?;
+        targets.push((url, e.regions.clone(), secret));
+    }
+    Ok(targets)
 }
 
 /// The consumer's main-queue loop, on its own thread: serves rebalance callbacks and keeps the

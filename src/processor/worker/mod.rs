@@ -41,7 +41,7 @@ mod dead_letter;
 mod passthrough;
 mod restore;
 
-use dead_letter::send_dead_letter;
+use dead_letter::{send_dead_letter, Carried};
 
 /// Records read from the partition queue before the worker looks at acks and yields.
 const BATCH: usize = 256;
@@ -321,7 +321,15 @@ impl Worker {
             Output::DeadLetter { error, json } => {
                 self.counters.invalid(error.kind);
                 self.inflight.add_outputs(seq, 1);
-                send_dead_letter(&mut self.inflight, seq, offset, msg.key(), error, json).await;
+                send_dead_letter(
+                    &mut self.inflight,
+                    seq,
+                    offset,
+                    Carried::input(msg),
+                    error,
+                    json,
+                )
+                .await;
                 None
             }
         };
@@ -351,7 +359,15 @@ impl Worker {
                         unreachable!("reject makes a dead letter")
                     };
                     self.counters.invalid(error.kind);
-                    send_dead_letter(&mut self.inflight, seq, offset, msg.key(), error, json).await;
+                    send_dead_letter(
+                        &mut self.inflight,
+                        seq,
+                        offset,
+                        Carried::input(msg),
+                        error,
+                        json,
+                    )
+                    .await;
                 }
                 Failure::Cluster => self.inflight.stop(FatalCause::Delivery {
                     topic,
