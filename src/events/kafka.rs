@@ -63,6 +63,17 @@ impl CommitFailed<'_> {
     }
 }
 
+/// Exactly-once: a transaction commit that failed (after its retries). Counted with the offset
+/// commits that failed; the log line is where it is handled: the abort (and rewind) it leads to,
+/// or the instance's stop, which names the cause.
+pub struct TransactionCommitFailed;
+
+impl TransactionCommitFailed {
+    pub fn emit(self, metrics: &Metrics) {
+        metrics.commit_failures.inc();
+    }
+}
+
 /// The processor's consumer group moved partitions: to this instance, away from it (revoked, or
 /// lost: the group moved on without this instance), or failed to. A lost assignment counts as a
 /// revoke (`kind="revoke"`).

@@ -40,6 +40,7 @@ use crate::status::link::WorkerLink;
 mod dead_letter;
 mod passthrough;
 mod restore;
+pub mod supervise;
 
 use dead_letter::{send_dead_letter, Carried};
 
@@ -64,7 +65,9 @@ struct Worker {
 }
 
 /// Starts the worker of one partition on the runtime. `position` is the offset it starts from,
-/// when known (a rewind), else -1.
+/// when known (a rewind), else -1. `previous`: the end of the partition's previous worker, when
+/// it had not finished stopping; this one reads nothing before it (a partition is never read by
+/// two workers).
 pub fn spawn<C: ConsumerContext + 'static>(
     env: Arc<WorkerEnv>,
     rt: &tokio::runtime::Handle,
@@ -72,6 +75,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
     partition: i32,
     mut queue: PartitionQueue<C>,
     position: i64,
+    previous: Option<oneshot::Receiver<()>>,
 ) -> PartitionHandle {
     let notify = Arc::new(Notify::new());
     let n = notify.clone();
@@ -100,11 +104,19 @@ pub fn spawn<C: ConsumerContext + 'static>(
         evictions_counted: 0,
         dead_letters_resent: HashSet::new(),
     };
+    let watch = supervise::Watch {
+        topic: topic.to_owned(),
+        partition,
+        stop: stop.clone(),
+        fatal: worker.inflight.env.fatal.clone(),
+        rewind: worker.inflight.env.rewind.clone(),
+    };
     let stop_w = stop.clone();
-    rt.spawn(async move {
-        worker.run(queue, stop_w).await;
-        let _ = done_tx.send(());
-    });
+    rt.spawn(supervise::supervise(
+        worker.run(queue, stop_w, previous),
+        watch,
+        done_tx,
+    ));
     PartitionHandle {
         stop,
         done,
@@ -113,9 +125,25 @@ pub fn spawn<C: ConsumerContext + 'static>(
 }
 
 impl Worker {
-    async fn run<C: ConsumerContext>(mut self, queue: PartitionQueue<C>, stop: CancellationToken) {
+    async fn run<C: ConsumerContext>(
+        mut self,
+        queue: PartitionQueue<C>,
+        stop: CancellationToken,
+        previous: Option<oneshot::Receiver<()>>,
+    ) {
         let (topic, partition) = (self.inflight.topic.clone(), self.inflight.partition);
         let env = self.inflight.env.clone();
+        if let Some(previous) = previous {
+            tracing::info!(%topic, partition, "waiting for the partition's previous worker to stop");
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    env.router.unregister(self.inflight.id);
+                    return;
+                }
+                _ = previous => {}
+            }
+        }
         let labels = [topic.as_str(), &partition.to_string()];
         let devices = env.metrics.state_devices.with_label_values(&labels);
         let cache = env.metrics.state_cache_entries.with_label_values(&labels);
@@ -125,6 +153,15 @@ impl Worker {
             return;
         }
         while !self.inflight.failed && !stop.is_cancelled() {
+            // Exactly-once: while a commit runs with its deferred outputs at their bound, wait
+            // for it to end (outside the gate: its end takes the write guard).
+            if let Some(deferred) = &env.deferred {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    _ = deferred.room() => {}
+                }
+            }
             // Exactly-once: a batch runs inside one transaction, never across a commit.
             let guard = match &env.gate {
                 None => None,
@@ -139,7 +176,8 @@ impl Worker {
             // of it may share one reading, and clock reads stay off the per-record path (see
             // BENCHMARKS.md, "What changed since the interim figures").
             let clock = Clock::now();
-            while read < BATCH && !self.inflight.failed {
+            let full = || env.deferred.as_ref().is_some_and(|d| d.full());
+            while read < BATCH && !self.inflight.failed && !full() {
                 match queue.poll(Duration::ZERO) {
                     None => break,
                     Some(Ok(msg)) => {
@@ -369,10 +407,7 @@ impl Worker {
                     )
                     .await;
                 }
-                Failure::Cluster => self.inflight.stop(FatalCause::Delivery {
-                    topic,
-                    error: e.to_string(),
-                }),
+                Failure::Cluster => self.inflight.cluster_failed(&topic, &e),
             }
         }
     }
