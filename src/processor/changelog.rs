@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::snapshot;
 use crate::core::state::DeviceStates;
+use crate::events::state::RestoreStarted;
 use crate::kafka::replication;
 
 /// What a restore read.
@@ -183,14 +184,12 @@ fn restore_once(
     if high <= low {
         return Ok(restored);
     }
-    // The start of what can take minutes (millions of records): an operator watching a slow start
-    // sees what it waits for.
-    tracing::info!(
-        topic = changelog_topic,
+    RestoreStarted {
+        changelog_topic,
         partition,
-        records = high - low,
-        "restoring state from the changelog"
-    );
+        records: high - low,
+    }
+    .emit();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(changelog_topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;
