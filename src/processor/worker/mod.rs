@@ -41,7 +41,7 @@ mod passthrough;
 mod restore;
 pub mod supervise;
 
-use dead_letter::{send_dead_letter, Carried};
+use dead_letter::send_dead_letter;
 
 /// Records read from the partition queue before the worker looks at acks and yields.
 const BATCH: usize = 256;
@@ -358,15 +358,7 @@ impl Worker {
             Output::DeadLetter { error, json } => {
                 self.counters.invalid(error.kind);
                 self.inflight.add_outputs(seq, 1);
-                send_dead_letter(
-                    &mut self.inflight,
-                    seq,
-                    offset,
-                    Carried::input(msg),
-                    error,
-                    json,
-                )
-                .await;
+                send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
                 None
             }
         };
@@ -412,15 +404,7 @@ impl Worker {
             unreachable!("reject makes a dead letter")
         };
         self.counters.invalid(error.kind);
-        send_dead_letter(
-            &mut self.inflight,
-            seq,
-            offset,
-            Carried::input(msg),
-            error,
-            json,
-        )
-        .await;
+        send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
     }
 
     /// Counts this partition's evictions, warning at most once a minute per instance.
