@@ -7,12 +7,9 @@
 //! is replayed from the event itself, read again at its source offset ([`super::source`]) while
 //! the input topic still holds it.
 //!
-//! The group's offsets move only past dead letters that are done: replayed (acknowledged by the
-//! broker, or accepted by the endpoint), not taken by the selection, or not replayable (reported
-//! with why; sending them again cannot do better, so they do not hold the rest back). The first
-//! dead letter whose replay fails stops the run: what was done before it is committed, it is not,
-//! and the same command resumes there. `--dry-run` reads and reports the same way and commits
-//! nothing.
+//! What is committed and where a run stops is docs/delivery.md's rule 23: offsets move past a
+//! dead letter once it is replayed, not selected or not replayable; the first failed send stops
+//! the run there, and the same command resumes at it. `--dry-run` commits nothing.
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::snapshot;
 use crate::core::state::DeviceStates;
+use crate::events::state::RestoreStarted;
 
 /// What a restore read.
 #[derive(Debug, Default, Clone, Copy)]
@@ -150,14 +151,12 @@ fn restore_once(
     if high <= low {
         return Ok(restored);
     }
-    // The start of what can take minutes (millions of records): an operator watching a slow start
-    // sees what it waits for.
-    tracing::info!(
-        topic = changelog_topic,
+    RestoreStarted {
+        changelog_topic,
         partition,
-        records = high - low,
-        "restoring state from the changelog"
-    );
+        records: high - low,
+    }
+    .emit();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(changelog_topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;

@@ -255,7 +255,6 @@ async fn consume(
             ensured: std::sync::Mutex::new(ensured),
             interval: Duration::from_millis(config.commit_interval_ms),
         }),
-        eviction_warned_ms: Default::default(),
         status,
     });
     let exactly_once = txn.is_some();

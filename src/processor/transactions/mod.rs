@@ -42,6 +42,7 @@ use super::acks::ProducerCtx;
 use super::deferred::Deferred;
 use super::fatal::FatalCause;
 use super::txn_calls::{Class, OffsetCalls, TxnCalls, TxnError};
+use crate::events::kafka::TransactionCommitFailed;
 use crate::kafka::split::Tp;
 use crate::metrics::Metrics;
 
@@ -134,7 +135,7 @@ impl Transactions {
         };
         let result = commit_with(calls, positions, &self.rewind, &r);
         if result.is_err() {
-            self.metrics.commit_failures.inc();
+            TransactionCommitFailed.emit(&self.metrics);
         }
         result
     }
