@@ -23,13 +23,17 @@
 //!   checks, the main-queue loop, partition queues, the assigned partitions
 //!   ([`kafka::assignments`]), offsets and commits, the shutdown, header names, the clock, and
 //!   [`kafka::offset_tracker`] (which offset may be committed).
-//! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
+//! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server;
+//!   [`events`]: each operational event (a producer error, a failed commit, a rebalance, an
+//!   eviction, a restore, a webhook retry or dead letter) as one type that counts and logs it.
 //! - [`webhook`]: webhook delivery of URL records, a consumer group of its own on the output topic
 //!   (`aepiot-stream webhooks`, `run --webhooks`), with retries, dead letters and signatures.
 //! - [`status`]: the operator's window on `run`: the live status page at `/` of the metrics server,
 //!   its JSON, and a device's state on request, answered by the worker that owns it;
 //!   [`inspect`] reads a device's state from the changelog without a running instance, and
-//!   [`replay`] starts a group from a point in time (`run --start-from`, `reset-offsets`).
+//!   [`replay`] starts a group from a point in time (`run --start-from`, `reset-offsets`);
+//!   [`dead_letters`] counts a dead-letter topic and sends its records through again
+//!   (`dead-letters stats|replay`).
 //! - [`allocator`]: jemalloc, with each partition's device state in an arena of its own, so a
 //!   partition that moves away gives its memory back.
 //! - [`signals`]: SIGTERM/SIGINT for the long-running commands (a second one stops at once), and
@@ -43,7 +47,9 @@ pub mod allocator_metrics;
 pub mod combined;
 pub mod config;
 pub mod core;
+pub mod dead_letters;
 pub mod demo;
+pub mod events;
 pub mod generate;
 pub mod http;
 pub mod inspect;

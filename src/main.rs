@@ -53,6 +53,7 @@ fn main() -> ExitCode {
             inspect_device(group, &device_id)
         }
         Command::ResetOffsets(args) => reset_offsets(args),
+        Command::DeadLetters(command) => block_on(command.run()),
         Command::Passthrough(args) => block_on(run_passthrough(args)),
     };
     match result {

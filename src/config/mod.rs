@@ -16,6 +16,7 @@ use crate::residency::{ClusterConfig, RegionOutput};
 pub use crate::webhook::config::{WebhookEndpointConfig, WebhooksConfig};
 
 mod derived;
+mod guarantee;
 mod load;
 pub mod properties;
 mod redact;
@@ -24,6 +25,7 @@ mod tests;
 mod validate;
 
 pub use derived::ClusterAccess;
+pub use guarantee::TRANSACTION_TIMEOUT_MS;
 pub use load::ENV_PREFIX;
 pub(crate) use properties::is_secret_key;
 pub use properties::KafkaProperties;
@@ -186,6 +188,10 @@ pub struct Config {
     /// With `exactly_once`: how often the transaction is committed, in milliseconds. Outputs become
     /// visible to read_committed readers at each commit.
     pub commit_interval_ms: u64,
+    /// With `exactly_once`: most bytes of outputs kept in memory while a transaction commits (they
+    /// go into the next one). Past it the partition workers wait for the commit to end, so a slow
+    /// or unreachable cluster holds the input back instead of filling the memory.
+    pub max_deferred_bytes: usize,
     /// With `exactly_once`: the producer's `transactional.id`. Empty derives a unique one per
     /// process (`<group_id>-<hostname>-<pid>`); zombies are fenced by the consumer group
     /// generation either way (KIP-447). Set a stable id per replica (e.g. the pod name) to also
@@ -220,6 +226,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub urls: UrlsConfig,
     pub input: InputConfig,
+    pub topics: TopicsConfig,
     pub webhooks: WebhooksConfig,
     pub security: crate::security::SecurityConfig,
     /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
@@ -268,6 +275,17 @@ pub struct UrlsConfig {
     pub allowed_link_hosts: Vec<String>,
 }
 
+/// Topics the processor creates: the output and dead-letter topics (`create_topics`) and the
+/// state changelog.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Replication factor of created topics; 0 (the default) takes the cluster's
+    /// `default.replication.factor`. A changelog with 3 or more replicas also gets
+    /// `min.insync.replicas = 2`, so an acknowledged state change survives the loss of a broker.
+    pub replication_factor: i16,
+}
+
 /// Input validation limits.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -302,6 +320,7 @@ impl Default for Config {
             create_topics_partitions: 12,
             processing_guarantee: Guarantee::AtLeastOnce,
             commit_interval_ms: 100,
+            max_deferred_bytes: 64 << 20,
             transactional_id: String::new(),
             state_changelog: true,
             group_instance_id: String::new(),
@@ -314,6 +333,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             urls: UrlsConfig::default(),
             input: InputConfig::default(),
+            topics: TopicsConfig::default(),
             webhooks: WebhooksConfig::default(),
             security: Default::default(),
             kafka: KafkaProperties::default(),

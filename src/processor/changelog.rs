@@ -8,12 +8,15 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::snapshot;
 use crate::core::state::DeviceStates;
+use crate::events::state::RestoreStarted;
+use crate::kafka::replication;
 
 /// What a restore read.
 #[derive(Debug, Default, Clone, Copy)]
@@ -24,32 +27,51 @@ pub struct Restored {
 }
 
 /// Creates the changelog topic of `input_topic` if missing, with as many partitions as the input
-/// (co-partitioning is what makes a partition's state travel with it). Blocking.
+/// (co-partitioning is what makes a partition's state travel with it) and the cluster's default
+/// replication factor. Blocking. See [`ensure_replicated_topic`].
 pub fn ensure_topic(
     admin_config: &ClientConfig,
     input_topic: &str,
     changelog_topic: &str,
 ) -> Result<(), String> {
+    ensure_replicated_topic(admin_config, input_topic, changelog_topic, 0)
+}
+
+/// [`ensure_topic`] with `replication_factor` replicas (`topics.replication_factor`; 0: the
+/// cluster's default), and `min.insync.replicas = 2` where that is 3 or more, so that a state
+/// change acknowledged under `acks=all` is on two brokers. Warns when the changelog (found or
+/// made) has a single replica on a cluster of several brokers.
+pub fn ensure_replicated_topic(
+    admin_config: &ClientConfig,
+    input_topic: &str,
+    changelog_topic: &str,
+    replication_factor: i16,
+) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> =
         admin_config.create().map_err(|e| e.to_string())?;
-    let partitions_of = |topic: &str| -> Result<usize, String> {
-        let md = admin
+    let metadata_of = |topic: &str| {
+        admin
             .inner()
             .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        Ok(md
-            .topics()
+            .map_err(|e| e.to_string())
+    };
+    let partitions = |md: &Metadata| {
+        md.topics()
             .first()
             .filter(|t| t.error().is_none())
-            .map_or(0, |t| t.partitions().len()))
+            .map_or(0, |t| t.partitions().len())
     };
-    let wanted = partitions_of(input_topic)?;
+    let wanted = partitions(&metadata_of(input_topic)?);
     if wanted == 0 {
         return Err(format!("input topic {input_topic:?} has no partitions"));
     }
-    match partitions_of(changelog_topic)? {
+    let existing = metadata_of(changelog_topic)?;
+    match partitions(&existing) {
         0 => {}
-        n if n == wanted => return Ok(()),
+        n if n == wanted => {
+            replication::warn_if_single_replica(&existing, "changelog", changelog_topic);
+            return Ok(());
+        }
         n => {
             return Err(format!(
                 "changelog topic {changelog_topic:?} has {n} partitions but input topic {input_topic:?} has {wanted}: \
@@ -57,13 +79,21 @@ pub fn ensure_topic(
             ))
         }
     }
-    let topic = NewTopic::new(changelog_topic, wanted as i32, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact")
-        .set("min.compaction.lag.ms", "0");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let rf = rt.block_on(replication::replication_factor(
+        &admin,
+        &existing,
+        replication_factor,
+    ));
+    let mut topic = NewTopic::new(changelog_topic, wanted as i32, TopicReplication::Fixed(rf))
+        .set("cleanup.policy", "compact")
+        .set("min.compaction.lag.ms", "0");
+    if let Some(min_isr) = replication::changelog_min_isr(rf) {
+        topic = topic.set("min.insync.replicas", min_isr);
+    }
     let results = rt
         .block_on(admin.create_topics(
             [&topic],
@@ -79,8 +109,12 @@ pub fn ensure_topic(
     tracing::info!(
         topic = changelog_topic,
         partitions = wanted,
+        replication_factor = rf,
         "created state changelog topic"
     );
+    if let Ok(made) = metadata_of(changelog_topic) {
+        replication::warn_if_single_replica(&made, "changelog", changelog_topic);
+    }
     Ok(())
 }
 
@@ -150,14 +184,12 @@ fn restore_once(
     if high <= low {
         return Ok(restored);
     }
-    // The start of what can take minutes (millions of records): an operator watching a slow start
-    // sees what it waits for.
-    tracing::info!(
-        topic = changelog_topic,
+    RestoreStarted {
+        changelog_topic,
         partition,
-        records = high - low,
-        "restoring state from the changelog"
-    );
+        records: high - low,
+    }
+    .emit();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(changelog_topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;
@@ -171,8 +203,17 @@ fn restore_once(
             // Nothing for 30 s although the partition has records: the broker is away.
             None if idle >= Duration::from_secs(30) => return Err(KafkaError::NoMessageReceived),
             None => idle += step,
-            // End of the committed data: under read_committed this is the last stable offset.
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            // End of the committed data: under read_committed this is the last stable offset,
+            // which lags the previous owner's last committed transaction until the coordinator
+            // has written its markers (just after a hand-over under exactly-once). Only an end at
+            // or past the high watermark seen at the start is the end of what was committed
+            // before this owner; an earlier one is waited past (an open transaction of a crashed
+            // owner ends within `transaction.timeout.ms`).
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                if read_position(&consumer, changelog_topic, partition) >= high {
+                    break;
+                }
+            }
             Some(Err(e)) => return Err(e),
             Some(Ok(m)) => {
                 idle = Duration::ZERO;
@@ -197,6 +238,17 @@ fn restore_once(
     }
     restored.devices = states.device_count();
     Ok(restored)
+}
+
+/// The next offset `consumer` reads of the partition (-1 while unknown).
+fn read_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
+    let Ok(tpl) = consumer.position() else {
+        return -1;
+    };
+    match tpl.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(Offset::Offset(o)) => o,
+        _ => -1,
+    }
 }
 
 /// Errors a partition's leader election, a new topic's propagation or a broker restart cause.

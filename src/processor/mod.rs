@@ -18,6 +18,7 @@ pub mod progress;
 pub mod rebalance;
 pub mod state_writes;
 pub mod transactions;
+pub mod txn_calls;
 pub mod worker;
 pub mod worker_env;
 

@@ -32,7 +32,7 @@ use super::changelog;
 use super::fatal::{Fatal, FatalCause};
 use super::progress::log_progress;
 use super::rebalance::ConsumerCtx;
-use super::transactions::Transactions;
+use super::transactions::{call_timeout, Transactions};
 use super::worker_env::{ChangelogEnv, Step, WorkerEnv};
 use crate::config::{Config, Guarantee, OffsetReset};
 use crate::core::Shared;
@@ -162,10 +162,12 @@ async fn restore_topics(config: &Config) -> anyhow::Result<HashSet<String>> {
             topic.clone(),
             config.changelog_topic(topic),
         );
-        let t = topic.clone();
-        tokio::task::spawn_blocking(move || changelog::ensure_topic(&admin, &t, &changelog))
-            .await?
-            .map_err(|e| anyhow::anyhow!("state changelog: {e}"))?;
+        let (t, rf) = (topic.clone(), config.topics.replication_factor);
+        tokio::task::spawn_blocking(move || {
+            changelog::ensure_replicated_topic(&admin, &t, &changelog, rf)
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("state changelog: {e}"))?;
         ensured.insert(topic);
     }
     Ok(ensured)
@@ -202,8 +204,13 @@ async fn consume(
         Guarantee::AtLeastOnce => None,
         Guarantee::ExactlyOnce => {
             let (p, m) = (producer.clone(), metrics.clone());
+            let (timeout, deferred) = (
+                call_timeout(&producer_config(&config)),
+                config.max_deferred_bytes,
+            );
             Some(Arc::new(
-                tokio::task::spawn_blocking(move || Transactions::start(p, m)).await??,
+                tokio::task::spawn_blocking(move || Transactions::start(p, m, timeout, deferred))
+                    .await??,
             ))
         }
     };
@@ -243,6 +250,7 @@ async fn consume(
         gate: txn.as_ref().map(|t| t.gate.clone()),
         deferred: txn.as_ref().map(|t| t.deferred.clone()),
         poison: txn.as_ref().map(|_| Default::default()),
+        rewind: txn.as_ref().map(|t| t.rewind.clone()),
         step: if hooks.passthrough {
             Step::Passthrough
         } else {
@@ -254,7 +262,6 @@ async fn consume(
             ensured: std::sync::Mutex::new(ensured),
             interval: Duration::from_millis(config.commit_interval_ms),
         }),
-        eviction_warned_ms: Default::default(),
         status,
     });
     let exactly_once = txn.is_some();
@@ -438,6 +445,8 @@ fn poll_until_stopped(
         }
     });
     health.set_ready(false);
+    // A commit waiting for the cluster gives up now: the shutdown must finish.
+    consumer.context().close();
     if let Some(c) = committer {
         let _ = c.join();
     }

@@ -2,7 +2,6 @@
 //! engine settings, metrics, topics, the stop signal, the transaction gate, the changelog.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -72,11 +71,12 @@ pub struct WorkerEnv {
     pub deferred: Option<Arc<Deferred>>,
     /// Exactly-once: see [`Poison`].
     pub poison: Option<Poison>,
+    /// Exactly-once: set when an output was not delivered because the cluster was away; the next
+    /// commit aborts and rewinds every partition instead (see [`super::transactions`]).
+    pub rewind: Option<Arc<std::sync::atomic::AtomicBool>>,
     pub changelog: Option<ChangelogEnv>,
     /// What a worker does with each record.
     pub step: Step,
-    /// Wall-clock ms of the last eviction warning (at most one a minute per instance).
-    pub eviction_warned_ms: AtomicI64,
     /// The status page (recent records, device queries); `None` when it is off.
     pub status: Option<Arc<crate::status::StatusHub>>,
 }

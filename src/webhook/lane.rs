@@ -26,6 +26,7 @@ use super::payload::lane_of;
 use super::policy::{Attempt, RetryPolicy, Verdict};
 use super::request::{self, Request};
 use super::sign::Secret;
+use crate::events::webhook::{Attempted, WebhookDeadLettered, WebhookRetry};
 use crate::metrics::Metrics;
 
 /// Records waiting per lane before a partition's hand-over waits (back-pressure).
@@ -231,16 +232,13 @@ async fn deliver(env: &LaneEnv, counters: &Counters, ep: &Endpoint, d: &Delivery
             }
             Verdict::Retry(delay) => {
                 observe(&counters.retried, elapsed);
-                env.metrics.webhook.retries.inc();
-                tracing::debug!(
-                    endpoint = ep.index,
-                    origin = %ep.origin,
-                    key = %d.idempotency_key,
+                WebhookRetry {
+                    at: attempted(ep, d),
                     attempt,
-                    error = %sent.error,
-                    delay_ms = delay.as_millis() as u64,
-                    "webhook attempt failed; retrying"
-                );
+                    error: &sent.error,
+                    delay_ms: delay.as_millis() as u64,
+                }
+                .emit(&env.metrics);
                 tokio::select! {
                     biased;
                     _ = d.abandon.cancelled() => return Finished::Abandoned,
@@ -252,6 +250,15 @@ async fn deliver(env: &LaneEnv, counters: &Counters, ep: &Endpoint, d: &Delivery
                 return dead_letter(env, ep, d, attempt, retryable, &sent).await;
             }
         }
+    }
+}
+
+/// The endpoint and record of an attempt, as events name them.
+fn attempted<'a>(ep: &'a Endpoint, d: &'a Delivery) -> Attempted<'a> {
+    Attempted {
+        endpoint: ep.index,
+        origin: &ep.origin,
+        key: &d.idempotency_key,
     }
 }
 
@@ -333,15 +340,12 @@ async fn dead_letter(
     };
     match result {
         Ok(_) => {
-            env.metrics.webhook.dead_letters.inc();
-            tracing::warn!(
-                endpoint = ep.index,
-                origin = %ep.origin,
-                key = %d.idempotency_key,
+            WebhookDeadLettered {
+                at: attempted(ep, d),
                 attempts,
-                error = %dead_letter::truncate(&sent.error, 300),
-                "webhook undeliverable; record dead-lettered"
-            );
+                error: &dead_letter::truncate(&sent.error, 300),
+            }
+            .emit(&env.metrics);
             Finished::Done
         }
         Err((e, _)) => {

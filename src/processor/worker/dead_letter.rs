@@ -1,6 +1,8 @@
 //! Dead letters produced by the worker: the input's own (bad input), and those of outputs the
 //! broker refused for a reason of the record's own (too large, invalid).
 
+use rdkafka::message::Header;
+
 use super::*;
 
 impl Worker {
@@ -59,25 +61,45 @@ impl Worker {
     }
 }
 
-/// Produces the dead letter of input `seq` (at `offset`), keyed like its input.
+/// Produces the dead letter of input `seq` (at `offset`). With `input` (its payload is the
+/// input's), the dead letter is keyed like the input and carries its headers under
+/// [`headers::INPUT_HEADER_PREFIX`]; without (its payload is the URL record the broker refused),
+/// it is marked so with [`headers::DEAD_LETTER_PAYLOAD`], and `dead-letters replay` reads the
+/// event at its source offset.
 pub(super) async fn send_dead_letter(
     inflight: &mut Inflight,
     seq: u64,
     offset: i64,
-    key: Option<&[u8]>,
+    input: Option<&BorrowedMessage<'_>>,
     error: &RecordError,
     json: &[u8],
 ) {
     let env = inflight.env.clone();
+    let mut meta = headers::dead_letter(
+        error.kind.as_str(),
+        &error.message,
+        &inflight.topic,
+        inflight.partition,
+        offset,
+    );
+    let mut key = None;
+    match input {
+        Some(msg) => {
+            key = msg.key();
+            if let Some(h) = msg.headers() {
+                meta = headers::with_input_headers(meta, h);
+            }
+        }
+        None => {
+            meta = meta.insert(Header {
+                key: headers::DEAD_LETTER_PAYLOAD,
+                value: Some(headers::PAYLOAD_URL_RECORD),
+            });
+        }
+    }
     let mut record = BaseRecord::with_opaque_to(&env.dead_letter_topic, inflight.opaque(seq))
         .payload(json)
-        .headers(headers::dead_letter(
-            error.kind.as_str(),
-            &error.message,
-            &inflight.topic,
-            inflight.partition,
-            offset,
-        ));
+        .headers(meta);
     if let Some(key) = key {
         record = record.key(key);
     }

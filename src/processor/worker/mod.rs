@@ -30,6 +30,7 @@ use super::inflight::Inflight;
 use super::state_writes::StateWrites;
 use super::worker_env::{Step, WorkerEnv};
 use crate::core::{Decision, Engine, Output, RecordError, RecordMeta, Source};
+use crate::events::state::StateEvicted;
 use crate::kafka::assignments::PartitionHandle;
 use crate::kafka::clock::{now_ms, Clock};
 use crate::kafka::headers;
@@ -39,6 +40,7 @@ use crate::status::link::WorkerLink;
 mod dead_letter;
 mod passthrough;
 mod restore;
+pub mod supervise;
 
 use dead_letter::send_dead_letter;
 
@@ -63,7 +65,9 @@ struct Worker {
 }
 
 /// Starts the worker of one partition on the runtime. `position` is the offset it starts from,
-/// when known (a rewind), else -1.
+/// when known (a rewind), else -1. `previous`: the end of the partition's previous worker, when
+/// it had not finished stopping; this one reads nothing before it (a partition is never read by
+/// two workers).
 pub fn spawn<C: ConsumerContext + 'static>(
     env: Arc<WorkerEnv>,
     rt: &tokio::runtime::Handle,
@@ -71,6 +75,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
     partition: i32,
     mut queue: PartitionQueue<C>,
     position: i64,
+    previous: Option<oneshot::Receiver<()>>,
 ) -> PartitionHandle {
     let notify = Arc::new(Notify::new());
     let n = notify.clone();
@@ -99,11 +104,19 @@ pub fn spawn<C: ConsumerContext + 'static>(
         evictions_counted: 0,
         dead_letters_resent: HashSet::new(),
     };
+    let watch = supervise::Watch {
+        topic: topic.to_owned(),
+        partition,
+        stop: stop.clone(),
+        fatal: worker.inflight.env.fatal.clone(),
+        rewind: worker.inflight.env.rewind.clone(),
+    };
     let stop_w = stop.clone();
-    rt.spawn(async move {
-        worker.run(queue, stop_w).await;
-        let _ = done_tx.send(());
-    });
+    rt.spawn(supervise::supervise(
+        worker.run(queue, stop_w, previous),
+        watch,
+        done_tx,
+    ));
     PartitionHandle {
         stop,
         done,
@@ -112,9 +125,25 @@ pub fn spawn<C: ConsumerContext + 'static>(
 }
 
 impl Worker {
-    async fn run<C: ConsumerContext>(mut self, queue: PartitionQueue<C>, stop: CancellationToken) {
+    async fn run<C: ConsumerContext>(
+        mut self,
+        queue: PartitionQueue<C>,
+        stop: CancellationToken,
+        previous: Option<oneshot::Receiver<()>>,
+    ) {
         let (topic, partition) = (self.inflight.topic.clone(), self.inflight.partition);
         let env = self.inflight.env.clone();
+        if let Some(previous) = previous {
+            tracing::info!(%topic, partition, "waiting for the partition's previous worker to stop");
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    env.router.unregister(self.inflight.id);
+                    return;
+                }
+                _ = previous => {}
+            }
+        }
         let labels = [topic.as_str(), &partition.to_string()];
         let devices = env.metrics.state_devices.with_label_values(&labels);
         let cache = env.metrics.state_cache_entries.with_label_values(&labels);
@@ -124,6 +153,15 @@ impl Worker {
             return;
         }
         while !self.inflight.failed && !stop.is_cancelled() {
+            // Exactly-once: while a commit runs with its deferred outputs at their bound, wait
+            // for it to end (outside the gate: its end takes the write guard).
+            if let Some(deferred) = &env.deferred {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    _ = deferred.room() => {}
+                }
+            }
             // Exactly-once: a batch runs inside one transaction, never across a commit.
             let guard = match &env.gate {
                 None => None,
@@ -138,7 +176,8 @@ impl Worker {
             // of it may share one reading, and clock reads stay off the per-record path (see
             // BENCHMARKS.md, "What changed since the interim figures").
             let clock = Clock::now();
-            while read < BATCH && !self.inflight.failed {
+            let full = || env.deferred.as_ref().is_some_and(|d| d.full());
+            while read < BATCH && !self.inflight.failed && !full() {
                 match queue.poll(Duration::ZERO) {
                     None => break,
                     Some(Ok(msg)) => {
@@ -320,47 +359,56 @@ impl Worker {
             Output::DeadLetter { error, json } => {
                 self.counters.invalid(error.kind);
                 self.inflight.add_outputs(seq, 1);
-                send_dead_letter(&mut self.inflight, seq, offset, msg.key(), error, json).await;
+                send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
                 None
             }
         };
-        // The producer refused the URL record at once (over its `message.max.bytes`, which the
-        // engine's check should have caught): the event's dead letter instead, or a stop for the
-        // cluster's fault. The slot's one outstanding output is now the dead letter.
         if let Some((e, topic)) = refused {
-            match classify(&e) {
-                Failure::Record(kind) => {
-                    let error = RecordError::new(
-                        kind,
-                        format!("the producer refused this event's URL record: {e}"),
-                    );
-                    let len = msg.payload().map_or(0, <[u8]>::len);
-                    let meta = RecordMeta {
-                        source: Some(Source::Kafka {
-                            topic: &self.inflight.topic,
-                            partition: self.inflight.partition,
-                            offset,
-                        }),
-                        record_time_ms,
-                        now_ms: clock.wall_ms,
-                    };
-                    let Output::DeadLetter { error, json } =
-                        self.engine.reject(error, msg.payload(), len, &meta)
-                    else {
-                        unreachable!("reject makes a dead letter")
-                    };
-                    self.counters.invalid(error.kind);
-                    send_dead_letter(&mut self.inflight, seq, offset, msg.key(), error, json).await;
-                }
-                Failure::Cluster => self.inflight.stop(FatalCause::Delivery {
-                    topic,
-                    error: e.to_string(),
-                }),
-            }
+            self.refused_at_once(msg, seq, clock, e, &topic).await;
         }
     }
 
-    /// Counts this partition's evictions, warning at most once a minute per instance.
+    /// The producer refused the URL record at once (over its `message.max.bytes`, which the
+    /// engine's check should have caught): the event's dead letter instead, or the cluster's
+    /// fault ([`super::inflight::Inflight::cluster_failed`]). The slot's one outstanding output is
+    /// now the dead letter.
+    async fn refused_at_once(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        seq: u64,
+        clock: &Clock,
+        e: rdkafka::error::KafkaError,
+        topic: &str,
+    ) {
+        let kind = match classify(&e) {
+            Failure::Record(kind) => kind,
+            Failure::Cluster => return self.inflight.cluster_failed(topic, &e),
+        };
+        let offset = msg.offset();
+        let error = RecordError::new(
+            kind,
+            format!("the producer refused this event's URL record: {e}"),
+        );
+        let len = msg.payload().map_or(0, <[u8]>::len);
+        let meta = RecordMeta {
+            source: Some(Source::Kafka {
+                topic: &self.inflight.topic,
+                partition: self.inflight.partition,
+                offset,
+            }),
+            record_time_ms: msg.timestamp().to_millis(),
+            now_ms: clock.wall_ms,
+        };
+        let Output::DeadLetter { error, json } =
+            self.engine.reject(error, msg.payload(), len, &meta)
+        else {
+            unreachable!("reject makes a dead letter")
+        };
+        self.counters.invalid(error.kind);
+        send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
+    }
+
+    /// Reports this partition's new evictions.
     fn count_evictions(&mut self, wall_ms: i64) {
         let total = self.engine.states().evictions();
         let new = total - self.evictions_counted;
@@ -369,20 +417,12 @@ impl Worker {
         }
         self.evictions_counted = total;
         let env = &self.inflight.env;
-        env.metrics.state_evictions.inc_by(new);
-        let last = env.eviction_warned_ms.load(Ordering::Relaxed);
-        if wall_ms - last >= 60_000
-            && env
-                .eviction_warned_ms
-                .compare_exchange(last, wall_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::warn!(
-                max_devices = env.shared.settings.max_devices,
-                evictions = env.metrics.state_evictions.get(),
-                "the instance holds limits.max_devices devices: the least recently active are evicted (their next events are judged as new devices'); raise the limit and memory, or add instances"
-            );
+        StateEvicted {
+            devices: new,
+            max_devices: env.shared.settings.max_devices,
+            now_ms: wall_ms,
         }
+        .emit(&env.metrics);
     }
 }
 
