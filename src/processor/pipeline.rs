@@ -200,7 +200,7 @@ async fn consume(
         Guarantee::ExactlyOnce => {
             let (p, m) = (producer.clone(), metrics.clone());
             let (timeout, deferred) = (
-                call_timeout(&producer_config(&config)),
+                call_timeout(&producer_config(config)),
                 config.max_deferred_bytes,
             );
             Some(Arc::new(
