@@ -22,7 +22,7 @@
 //!   `webhooks.dead_letter_topic` ([`dead_letter`]) with the endpoint, the last error, the attempt
 //!   count and the original record.
 //! - **At-least-once, one effect** ([`crate::kafka::offset_tracker`], pure, shared with the
-//!   processor): the commit rule and the revoke are rules 19-20 of `docs/delivery.md`. A crash or
+//!   processor): the commit rule and the revoke are rules 22-23 of `docs/delivery.md`. A crash or
 //!   rebalance can send a record again; every request carries
 //!   `webhook-id: <topic>-<partition>-<offset>`, the same across
 //!   retries, redeliveries and instances, so a receiver that dedupes on it sees each record once.
