@@ -68,6 +68,18 @@ pub fn cluster_away(error: &KafkaError) -> bool {
     )
 }
 
+/// Whether an output failed because the transactional producer is unusable (fenced, or in
+/// librdkafka's fatal state). Under exactly-once the transaction's commit or abort then meets the
+/// same error and decides: renew the producer when the coordinator fenced it, or stop
+/// (`txn_calls::producer_class`); a worker does not stop the instance for it first.
+pub fn producer_unusable(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(Fatal | Fenced | ProducerFenced | InvalidProducerEpoch | InvalidTransactionalState)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +117,10 @@ mod tests {
         )));
         assert!(!cluster_away(&e(RDKafkaErrorCode::UnknownTopicOrPartition)));
         assert!(!cluster_away(&e(RDKafkaErrorCode::ProducerFenced)));
+        assert!(producer_unusable(&e(RDKafkaErrorCode::ProducerFenced)));
+        assert!(producer_unusable(&e(RDKafkaErrorCode::Fatal)));
+        assert!(!producer_unusable(&e(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
     }
 }

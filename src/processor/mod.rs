@@ -16,6 +16,7 @@ pub mod output_limit;
 pub mod pipeline;
 pub mod progress;
 pub mod rebalance;
+pub mod shared_producer;
 pub mod state_writes;
 pub mod transactions;
 pub mod txn_calls;

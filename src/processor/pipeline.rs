@@ -32,7 +32,9 @@ use super::changelog;
 use super::fatal::{Fatal, FatalCause};
 use super::progress::log_progress;
 use super::rebalance::ConsumerCtx;
-use super::transactions::{call_timeout, Transactions};
+use super::shared_producer::{Producer, SharedProducer};
+use super::transactions::{call_timeout, MakeProducer, Transactions};
+use super::txn_calls::TxnId;
 use super::worker_env::{ChangelogEnv, Step, WorkerEnv};
 use crate::config::{Config, Guarantee, OffsetReset};
 use crate::core::Shared;
@@ -45,9 +47,6 @@ use crate::kafka::shutdown;
 use crate::kafka::startup;
 use crate::metrics::Metrics;
 use crate::status::StatusHub;
-
-/// A cluster's producer, shared by the workers.
-type Producer = Arc<ThreadedProducer<ProducerCtx>>;
 
 /// Hooks for embedding (`demo`, tests): shared metrics and what replaces a broker's answer.
 #[derive(Clone, Default)]
@@ -199,18 +198,29 @@ async fn consume(
     let router = Arc::new(AckRouter::default());
     let (producers, routes) = producers(config, hooks.passthrough, &metrics, &router)?;
     warm_up(&producers, &routes, &config.dead_letter_topic).await?;
-    let producer = producers[0].clone();
+    let producers: Vec<Arc<SharedProducer>> =
+        producers.into_iter().map(SharedProducer::new).collect();
     let txn = match config.processing_guarantee {
         Guarantee::AtLeastOnce => None,
         Guarantee::ExactlyOnce => {
-            let (p, m) = (producer.clone(), metrics.clone());
+            let (p, m) = (producers[0].clone(), metrics.clone());
             let (timeout, deferred) = (
                 call_timeout(&producer_config(config)),
                 config.max_deferred_bytes,
             );
+            let id = if config.transactional_id.is_empty() {
+                TxnId::Derived
+            } else {
+                TxnId::Configured
+            };
+            let (client, router, metrics) =
+                (producer_config(config), router.clone(), metrics.clone());
+            let make: MakeProducer = Box::new(move || main_producer(&client, &router, &metrics));
             Some(Arc::new(
-                tokio::task::spawn_blocking(move || Transactions::start(p, m, timeout, deferred))
-                    .await??,
+                tokio::task::spawn_blocking(move || {
+                    Transactions::start(p, (id, make), m, timeout, deferred)
+                })
+                .await??,
             ))
         }
     };
@@ -232,7 +242,6 @@ async fn consume(
     let offsets: std::sync::Weak<dyn crate::kafka::offsets::OffsetStore> = offsets;
     let env = Arc::new(WorkerEnv {
         consumer: offsets,
-        producer,
         producers: producers.clone(),
         region_clusters: routes.region_clusters,
         router,
@@ -261,6 +270,7 @@ async fn consume(
             prefix: format!("{}-", config.group_id),
             ensured: std::sync::Mutex::new(ensured),
             interval: Duration::from_millis(config.commit_interval_ms),
+            replication_factor: config.topics.replication_factor,
         }),
         status,
     });
@@ -298,13 +308,7 @@ fn producers(
     metrics: &Metrics,
     router: &Arc<AckRouter>,
 ) -> anyhow::Result<(Vec<Producer>, crate::residency::Routes)> {
-    let producer: ThreadedProducer<ProducerCtx> = producer_config(config)
-        .create_with_context(ProducerCtx::new(
-            router.clone(),
-            metrics.clone(),
-            crate::residency::MAIN_CLUSTER,
-        ))
-        .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
+    let producer = main_producer(&producer_config(config), router, metrics)?;
     let routes = if passthrough {
         // Everything to `output_topic`, counted on its series.
         crate::residency::Routes {
@@ -323,6 +327,21 @@ fn producers(
         producers.push(Arc::new(p));
     }
     Ok((producers, routes))
+}
+
+/// The main cluster's producer (also what renews it under exactly-once).
+fn main_producer(
+    client: &rdkafka::ClientConfig,
+    router: &Arc<AckRouter>,
+    metrics: &Metrics,
+) -> anyhow::Result<ThreadedProducer<ProducerCtx>> {
+    client
+        .create_with_context(ProducerCtx::new(
+            router.clone(),
+            metrics.clone(),
+            crate::residency::MAIN_CLUSTER,
+        ))
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))
 }
 
 /// Output topics' metadata into each producer's cache before the first event (see kafka::warm).
@@ -351,7 +370,7 @@ async fn warm_up(
 fn start_threads(
     config: &Config,
     consumer: Arc<BaseConsumer<ConsumerCtx>>,
-    producers: Vec<Producer>,
+    producers: Vec<Arc<SharedProducer>>,
     exactly_once: bool,
     fatal: Arc<Fatal>,
     metrics: Metrics,
@@ -431,7 +450,7 @@ async fn drain(
 /// block while partitions drain) until `stop`, then shuts the consumer and producer down.
 fn poll_until_stopped(
     consumer: Arc<BaseConsumer<ConsumerCtx>>,
-    producers: Vec<Producer>,
+    producers: Vec<Arc<SharedProducer>>,
     stop: CancellationToken,
     health: Arc<Health>,
     committer: Option<std::thread::JoinHandle<()>>,
@@ -458,6 +477,7 @@ fn poll_until_stopped(
     // not flushed was not committed either: the next owner produces it again.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for p in producers {
+        let p = p.get();
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if let Err(e) = p.flush(left) {
             tracing::warn!(cluster = %p.context().cluster(), error = %e, "producer flush did not complete");

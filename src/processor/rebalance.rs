@@ -248,7 +248,7 @@ impl ConsumerCtx {
         let result = match result {
             Ok(()) => txn
                 .deferred
-                .release(&txn.producer)
+                .release(&txn.producer.get())
                 .map(|n| {
                     self.metrics.transaction_deferred.inc_by(n as u64);
                 })
@@ -327,19 +327,25 @@ impl ConsumerCtx {
         txn: &Transactions,
         e: CommitError,
     ) {
-        let message = match e {
+        let (message, renew) = match e {
             CommitError::Fatal(cause) => return self.raise(cause),
-            CommitError::Abort(message) => message,
+            CommitError::Abort(message) => (message, false),
+            CommitError::Renew(message) => (message, true),
         };
         if self.closing.load(Ordering::SeqCst) {
             tracing::warn!(error = %message, "transaction commit failed while shutting down; aborting (the next owner processes it again)");
-            if let Err(cause) = txn.abort(&live(consumer, txn), &|| true) {
-                self.raise(cause);
+            if renew {
+                // The coordinator has aborted it already.
+                return;
+            }
+            match txn.abort(&live(consumer, txn), &|| true) {
+                Ok(_) | Err(CommitError::Renew(_) | CommitError::Abort(_)) => {}
+                Err(CommitError::Fatal(cause)) => self.raise(cause),
             }
             return;
         }
         tracing::warn!(error = %message, "transaction commit failed; aborting and rewinding to the committed offsets");
-        self.rewind_locked(consumer, txn);
+        self.rewind_locked(consumer, txn, renew);
     }
 
     fn raise(&self, cause: FatalCause) {
@@ -352,20 +358,43 @@ impl ConsumerCtx {
     /// offset and starts new workers (which restore their state from the changelog, where the
     /// aborted changes are invisible). Waits for the cluster while it is away. Runs with the gate
     /// held.
-    fn rewind_locked(&self, consumer: &BaseConsumer<ConsumerCtx>, txn: &Transactions) {
+    ///
+    /// `renew`: the producer was fenced by the coordinator ([`CommitError::Renew`]): a new one
+    /// takes its place first, once the workers have stopped. A rewind whose abort finds the
+    /// producer fenced renews it too, once: a second fence in a row stops the instance.
+    fn rewind_locked(&self, consumer: &BaseConsumer<ConsumerCtx>, txn: &Transactions, renew: bool) {
         let stopped = self.stop_workers(None);
         let partitions: Vec<Tp> = stopped.into_iter().map(|(tp, _)| tp).collect();
-        let rewound = txn.rewind_to_committed(
-            &live(consumer, txn),
-            &LiveOffsets(consumer),
-            &partitions,
-            self.earliest,
-            &|| self.stopping(),
-        );
-        let positions = match rewound {
-            Ok(Some(positions)) => positions,
-            Ok(None) => return,
-            Err(cause) => return self.raise(cause),
+        let mut renew = renew;
+        let mut renewed = false;
+        let positions = loop {
+            if renew {
+                tracing::warn!("the transaction coordinator fenced the producer (a transaction outlived transaction.timeout.ms); renewing it");
+                match txn.renew(&|| self.stopping()) {
+                    Ok(true) => {
+                        tracing::info!("producer renewed; rewinding to the committed offsets")
+                    }
+                    Ok(false) => return,
+                    Err(cause) => return self.raise(cause),
+                }
+                renewed = true;
+            }
+            let rewound = txn.rewind_to_committed(
+                &live(consumer, txn),
+                &LiveOffsets(consumer),
+                &partitions,
+                self.earliest,
+                &|| self.stopping(),
+            );
+            match rewound {
+                Ok(Some(positions)) => break positions,
+                Ok(None) => return,
+                Err(CommitError::Renew(_)) if !renewed => renew = true,
+                Err(CommitError::Fatal(cause)) => return self.raise(cause),
+                Err(CommitError::Renew(m) | CommitError::Abort(m)) => {
+                    return self.raise(FatalCause::Transaction(m))
+                }
+            }
         };
         let mut workers = self.workers.lock();
         for (tp, position) in positions {
@@ -376,9 +405,10 @@ impl ConsumerCtx {
 }
 
 /// The transactional producer's calls, with the consumer's group metadata.
-fn live<'a>(consumer: &BaseConsumer<ConsumerCtx>, txn: &'a Transactions) -> Live<'a, ProducerCtx> {
+fn live(consumer: &BaseConsumer<ConsumerCtx>, txn: &Transactions) -> Live<ProducerCtx> {
     Live {
-        producer: &txn.producer,
+        producer: txn.producer.get(),
+        id: txn.id,
         group: consumer.group_metadata(),
     }
 }

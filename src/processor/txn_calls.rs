@@ -9,6 +9,7 @@
 //! offsets request) are treated as retriable: the cluster is away, and waiting for it is the
 //! only way on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata};
@@ -25,6 +26,14 @@ pub enum Class {
     Retriable,
     /// The transaction cannot commit: abort it and rewind to the committed offsets.
     Abortable,
+    /// The producer is unusable, but by the coordinator's doing, not another instance's: it
+    /// aborted the transaction that outlived `transaction.timeout.ms` and bumped the producer's
+    /// epoch (`_FENCED` on a transactional id of this process's own), or answered
+    /// `INVALID_TXN_STATE`. A new producer with the same id, initialised, and a rewind go on.
+    Renew,
+    /// An abort with no transaction open (librdkafka's `_STATE`: a new producer, or the commit
+    /// went through before the call that failed): nothing to abort.
+    NoTransaction,
     /// The producer is unusable: stop the instance. `fenced` when another producer with the same
     /// `transactional.id`, or a newer group generation, took over.
     Fatal { fenced: bool },
@@ -35,6 +44,29 @@ pub enum Class {
 pub struct TxnError {
     pub class: Class,
     pub message: String,
+}
+
+/// Where the `transactional.id` comes from, which decides what a fence means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnId {
+    /// `<group_id>-<hostname>-<pid>`: no other process has it, and zombies among the group's
+    /// members are fenced by the group generation (KIP-447), so a fence is the coordinator's
+    /// time-out abort.
+    Derived,
+    /// The user's `transactional_id`: another instance may have it, so a fence may be a zombie's.
+    Configured,
+}
+
+/// The class of a transactional producer call's error, given the id's origin: a fatal fence on a
+/// derived id and a fatal `INVALID_TXN_STATE` are renewed, not stopped for; `_STATE` is no
+/// transaction (see [`Class`]).
+pub fn producer_class(class: Class, code: Option<RDKafkaErrorCode>, id: TxnId) -> Class {
+    match (class, code) {
+        (Class::Fatal { .. }, Some(c)) if is_fenced(c) && id == TxnId::Derived => Class::Renew,
+        (Class::Fatal { .. }, Some(RDKafkaErrorCode::InvalidTransactionalState)) => Class::Renew,
+        (_, Some(RDKafkaErrorCode::State)) => Class::NoTransaction,
+        (class, _) => class,
+    }
 }
 
 impl TxnError {
@@ -56,6 +88,15 @@ impl TxnError {
         TxnError {
             class,
             message: e.to_string(),
+        }
+    }
+
+    /// A transactional producer call's error ([`producer_class`]).
+    pub fn of_producer(e: &KafkaError, id: TxnId) -> Self {
+        let t = Self::of(e);
+        TxnError {
+            class: producer_class(t.class, e.rdkafka_error_code(), id),
+            ..t
         }
     }
 }
@@ -92,12 +133,13 @@ pub trait OffsetCalls {
 }
 
 /// The real transactional producer, with the consumer's group metadata.
-pub struct Live<'a, C: ProducerContext + 'static> {
-    pub producer: &'a ThreadedProducer<C>,
+pub struct Live<C: ProducerContext + 'static> {
+    pub producer: Arc<ThreadedProducer<C>>,
     pub group: Option<ConsumerGroupMetadata>,
+    pub id: TxnId,
 }
 
-impl<C: ProducerContext + 'static> TxnCalls for Live<'_, C> {
+impl<C: ProducerContext + 'static> TxnCalls for Live<C> {
     fn send_offsets(
         &self,
         offsets: &TopicPartitionList,
@@ -113,25 +155,25 @@ impl<C: ProducerContext + 'static> TxnCalls for Live<'_, C> {
         };
         self.producer
             .send_offsets_to_transaction(offsets, group, timeout)
-            .map_err(|e| TxnError::of(&e))
+            .map_err(|e| TxnError::of_producer(&e, self.id))
     }
 
     fn commit(&self, timeout: Duration) -> Result<(), TxnError> {
         self.producer
             .commit_transaction(timeout)
-            .map_err(|e| TxnError::of(&e))
+            .map_err(|e| TxnError::of_producer(&e, self.id))
     }
 
     fn abort(&self, timeout: Duration) -> Result<(), TxnError> {
         self.producer
             .abort_transaction(timeout)
-            .map_err(|e| TxnError::of(&e))
+            .map_err(|e| TxnError::of_producer(&e, self.id))
     }
 
     fn begin(&self) -> Result<(), TxnError> {
         self.producer
             .begin_transaction()
-            .map_err(|e| TxnError::of(&e))
+            .map_err(|e| TxnError::of_producer(&e, self.id))
     }
 }
 
@@ -182,5 +224,35 @@ mod tests {
         assert_eq!(TxnError::of(&timed_out).class, Class::Retriable);
         let fenced = KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced);
         assert_eq!(TxnError::of(&fenced).class, Class::Fatal { fenced: true });
+    }
+
+    #[test]
+    fn a_fence_renews_the_producer_only_on_an_id_of_its_own() {
+        use RDKafkaErrorCode::*;
+        let fatal = |fenced| Class::Fatal { fenced };
+        // librdkafka reports PRODUCER_FENCED and INVALID_PRODUCER_EPOCH as `_FENCED`.
+        for code in [Fenced, ProducerFenced, InvalidProducerEpoch] {
+            let derived = producer_class(fatal(true), Some(code), TxnId::Derived);
+            assert_eq!(derived, Class::Renew, "{code:?}");
+            // Another instance may have a configured id: the fence may be a zombie's.
+            let configured = producer_class(fatal(true), Some(code), TxnId::Configured);
+            assert_eq!(configured, fatal(true), "{code:?}");
+        }
+        // The coordinator's INVALID_TXN_STATE (librdkafka's fatal state): never a zombie's.
+        for id in [TxnId::Derived, TxnId::Configured] {
+            let state = producer_class(fatal(false), Some(InvalidTransactionalState), id);
+            assert_eq!(state, Class::Renew);
+        }
+        // Other fatal errors stop; `_STATE` is no transaction; the rest keep their class.
+        let auth = Some(TransactionalIdAuthorizationFailed);
+        let derived = TxnId::Derived;
+        assert_eq!(producer_class(fatal(false), auth, derived), fatal(false));
+        let no_txn = producer_class(Class::Abortable, Some(State), derived);
+        assert_eq!(no_txn, Class::NoTransaction);
+        let timed_out = Some(OperationTimedOut);
+        assert_eq!(
+            producer_class(Class::Retriable, timed_out, derived),
+            Class::Retriable
+        );
     }
 }

@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use rdkafka::producer::ThreadedProducer;
 use rdkafka::ClientConfig;
 use tokio::sync::RwLock;
 
-use super::acks::{AckRouter, ProducerCtx};
+use super::acks::AckRouter;
 use super::deferred::Deferred;
 use super::fatal::Fatal;
+use super::shared_producer::SharedProducer;
 use crate::core::{ErrorKind, Shared};
 use crate::kafka::offsets::OffsetStore;
 use crate::metrics::Metrics;
@@ -27,6 +27,8 @@ pub struct ChangelogEnv {
     pub ensured: Mutex<HashSet<String>>,
     /// How often state changes are cut and written (`commit_interval_ms`).
     pub interval: Duration,
+    /// `topics.replication_factor` of a changelog a worker creates (0: the cluster's default).
+    pub replication_factor: i16,
 }
 
 impl ChangelogEnv {
@@ -43,11 +45,10 @@ pub type Poison = DashMap<(String, i32, i64), ErrorKind>;
 pub struct WorkerEnv {
     /// Where offsets are stored for commit (the consumer, which names this module's users).
     pub consumer: Weak<dyn OffsetStore>,
-    /// The main cluster's producer (outputs, dead letters, state, transactions).
-    pub producer: Arc<ThreadedProducer<ProducerCtx>>,
-    /// Every cluster's producer by cluster index (`Routes::clusters`): `producer` first, then one
-    /// per regional cluster. Their acks all go through `router`.
-    pub producers: Vec<Arc<ThreadedProducer<ProducerCtx>>>,
+    /// Every cluster's producer by cluster index (`Routes::clusters`): the main cluster's first
+    /// (outputs, dead letters, state, transactions), then one per regional cluster. Their acks all
+    /// go through `router`.
+    pub producers: Vec<Arc<SharedProducer>>,
     /// The cluster of each region's topic, by region index.
     pub region_clusters: Vec<usize>,
     pub router: Arc<AckRouter>,

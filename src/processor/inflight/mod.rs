@@ -21,7 +21,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{Ack, AckRouter, Failed};
-use super::failure::{classify, cluster_away, Failure};
+use super::failure::{classify, cluster_away, producer_unusable, Failure};
 use super::fatal::FatalCause;
 use super::worker_env::WorkerEnv;
 use crate::core::ErrorKind;
@@ -188,7 +188,7 @@ impl Inflight {
             }
         }
         loop {
-            match self.env.producers[cluster].send(record) {
+            match self.env.producers[cluster].get().send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     if cluster != 0 && self.stop.is_cancelled() {
@@ -315,10 +315,11 @@ impl Inflight {
     /// An output was not delivered for a reason of the cluster's. Under exactly-once, when the
     /// cluster was only away (a time-out: the records of a transactional producer time out after
     /// `transaction.timeout.ms`), the transaction is marked for a rewind and this worker stops
-    /// processing until the rewind replaces it; the instance goes on. Otherwise the instance
-    /// stops.
+    /// processing until the rewind replaces it; the instance goes on. So too when the producer is
+    /// unusable: the commit decides whether it is renewed. Otherwise the instance stops.
     pub fn cluster_failed(&mut self, topic: &str, error: &KafkaError) {
-        if let (Some(rewind), true) = (&self.env.rewind, cluster_away(error)) {
+        let transient = cluster_away(error) || producer_unusable(error);
+        if let (Some(rewind), true) = (&self.env.rewind, transient) {
             if !self.failed {
                 tracing::warn!(topic = %self.topic, partition = self.partition, output_topic = topic, %error, "an output was not delivered; the transaction aborts and the partitions rewind");
                 self.failed = true;

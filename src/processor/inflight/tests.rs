@@ -8,6 +8,7 @@ use crate::core::{EngineSettings, Shared};
 use crate::metrics::Metrics;
 use crate::processor::acks::{AckRouter, ProducerCtx};
 use crate::processor::fatal::Fatal;
+use crate::processor::shared_producer::SharedProducer;
 use crate::processor::worker_env::ChangelogEnv;
 
 /// An environment whose producer never connects (nothing is produced in these tests).
@@ -29,9 +30,8 @@ fn inflight_storing(
     let producer = Arc::new(producer);
     let env = Arc::new(WorkerEnv {
         consumer: store,
-        producers: vec![producer.clone()],
+        producers: vec![SharedProducer::new(producer)],
         region_clusters: vec![0],
-        producer,
         router: router.clone(),
         shared: Shared::new(EngineSettings::default()),
         metrics,
@@ -50,6 +50,7 @@ fn inflight_storing(
             prefix: "g-".into(),
             ensured: Default::default(),
             interval: Duration::from_millis(100),
+            replication_factor: 0,
         }),
         step: crate::processor::worker_env::Step::Engine,
         status: None,
@@ -294,7 +295,6 @@ fn under_exactly_once_a_timed_out_output_rewinds_instead_of_stopping() {
 fn clone_env(env: &WorkerEnv) -> WorkerEnv {
     WorkerEnv {
         consumer: env.consumer.clone(),
-        producer: env.producer.clone(),
         producers: env.producers.clone(),
         region_clusters: env.region_clusters.clone(),
         router: env.router.clone(),

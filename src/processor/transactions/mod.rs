@@ -15,7 +15,9 @@
 //! out before the transaction would be), is rule 10 of `docs/delivery.md`.
 //!
 //! Zombie fencing: the offsets are sent with the consumer group metadata (KIP-447), so an instance
-//! that lost its partitions cannot commit them.
+//! that lost its partitions cannot commit them. A fence of the producer itself, on a
+//! `transactional.id` of this process's own, is the coordinator aborting a transaction that
+//! outlived `transaction.timeout.ms`: the producer is renewed ([`Transactions::renew`], rule 10).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,7 +31,8 @@ use tokio::sync::RwLock;
 use super::acks::ProducerCtx;
 use super::deferred::Deferred;
 use super::fatal::FatalCause;
-use super::txn_calls::{Class, OffsetCalls, TxnCalls, TxnError};
+use super::shared_producer::SharedProducer;
+use super::txn_calls::{Class, OffsetCalls, TxnCalls, TxnError, TxnId};
 use crate::events::kafka::TransactionCommitFailed;
 use crate::kafka::split::Tp;
 use crate::metrics::Metrics;
@@ -40,12 +43,23 @@ pub enum CommitError {
     /// The transaction cannot commit: the caller stops the workers, aborts and rewinds every
     /// partition ([`Transactions::rewind_to_committed`]).
     Abort(String),
+    /// The producer is unusable by the coordinator's doing ([`Class::Renew`]): the caller stops
+    /// the workers, renews the producer ([`Transactions::renew`]) and rewinds.
+    Renew(String),
     /// Stop the instance.
     Fatal(FatalCause),
 }
 
+/// Makes a new producer with the same settings and `transactional.id`.
+pub type MakeProducer =
+    Box<dyn Fn() -> anyhow::Result<ThreadedProducer<ProducerCtx>> + Send + Sync>;
+
 pub struct Transactions {
-    pub producer: Arc<ThreadedProducer<ProducerCtx>>,
+    /// The main cluster's producer, which the workers send through too.
+    pub producer: Arc<SharedProducer>,
+    /// What a fence means ([`TxnId`]).
+    pub id: TxnId,
+    make: MakeProducer,
     /// Workers process a batch under a read guard; a commit holds the write guard.
     pub gate: Arc<RwLock<()>>,
     /// What workers produce while the periodic commit runs.
@@ -76,18 +90,22 @@ impl Transactions {
     /// Initialises the transactional producer (fencing any earlier producer with the same
     /// `transactional.id`) and begins the first transaction. `timeout`: each call's (see
     /// [`call_timeout`]); `max_deferred_bytes`: see [`Deferred`].
+    /// `make`: a new producer for [`Transactions::renew`].
     pub fn start(
-        producer: Arc<ThreadedProducer<ProducerCtx>>,
+        producer: Arc<SharedProducer>,
+        (id, make): (TxnId, MakeProducer),
         metrics: Metrics,
         timeout: Duration,
         max_deferred_bytes: usize,
     ) -> anyhow::Result<Self> {
-        producer
-            .init_transactions(Duration::from_secs(30))
+        let p = producer.get();
+        p.init_transactions(Duration::from_secs(30))
             .map_err(|e| anyhow::anyhow!("cannot initialise Kafka transactions: {e}"))?;
-        producer.begin_transaction()?;
+        p.begin_transaction()?;
         Ok(Transactions {
             producer,
+            id,
+            make,
             gate: Arc::new(RwLock::new(())),
             deferred: Arc::new(Deferred::new(max_deferred_bytes)),
             rewind: Arc::default(),
@@ -140,7 +158,7 @@ impl Transactions {
         partitions: &[Tp],
         earliest: bool,
         stopping: &dyn Fn() -> bool,
-    ) -> Result<Option<Vec<(Tp, i64)>>, FatalCause> {
+    ) -> Result<Option<Vec<(Tp, i64)>>, CommitError> {
         let r = Retrying {
             timeout: self.timeout,
             backoff: self.backoff,
@@ -155,13 +173,43 @@ impl Transactions {
         &self,
         calls: &dyn TxnCalls,
         stopping: &dyn Fn() -> bool,
-    ) -> Result<bool, FatalCause> {
+    ) -> Result<bool, CommitError> {
         let r = Retrying {
             timeout: self.timeout,
             backoff: self.backoff,
             stopping,
         };
         abort_with(calls, &r)
+    }
+
+    /// Replaces the producer the coordinator fenced ([`CommitError::Renew`]) by a new one with the
+    /// same `transactional.id`, initialised (which completes what the coordinator left of the old
+    /// transaction); no transaction is open after it: the rewind that follows begins one. Runs
+    /// while no worker runs, so no record goes to the old producer meanwhile. Waits for the
+    /// cluster; `Ok(false)` when it gave up because the instance stops.
+    pub fn renew(&self, stopping: &dyn Fn() -> bool) -> Result<bool, FatalCause> {
+        let cause = |e: String| FatalCause::Transaction(format!("renewing the producer: {e}"));
+        let producer = Arc::new((self.make)().map_err(|e| cause(e.to_string()))?);
+        let r = Retrying {
+            timeout: self.timeout,
+            backoff: self.backoff,
+            stopping,
+        };
+        let init = r.until_done("initialising the renewed producer", || {
+            producer
+                .init_transactions(self.timeout)
+                .map_err(|e| TxnError::of(&e))
+        });
+        match init {
+            Ok(Some(())) => {}
+            Ok(None) => return Ok(false),
+            Err(CommitError::Fatal(c)) => return Err(c),
+            Err(e) => return Err(cause(format!("{e:?}"))),
+        }
+        let old = self.producer.replace(producer);
+        // Its records were in the aborted transaction; dropping it purges what is left.
+        drop(old);
+        Ok(true)
     }
 }
 
@@ -192,19 +240,19 @@ fn commit_with(
     // Committed: a begin that fails now leaves no transaction to abort, and is not the cluster's
     // (it is a local call); only the rewind's own begin can follow.
     calls.begin().map_err(|e| match e.class {
-        Class::Fatal { fenced } => {
-            CommitError::Fatal(fatal(fenced, "beginning the next transaction", &e))
-        }
+        Class::Fatal { .. } | Class::Renew => unusable("beginning the next transaction", &e),
         _ => CommitError::Abort(format!("beginning the next transaction: {}", e.message)),
     })
 }
 
-fn fatal(fenced: bool, what: &str, e: &TxnError) -> FatalCause {
+/// A producer that cannot go on: renewed ([`Class::Renew`]) or the instance stops (fatal; any
+/// other class, where a call has no other answer to give).
+fn unusable(what: &str, e: &TxnError) -> CommitError {
     let message = format!("{what}: {}", e.message);
-    if fenced {
-        FatalCause::Fenced(message)
-    } else {
-        FatalCause::Transaction(message)
+    match e.class {
+        Class::Renew => CommitError::Renew(message),
+        Class::Fatal { fenced: true } => CommitError::Fatal(FatalCause::Fenced(message)),
+        _ => CommitError::Fatal(FatalCause::Transaction(message)),
     }
 }
 
@@ -236,21 +284,21 @@ impl Retrying<'_> {
                     tracing::warn!(error = %e.message, "{what} failed; trying again");
                     std::thread::sleep(self.backoff);
                 }
-                Class::Retriable | Class::Abortable => {
+                Class::Retriable | Class::Abortable | Class::NoTransaction => {
                     return Err(CommitError::Abort(format!("{what}: {}", e.message)))
                 }
-                Class::Fatal { fenced } => return Err(CommitError::Fatal(fatal(fenced, what, &e))),
+                Class::Fatal { .. } | Class::Renew => return Err(unusable(what, &e)),
             }
         }
     }
 
     /// Calls `call` until it succeeds (`Some`), the instance stops (`None`) or a non-retriable
-    /// error (fatal whatever its class: these calls have no abortable answer to give).
+    /// error ([`unusable`]: these calls have no abortable answer to give).
     fn until_done<T>(
         &self,
         what: &str,
         call: impl Fn() -> Result<T, TxnError>,
-    ) -> Result<Option<T>, FatalCause> {
+    ) -> Result<Option<T>, CommitError> {
         loop {
             match call() {
                 Ok(t) => return Ok(Some(t)),
@@ -262,22 +310,20 @@ impl Retrying<'_> {
                     tracing::warn!(error = %e.message, "{what} failed; waiting for the cluster");
                     std::thread::sleep(self.backoff);
                 }
-                Err(e) => {
-                    let fenced = matches!(e.class, Class::Fatal { fenced: true });
-                    return Err(fatal(fenced, what, &e));
-                }
+                Err(e) => return Err(unusable(what, &e)),
             }
         }
     }
 }
 
-/// Aborts the open transaction; `Ok(false)` when it gave up because the instance stops (the
-/// coordinator aborts it after `transaction.timeout.ms`).
-fn abort_with(calls: &dyn TxnCalls, r: &Retrying<'_>) -> Result<bool, FatalCause> {
-    Ok(
-        r.until_done("aborting the transaction", || calls.abort(r.timeout))?
-            .is_some(),
-    )
+/// Aborts the open transaction, if one is open; `Ok(false)` when it gave up because the instance
+/// stops (the coordinator aborts it after `transaction.timeout.ms`).
+fn abort_with(calls: &dyn TxnCalls, r: &Retrying<'_>) -> Result<bool, CommitError> {
+    let abort = || match calls.abort(r.timeout) {
+        Err(e) if e.class == Class::NoTransaction => Ok(()),
+        result => result,
+    };
+    Ok(r.until_done("aborting the transaction", abort)?.is_some())
 }
 
 fn rewind_with(
@@ -286,7 +332,7 @@ fn rewind_with(
     partitions: &[Tp],
     earliest: bool,
     r: &Retrying<'_>,
-) -> Result<Option<Vec<(Tp, i64)>>, FatalCause> {
+) -> Result<Option<Vec<(Tp, i64)>>, CommitError> {
     if !abort_with(calls, r)? {
         return Ok(None);
     }

@@ -28,6 +28,8 @@ const RETRIABLE: Class = Class::Retriable;
 const ABORTABLE: Class = Class::Abortable;
 const FATAL: Class = Class::Fatal { fenced: false };
 const FENCED: Class = Class::Fatal { fenced: true };
+const RENEW: Class = Class::Renew;
+const NO_TRANSACTION: Class = Class::NoTransaction;
 
 impl Script {
     fn on(self, call: &'static str, answers: &[Class]) -> Self {
@@ -107,7 +109,7 @@ fn commit_until(script: &Script, rewind: bool, stop_after: usize) -> Result<(), 
     commit_with(script, &positions(), &flag, &r)
 }
 
-fn rewind(script: &Script, stop_after: usize) -> Result<Option<Vec<(Tp, i64)>>, FatalCause> {
+fn rewind(script: &Script, stop_after: usize) -> Result<Option<Vec<(Tp, i64)>>, CommitError> {
     let stopping = || script.log.borrow().len() >= stop_after;
     let r = Retrying {
         timeout: Duration::from_secs(5),
@@ -255,11 +257,47 @@ fn a_rewind_gives_up_when_the_instance_stops() {
 #[test]
 fn a_fatal_abort_stops_the_instance() {
     let s = two_partitions().on("abort", &[FENCED]);
-    assert!(matches!(rewind(&s, usize::MAX), Err(FatalCause::Fenced(_))));
+    assert!(matches!(
+        rewind(&s, usize::MAX),
+        Err(CommitError::Fatal(FatalCause::Fenced(_)))
+    ));
     let s = two_partitions().on("begin", &[FATAL]);
     assert!(matches!(
         rewind(&s, usize::MAX),
-        Err(FatalCause::Transaction(_))
+        Err(CommitError::Fatal(FatalCause::Transaction(_)))
+    ));
+}
+
+#[test]
+fn a_producer_the_coordinator_fenced_is_renewed_not_stopped_for() {
+    // The coordinator aborted a transaction that outlived transaction.timeout.ms while a broker
+    // was away, and bumped the epoch: the commit, the next begin or the rewind's abort says so.
+    for call in ["send_offsets", "commit", "begin"] {
+        let s = Script::default().on(call, &[RENEW]);
+        assert!(
+            matches!(commit(&s, false), Err(CommitError::Renew(_))),
+            "{call}"
+        );
+    }
+    let s = two_partitions().on("abort", &[RENEW]);
+    assert!(matches!(rewind(&s, usize::MAX), Err(CommitError::Renew(_))));
+    assert_eq!(s.log(), ["abort"]);
+}
+
+#[test]
+fn a_rewind_with_no_transaction_open_goes_on() {
+    // A renewed producer has no transaction open: its abort answers `_STATE`.
+    let s = two_partitions().on("abort", &[NO_TRANSACTION]);
+    let positions = rewind(&s, usize::MAX).unwrap().unwrap();
+    assert_eq!(positions.len(), 2);
+    assert_eq!(s.log().last().map(String::as_str), Some("begin"));
+    // `_STATE` from another call is no answer of the cluster's: the commit aborts, the begin stops.
+    let s = Script::default().on("commit", &[NO_TRANSACTION]);
+    assert!(matches!(commit(&s, false), Err(CommitError::Abort(_))));
+    let s = two_partitions().on("begin", &[NO_TRANSACTION]);
+    assert!(matches!(
+        rewind(&s, usize::MAX),
+        Err(CommitError::Fatal(FatalCause::Transaction(_)))
     ));
 }
 

@@ -15,15 +15,17 @@ impl Worker {
         let changelog_topic = cl.topic_for(&topic);
         let ensured = cl.ensured.lock().expect("ensured lock").contains(&topic);
         if !ensured {
-            let (client, t, c) = (
+            let (client, t, c, rf) = (
                 cl.restore_client.clone(),
                 topic.clone(),
                 changelog_topic.clone(),
+                cl.replication_factor,
             );
-            let made =
-                tokio::task::spawn_blocking(move || changelog::ensure_topic(&client, &t, &c))
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()));
+            let made = tokio::task::spawn_blocking(move || {
+                changelog::ensure_replicated_topic(&client, &t, &c, rf)
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
             if let Err(error) = made {
                 env.fatal.raise(FatalCause::Changelog { topic, error });
                 return false;
