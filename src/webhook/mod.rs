@@ -47,7 +47,9 @@
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod health;
 pub mod lane;
+pub mod outage;
 pub mod partition;
 pub mod payload;
 pub mod policy;
@@ -55,5 +57,6 @@ pub mod request;
 pub mod service;
 pub mod sign;
 pub mod startup;
+pub mod upgrade;
 
 pub use service::{run, WebhookHooks};

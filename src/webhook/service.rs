@@ -1,6 +1,7 @@
-//! `aepiot-stream webhooks` (and `run --webhooks`): wires the output-topic consumer, the partition
-//! readers, the endpoints' lanes, the dead-letter producer and (standalone) the metrics server,
-//! and shuts them down in order.
+//! `aepiot-stream webhooks` (and `run --webhooks`): wires one output-topic consumer per endpoint
+//! (each in a group of its own, so an endpoint that is down holds back no other), its partition
+//! readers and lanes, the dead-letter producer and (standalone) the metrics server, and shuts them
+//! down in order.
 //!
 //! Shutdown (SIGTERM/SIGINT, or the embedding `run` stopping): every reader stops reading, waits
 //! for its in-flight records within `drain_timeout_ms` and abandons the rest; the stored offsets
@@ -16,12 +17,14 @@ use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
 
 use super::consumer::WebhookConsumerCtx;
+use super::health::HealthPolicy;
 use super::lane::{self, LaneEnv};
 use super::partition::PartitionEnv;
 use super::policy::RetryPolicy;
 use super::request;
 use super::sign::Secret;
 use super::startup;
+use super::upgrade;
 use crate::config::Config;
 use crate::http::{self, Health};
 use crate::kafka::main_queue;
@@ -53,7 +56,7 @@ pub async fn run(
             std::env::var(k).ok()
         })
         .map_err(|m| anyhow::anyhow!("webhooks.endpoints[{i}]: {m}"))?;
-        targets.push((url, e.regions.clone(), secret));
+        targets.push((e.name(), config.webhook_endpoint_group(e), url, e.regions.clone(), secret));
     }
 
     let metrics = hooks.metrics.clone().unwrap_or_default();
@@ -88,66 +91,73 @@ pub async fn run(
             max: Duration::from_millis(w.backoff_max_ms),
             retry_after_max: Duration::from_secs(w.retry_after_max_secs),
         },
+        health: HealthPolicy {
+            down_after: w.down_after_failures,
+            outage_max: Duration::from_secs(w.outage_max_secs),
+        },
         producer: producer.clone(),
         dead_letter_topic: w.dead_letter_topic.clone(),
         metrics: metrics.clone(),
         fatal: fatal.clone(),
     });
-    let endpoints = targets
-        .into_iter()
-        .enumerate()
-        .map(|(i, (url, regions, secret))| {
-            lane::start(lane_env.clone(), i, url, regions, secret, w.concurrency)
-        })
-        .collect();
-
-    let ctx = WebhookConsumerCtx::new(
-        tokio::runtime::Handle::current(),
-        metrics.clone(),
-        health.clone(),
-    );
-    let consumer: BaseConsumer<WebhookConsumerCtx> = startup::consumer_config(&config)
-        .create_with_context(ctx)
-        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
-    let consumer = Arc::new(consumer);
-    let offsets = Arc::downgrade(&consumer);
-    let offsets: std::sync::Weak<dyn crate::kafka::offsets::OffsetStore> = offsets;
-    let env = Arc::new(PartitionEnv {
-        consumer: offsets,
-        endpoints,
-        max_pending: w.max_pending_per_partition,
-        drain_timeout: Duration::from_millis(config.drain_timeout_ms),
-        fatal: fatal.clone(),
-    });
-    consumer.context().attach(Arc::downgrade(&consumer), env);
+    upgrade::seed_endpoint_groups(&config).await?;
     // Every output topic of the main cluster: each region's records, wherever they go.
     let topics = config.output_topics();
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&names)
-        .map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
-    tracing::info!(
-        ?topics,
-        group = %config.webhooks_group_id(),
-        endpoints = w.endpoints.len(),
-        dead_letter_topic = %w.dead_letter_topic,
-        "delivering webhooks"
-    );
-
+    let mut pollers = Vec::with_capacity(targets.len());
     let stop = CancellationToken::new();
-    let poller = {
+    for (i, (name, group, url, regions, secret)) in targets.into_iter().enumerate() {
+        let endpoint = lane::start(
+            lane_env.clone(),
+            i,
+            &name,
+            url,
+            regions,
+            secret,
+            w.concurrency,
+        );
+        let consumer = endpoint_consumer(&config, &group, &metrics, &health)?;
+        let offsets = Arc::downgrade(&consumer);
+        let offsets: std::sync::Weak<dyn crate::kafka::offsets::OffsetStore> = offsets;
+        let env = Arc::new(PartitionEnv {
+            consumer: offsets,
+            endpoints: vec![endpoint],
+            max_pending: w.max_pending_per_partition,
+            drain_timeout: Duration::from_millis(config.drain_timeout_ms),
+            fatal: fatal.clone(),
+        });
+        consumer.context().attach(Arc::downgrade(&consumer), env);
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
+        tracing::info!(
+            ?topics,
+            endpoint = %name,
+            %group,
+            dead_letter_topic = %w.dead_letter_topic,
+            "delivering webhooks"
+        );
         let stop = stop.clone();
         let health = health.clone();
-        std::thread::Builder::new()
-            .name("aepiot-webhooks".into())
-            .spawn(move || poll_until_stopped(consumer, stop, health))?
-    };
+        pollers.push(
+            std::thread::Builder::new()
+                .name(format!("aepiot-webhooks-{i}"))
+                .spawn(move || poll_until_stopped(consumer, stop, health))?,
+        );
+    }
+
     tokio::select! {
         _ = shutdown.cancelled() => tracing::info!("webhooks: shutting down, draining partitions"),
         _ = fatal.cancelled() => tracing::error!("webhooks: stopping after a fatal error"),
     }
     stop.cancel();
-    crate::kafka::shutdown::wait(poller, config.drain_timeout_ms, "webhook consumer").await?;
+    // The pollers drain at the same time, each within the drain deadline.
+    let waits = pollers.into_iter().map(|p| {
+        crate::kafka::shutdown::wait(p, config.drain_timeout_ms, "webhook consumer")
+    });
+    for r in futures::future::join_all(waits).await {
+        r?;
+    }
     let flushed =
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await?;
     if let Err(e) = flushed {
@@ -158,6 +168,24 @@ pub async fn run(
     }
     tracing::info!("webhooks stopped cleanly");
     Ok(())
+}
+
+/// One endpoint's consumer, in the endpoint's own group.
+fn endpoint_consumer(
+    config: &Config,
+    group: &str,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+) -> anyhow::Result<Arc<BaseConsumer<WebhookConsumerCtx>>> {
+    let ctx = WebhookConsumerCtx::new(
+        tokio::runtime::Handle::current(),
+        metrics.clone(),
+        health.clone(),
+    );
+    let consumer: BaseConsumer<WebhookConsumerCtx> = startup::consumer_config(config, group)
+        .create_with_context(ctx)
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
+    Ok(Arc::new(consumer))
 }
 
 /// The consumer's main-queue loop, on its own thread: serves rebalance callbacks and keeps the
