@@ -113,7 +113,10 @@ impl Config {
 
     /// The consumer group of one webhook endpoint: `<webhooks group>-<endpoint name>`. Each
     /// endpoint reads at its own position, so one that is down never holds back another.
-    pub fn webhook_endpoint_group(&self, endpoint: &crate::webhook::config::WebhookEndpointConfig) -> String {
+    pub fn webhook_endpoint_group(
+        &self,
+        endpoint: &crate::webhook::config::WebhookEndpointConfig,
+    ) -> String {
         format!("{}-{}", self.webhooks_group_id(), endpoint.name())
     }
 }

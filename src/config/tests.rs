@@ -433,7 +433,10 @@ fn webhook_endpoints_have_names_and_groups_of_their_own() {
     // Unnamed: a short hash of the URL, never the URL (it may carry a secret), and the same
     // wherever the endpoint stands in the list.
     let unnamed = w.endpoints[0].name();
-    assert!(unnamed.starts_with("ep-") && unnamed.len() == 11, "{unnamed}");
+    assert!(
+        unnamed.starts_with("ep-") && unnamed.len() == 11,
+        "{unnamed}"
+    );
     assert!(!unnamed.contains("s3cret"));
     let moved = load(
         "[[webhooks.endpoints]]\nurl = \"https://h.example/b\"\nname = \"crm\"\n[[webhooks.endpoints]]\nurl = \"https://h.example/a?token=s3cret\"\n",

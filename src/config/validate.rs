@@ -141,7 +141,9 @@ impl Config {
             .iter()
             .any(|e| self.webhook_endpoint_group(e) == self.group_id)
         {
-            return bad("an endpoint's consumer group (<webhooks group>-<name>) must differ from group_id");
+            return bad(
+                "an endpoint's consumer group (<webhooks group>-<name>) must differ from group_id",
+            );
         }
         Ok(())
     }

@@ -143,7 +143,8 @@ impl WebhooksConfig {
             if let Some(n) = &e.name {
                 let ok = !n.is_empty()
                     && n.len() <= 64
-                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
                 if !ok {
                     return Err(format!(
                         "webhooks.endpoints[{i}].name must be 1 to 64 letters, digits, '-' or '_'"

@@ -303,8 +303,16 @@ async fn deliver(
                         Verdict::Retry(delay) => delay,
                         _ => {
                             observe(&counters.dead_lettered, elapsed);
-                            return dead_letter(env, ep, d, tries, true, &sent.error, &sent.attempt)
-                                .await;
+                            return dead_letter(
+                                env,
+                                ep,
+                                d,
+                                tries,
+                                true,
+                                &sent.error,
+                                &sent.attempt,
+                            )
+                            .await;
                         }
                     }
                 }

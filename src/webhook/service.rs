@@ -56,7 +56,13 @@ pub async fn run(
             std::env::var(k).ok()
         })
         .map_err(|m| anyhow::anyhow!("webhooks.endpoints[{i}]: {m}"))?;
-        targets.push((e.name(), config.webhook_endpoint_group(e), url, e.regions.clone(), secret));
+        targets.push((
+            e.name(),
+            config.webhook_endpoint_group(e),
+            url,
+            e.regions.clone(),
+            secret,
+        ));
     }
 
     let metrics = hooks.metrics.clone().unwrap_or_default();
@@ -152,9 +158,9 @@ pub async fn run(
     }
     stop.cancel();
     // The pollers drain at the same time, each within the drain deadline.
-    let waits = pollers.into_iter().map(|p| {
-        crate::kafka::shutdown::wait(p, config.drain_timeout_ms, "webhook consumer")
-    });
+    let waits = pollers
+        .into_iter()
+        .map(|p| crate::kafka::shutdown::wait(p, config.drain_timeout_ms, "webhook consumer"));
     for r in futures::future::join_all(waits).await {
         r?;
     }

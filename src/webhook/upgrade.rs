@@ -89,7 +89,9 @@ fn committed(
     let client = group_client(config, group)?;
     let found = client
         .committed_offsets(partitions.clone(), TIMEOUT)
-        .map_err(|e| anyhow::anyhow!("cannot read the committed offsets of group {group:?}: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!("cannot read the committed offsets of group {group:?}: {e}")
+        })?;
     let mut out = TopicPartitionList::new();
     for e in found.elements() {
         if let Offset::Offset(o) = e.offset() {
