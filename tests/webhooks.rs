@@ -1514,12 +1514,9 @@ fn endpoint_outage(outage: Outage) {
         .endpoint_outages
         .with_label_values(&["flaky"])
         .get();
-    match outage {
-        Outage::Unavailable => assert_eq!(outages, 1),
-        // A request already on a connection when the listener closes may still be answered
-        // after others were refused: the endpoint answered, so it was up for that moment.
-        Outage::Refusing => assert!((1..=2).contains(&outages), "{outages} outages"),
-    }
+    // Once, or twice when an answer to a request sent just before the outage began arrives after
+    // the failures of requests sent just after: the endpoint did answer, so it was up then.
+    assert!((1..=2).contains(&outages), "{outages} outages");
 
     // The healthy endpoint's delay: for each batch, from its sending to the moment the endpoint
     // had accepted as many records as were sent up to it (taken from the receiver's arrival
