@@ -4,8 +4,8 @@
 //! Why arenas: a partition's devices are long-lived small allocations. In jemalloc's shared
 //! arenas they fill the same pages as every other partition's, so when a partition moves to
 //! another instance its freed devices leave holes in pages that other partitions' devices keep
-//! resident. The 30-minute soak showed it: live allocations flat across takeovers, resident pages
-//! up by about 9 MiB after each (BENCHMARKS.md, "allocator diagnosis"). With an arena per
+//! resident: live allocations stay flat across takeovers while resident pages grow after each
+//! (see BENCHMARKS.md, "The diagnosis: 15 minutes, three takeovers"). With an arena per
 //! partition, a revoked partition empties its own pages, and jemalloc's background thread gives
 //! them back to the OS within its decay time.
 //!

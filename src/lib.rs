@@ -6,7 +6,9 @@
 //!   [`core::urls`] builds the URLs, [`core::record`] encodes URL records and dead letters, and
 //!   [`core::engine`] runs them in that order for one partition.
 //! - [`config`]: the configuration (TOML, `AEPIOT_*` environment, flags) and its validation;
-//!   [`residency`] where each region's records go (a topic, optionally on another cluster).
+//!   [`residency`] where each region's records go (a topic, optionally on another cluster);
+//!   [`security`] how clients connect (TLS, SASL), with passwords and keys held as
+//!   [`secret::Secret`]s, which never print.
 //! - [`process`]: the offline adapter, JSON Lines in and out.
 //! - [`processor`]: the `run` command on Kafka: [`processor::pipeline`] wires a consumer whose
 //!   partitions each get a [`processor::worker`] (one engine per partition), a producer per
@@ -47,6 +49,7 @@ pub mod process;
 pub mod processor;
 pub mod replay;
 pub mod residency;
+pub mod secret;
 pub mod security;
 pub mod simulate;
 pub mod status;

@@ -283,8 +283,9 @@ fn process(args: ProcessArgs) -> anyhow::Result<()> {
             File::create(path).map_err(|e| anyhow::anyhow!("cannot create output {path}: {e}"))?,
         ),
     };
-    // Input and output each move on a thread of their own: the kernel's copies (the events in,
-    // ~1.4 KB of JSON per event out) were ~40 % of a run, and the engine need not wait for them.
+    // Input and output each move on a thread of their own: the kernel's copies of the events in
+    // and of the (larger) URL records out need not hold up the engine's thread (see
+    // BENCHMARKS.md, "`process` through the CLI: input and output on threads of their own").
     let summary = thread_io::write::writer(1 << 20, 4, output, |out| -> anyhow::Result<_> {
         thread_io::read::reader(1 << 20, 4, input, |raw| -> anyhow::Result<_> {
             let mut lines = BufReader::with_capacity(1 << 16, raw);

@@ -76,8 +76,8 @@ pub fn process_lines(
     let mut line = Vec::with_capacity(4096);
     loop {
         // The common case: the whole line already sits in the reader's buffer, so it is judged
-        // there, one copy of every line fewer. (The profile put ~6 % of the engine's thread on
-        // that copy; the wall clock moved within its noise, BENCHMARKS.md.)
+        // there, one copy of every line fewer (see BENCHMARKS.md, "What changed, each with its
+        // profile and an A/B").
         let chunk = loop {
             match input.fill_buf() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

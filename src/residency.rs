@@ -2,8 +2,6 @@
 //! cluster (`output_topics_by_region`, `[clusters.<name>]`). Pure: the routing plan the Kafka
 //! adapter follows, and the checks that refuse an impossible one at start.
 
-use std::collections::BTreeMap;
-
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +66,7 @@ pub struct ClusterConfig {
     pub security: SecurityConfig,
     /// Raw librdkafka properties for this cluster's clients. The main `[kafka]` table does not
     /// apply here (it often carries the main cluster's credentials).
-    pub kafka: BTreeMap<String, toml::Value>,
+    pub kafka: crate::config::properties::KafkaProperties,
 }
 
 /// Where records go, resolved once at start: for each region (in `urls.regions` order) its topic

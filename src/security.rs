@@ -6,115 +6,12 @@
 //! mounted Kubernetes Secret). They are held in [`Secret`], whose `Debug` and `Serialize` show
 //! `[redacted]`, so `config check`, logs and panics cannot reveal them.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use rdkafka::ClientConfig;
-use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-/// A secret string: usable by the program, never shown.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "[redacted]"
-        })
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(if self.0.is_empty() { "" } else { "[redacted]" })
-    }
-}
-
-/// A secret is a string. Any other value is refused with a message that does not show it
-/// (serde's usual "invalid type: integer `123456`" would print the password).
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SecretVisitor)
-    }
-}
-
-struct SecretVisitor;
-
-impl SecretVisitor {
-    fn refuse<E: de::Error>(what: &str) -> E {
-        E::custom(format!(
-            "a secret must be a string, got {what} (quote it in TOML; the value is not shown)"
-        ))
-    }
-}
-
-impl<'de> de::Visitor<'de> for SecretVisitor {
-    type Value = Secret;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string (the value is not shown)")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Secret, E> {
-        Ok(Secret::new(v))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Secret, E> {
-        Ok(Secret(v))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
-        Err(Self::refuse("a boolean"))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
-        Err(Self::refuse("a number"))
-    }
-
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<Secret, E> {
-        Err(Self::refuse("a number"))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
-        Err(Self::refuse("a number"))
-    }
-
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<Secret, E> {
-        Err(Self::refuse("a number"))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
-        Err(Self::refuse("a number"))
-    }
-
-    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Secret, E> {
-        Err(Self::refuse("bytes"))
-    }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
-        Err(Self::refuse("an array"))
-    }
-
-    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Secret, A::Error> {
-        Err(Self::refuse("a table or date"))
-    }
-}
+pub use crate::secret::Secret;
 
 /// `security.protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

@@ -146,3 +146,86 @@ fn no_import_cycles_no_long_files_and_a_pure_core() {
         }
     }
 }
+
+/// The text of a source file's comments and code with comment markers dropped and lines joined, so
+/// that a quotation wrapped over several comment lines reads as one.
+fn joined_text(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let words: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches(['/', '!', '#']))
+        .flat_map(str::split_whitespace)
+        .collect();
+    words.join(" ")
+}
+
+/// Every file of `dir` (recursively) whose name ends with `ext`.
+fn files_with(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_with(&path, ext, out);
+        } else if path.to_string_lossy().ends_with(ext) {
+            out.push(path);
+        }
+    }
+}
+
+/// Comments keep what the code does and why; the numbers live in BENCHMARKS.md, and a comment that
+/// points there (`see BENCHMARKS.md, "<section>"`) names a section that exists.
+#[test]
+fn benchmark_links_name_sections_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let benchmarks = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap();
+    let headings: Vec<&str> = benchmarks.lines().filter(|l| l.starts_with('#')).collect();
+    let mut files = vec![root.join("Cargo.toml")];
+    files_with(&root.join("src"), ".rs", &mut files);
+    files_with(&root.join("benches"), ".rs", &mut files);
+    let mut links = 0;
+    let mut broken = Vec::new();
+    for file in &files {
+        let text = joined_text(file);
+        for (i, _) in text.match_indices("BENCHMARKS.md, \"") {
+            let rest = &text[i + "BENCHMARKS.md, \"".len()..];
+            let section = &rest[..rest.find('"').unwrap_or(rest.len())];
+            links += 1;
+            if !headings.iter().any(|h| h.contains(section)) {
+                broken.push(format!("{}: {section:?}", file.display()));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links to BENCHMARKS.md sections that do not exist: {broken:?}"
+    );
+    assert!(links >= 5, "found only {links} links to BENCHMARKS.md");
+}
+
+/// docs/delivery.md names, for each delivery rule, the tests that enforce it (`file.rs::test`):
+/// every one of them exists, as a `fn` of that name in that file or a `scenario!` of
+/// `tests/faults.rs`.
+#[test]
+fn every_test_named_in_the_delivery_rules_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/delivery.md")).unwrap();
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for quoted in doc.split('`').skip(1).step_by(2) {
+        let Some((file, test)) = quoted.split_once(".rs::") else {
+            continue;
+        };
+        named += 1;
+        let path = root.join(format!("{file}.rs"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let as_fn = format!("fn {test}(");
+        let as_scenario = format!(" {test}: ");
+        if !text.contains(&as_fn) && !text.contains(&as_scenario) {
+            missing.push(quoted.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/delivery.md names tests that do not exist: {missing:?}"
+    );
+    assert!(named >= 30, "docs/delivery.md names only {named} tests");
+}

@@ -11,6 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use aepiot_stream::config::KafkaProperties;
 use aepiot_stream::residency::{ClusterConfig, RegionOutput, TopicOnCluster};
 use common::*;
 
@@ -60,7 +61,7 @@ fn a_stopped_regional_cluster_holds_back_its_partitions_only_and_loses_nothing()
     create_topics_on(&eu, &[(&eu_topic, 1)]);
 
     let mut cfg = config(&t, false);
-    let mut kafka = BTreeMap::new();
+    let mut kafka = KafkaProperties::default();
     // Statistics (the wait metrics) every second, and quick reconnects once the cluster is back.
     kafka.insert("statistics.interval.ms".into(), "1000".into());
     kafka.insert("reconnect.backoff.max.ms".into(), "1000".into());

@@ -1,9 +1,7 @@
 //! What each service takes from the configuration: the engine's settings, the output routes and
 //! each cluster's client access, librdkafka properties, group ids.
 
-use std::collections::BTreeMap;
-
-use super::{Config, UnknownRegion};
+use super::{Config, KafkaProperties, UnknownRegion};
 use crate::core::urls::LinkHosts;
 use crate::core::{EngineSettings, Limits, UrlSettings};
 use crate::residency::{self, Routes};
@@ -99,7 +97,7 @@ impl Config {
 
     /// librdkafka properties from `[kafka]`, values as strings.
     pub fn kafka_properties(&self) -> impl Iterator<Item = (&str, String)> {
-        as_properties(&self.kafka)
+        self.kafka.iter()
     }
 
     /// The webhook service's consumer group: `webhooks.group_id`, or `<group_id>-webhooks`.
@@ -129,24 +127,12 @@ pub struct ClusterAccess<'a> {
     pub name: String,
     pub brokers: &'a str,
     pub security: &'a SecurityConfig,
-    pub kafka: &'a BTreeMap<String, toml::Value>,
+    pub kafka: &'a KafkaProperties,
 }
 
 impl ClusterAccess<'_> {
     /// librdkafka properties from this cluster's `kafka` table, values as strings.
     pub fn kafka_properties(&self) -> impl Iterator<Item = (&str, String)> {
-        as_properties(self.kafka)
+        self.kafka.iter()
     }
-}
-
-/// A `kafka` table as librdkafka properties: values as strings (TOML numbers and booleans as
-/// written).
-fn as_properties(table: &BTreeMap<String, toml::Value>) -> impl Iterator<Item = (&str, String)> {
-    table.iter().map(|(k, v)| {
-        let s = match v {
-            toml::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        (k.as_str(), s)
-    })
 }

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use super::is_secret_key;
 use super::{Config, ConfigError};
-use crate::config::redact::is_secret_key;
 
 /// Environment variable prefix: `AEPIOT_OUTPUT_TOPIC`, `AEPIOT_LIMITS__CACHE_TTL_SECS`,
 /// `AEPIOT_KAFKA__SASL_PASSWORD` (→ `kafka."sasl.password"`).

@@ -8,8 +8,6 @@
 //! live beside it ([`crate::webhook::config`]), the Kafka security settings in
 //! [`crate::security`], the regional clusters' in [`crate::residency`].
 
-use std::collections::BTreeMap;
-
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +17,7 @@ pub use crate::webhook::config::{WebhookEndpointConfig, WebhooksConfig};
 
 mod derived;
 mod load;
+pub mod properties;
 mod redact;
 #[cfg(test)]
 mod tests;
@@ -26,6 +25,8 @@ mod validate;
 
 pub use derived::ClusterAccess;
 pub use load::ENV_PREFIX;
+pub(crate) use properties::is_secret_key;
+pub use properties::KafkaProperties;
 
 /// Errors that stop the program at start, each with what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +224,7 @@ pub struct Config {
     pub security: crate::security::SecurityConfig,
     /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
     /// They override the processor's own client settings.
-    pub kafka: BTreeMap<String, toml::Value>,
+    pub kafka: KafkaProperties,
 }
 
 /// Rate limit, dedupe cache and state retention.
@@ -315,7 +316,7 @@ impl Default for Config {
             input: InputConfig::default(),
             webhooks: WebhooksConfig::default(),
             security: Default::default(),
-            kafka: BTreeMap::new(),
+            kafka: KafkaProperties::default(),
         }
     }
 }

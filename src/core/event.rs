@@ -331,7 +331,7 @@ mod tests {
             kind(r#"{"device_id":"a","value":1e400}"#),
             (ErrorKind::InvalidField, Some("value"))
         );
-        // An unpaired surrogate escape is not text (it used to decode silently to "").
+        // An unpaired surrogate escape is not text (never decoded silently to "").
         assert_eq!(
             kind(r#"{"device_id":"\ud800"}"#),
             (ErrorKind::InvalidField, Some("device_id"))

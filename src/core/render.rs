@@ -43,10 +43,9 @@ fn decode_string(literal: &str) -> Result<Cow<'_, str>, RenderError> {
     if !inner.contains('\\') {
         return Ok(Cow::Borrowed(inner));
     }
-    // Fix: this used to assume the literal could not fail to decode and mapped an error to "",
-    // but the parser that captured the raw value does not check `\u` escapes, so an unpaired
-    // surrogate (`"\ud800"`) silently became an empty string: a `device_id` was reported as
-    // "empty" and any other field lost its value. Such a string is now rejected.
+    // The parser that captured the raw value does not check `\u` escapes, so decoding can fail
+    // here: an unpaired surrogate (`"\ud800"`) is rejected, never mapped to an empty string
+    // (which would report a `device_id` as "empty" and make any other field lose its value).
     serde_json::from_str::<String>(literal)
         .map(Cow::Owned)
         .map_err(|_| RenderError::LoneSurrogate)

@@ -29,9 +29,9 @@ pub const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
 /// Appends `text` to `out`, encoded as Python's `quote` would.
 ///
 /// The same bytes as `utf8_percent_encode(text, QUOTE)` (the tests compare them), written through
-/// a table instead: that iterator hands out each `%XX` as a string of its own, and appending those
-/// (a `memcpy` call per encoded byte) was most of `UrlBuilder::build`, itself the largest item of
-/// the engine's profile (descriptions are full of spaces, colons and bars).
+/// a table instead: that iterator hands out each `%XX` as a string of its own, so appending its
+/// output costs a `memcpy` call per encoded byte, and descriptions are full of spaces, colons and
+/// bars (see BENCHMARKS.md, "What changed, each with its profile and an A/B").
 pub fn quote_into(out: &mut String, text: &str) {
     let start = out.len();
     let room = text.len() * 3;

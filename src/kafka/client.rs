@@ -66,11 +66,12 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
     let mut c = group_consumer(config, "consumer", &config.group_id);
     c
         // Prefetch bounded per partition (the pipeline gives each partition a queue of its own,
-        // so these apply per partition): at librdkafka's defaults (100,000 messages, 64 MB) a
-        // processor behind its input held ~900 MB of prefetched records with 12 partitions.
-        // 4 MB is still about a second of input per partition at full speed. Once a queue is
-        // below them again, fetching resumes after 20 ms instead of librdkafka's 1 s (which
-        // capped a passthrough at ~225k events/s with these bounds, against ~640k without).
+        // so these apply per partition): librdkafka's defaults (100,000 messages, 64 MB per
+        // partition) let a processor behind its input hold its whole backlog in memory. 4 MB is
+        // still about a second of input per partition at full speed. Once a queue is below them
+        // again, fetching resumes after 20 ms instead of librdkafka's 1 s, which with bounds this
+        // small would leave the partition idle between fetches (see BENCHMARKS.md, "What
+        // changed since the interim figures" and "Memory with 1M devices").
         .set("queued.min.messages", "10000")
         .set("queued.max.messages.kbytes", "4096")
         .set("fetch.queue.backoff.ms", "20");

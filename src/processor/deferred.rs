@@ -2,8 +2,9 @@
 //!
 //! librdkafka takes records only while a transaction is open. From `commit_transaction` to the
 //! next `begin_transaction` (the flush of the transaction's records, then the round trips to the
-//! transaction coordinator: tens of milliseconds, every `commit_interval_ms`) it refuses them, so
-//! the workers used to wait out every commit and the instance sat half idle. Now the commit takes
+//! transaction coordinator: tens of milliseconds, every `commit_interval_ms`) it refuses them.
+//! Workers that waited out every commit would leave the instance idle for much of its time (see
+//! BENCHMARKS.md, "Exactly-once: the workers no longer wait for the commit"), so the commit takes
 //! the workers' positions, lets them go on, and what they produce meanwhile is kept here, in
 //! order, and produced into the next transaction right after it begins. None of it counts in the
 //! committing transaction: its positions were taken before any of it was processed.

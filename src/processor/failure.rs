@@ -1,6 +1,7 @@
 //! The two classes of produce failure (as Kafka Streams' production exception handler draws them):
 //! one record's own fault, which becomes that record's dead letter while the partition goes on, and
-//! the cluster's or the configuration's, which stops the instance without committing past it.
+//! the cluster's or the configuration's, which stops the instance without committing past it
+//! (rules 16-17 of `docs/delivery.md`).
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 

@@ -1,6 +1,7 @@
 //! Why an instance stops on its own: failures of the cluster or of the configuration, never of one
 //! record (those are dead letters). The first cause raised wins; `run` returns it and the exit
 //! message names it, so an operator reads "topic authorization failed", not "an error occurred".
+//! (Rules 11 and 17 of `docs/delivery.md`.)
 
 use std::sync::OnceLock;
 

@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: consumer → partition worker (engine) → producer. Only acknowledgements
 //! flow back (producer → worker), and offsets (worker → consumer's offset store → commit).
+//! The rules of what is committed when, and what a failure does: `docs/delivery.md`.
 
 pub mod ack_wait;
 pub mod acks;

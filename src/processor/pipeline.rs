@@ -49,7 +49,8 @@ pub struct RunHooks {
     /// (see [`crate::replay`]).
     pub start_from: Option<crate::replay::StartFrom>,
     /// The output topics' size limit when the caller knows it, instead of asking the brokers.
-    /// The demo's mock cluster never answers that admin request, which cost it 10 s of waiting.
+    /// The demo's mock cluster never answers that admin request, so the demo passes the limit and
+    /// does not wait out the request's timeout.
     pub max_output_bytes: Option<usize>,
 }
 

@@ -4,7 +4,9 @@
 //!
 //! Callbacks run on the thread that polls the consumer's main queue, which is a dedicated thread
 //! (never an async worker), so a revoke may block there while the partition's worker drains: a
-//! partition is only handed over once what was produced for it is committed.
+//! partition is only handed over once what was produced for it is committed (rules 12-15 of
+//! `docs/delivery.md`: what a revoke drains, a lost assignment, and an aborted transaction's
+//! rewind, rule 10).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

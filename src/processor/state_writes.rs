@@ -1,15 +1,12 @@
 //! Writes a partition's device state changes to its changelog, so that a restart or a rebalance
 //! restores them.
 //!
-//! At-least-once: state must never run ahead of outputs. If a device's state record (a counted
-//! success, a cache entry) were durable while the URL record it reflects was not, the replayed
-//! event would meet its own success and come out `cached` or `rate_limited`: a lost URL. So
-//! changes are gathered per device and written in *cuts*: every `commit_interval_ms` the worker
-//! cuts after its latest record, encodes the current state of each device changed since the last
-//! cut (the last state only, so a device that expired and came back gets its new state, never a
-//! tombstone after it), and produces them only once every output before the cut is acknowledged.
-//! The offsets before the cut may be committed only once the cut is acknowledged too (see
-//! [`super::inflight`]). A crash at any moment then repeats outputs at worst.
+//! At-least-once: changes are gathered per device and written in *cuts* (rules 2-4 of
+//! `docs/delivery.md`: what a cut is, why state never runs ahead of outputs nor offsets ahead of
+//! state): every `commit_interval_ms` the worker cuts after its latest record, encodes the
+//! current state of each device changed since the last cut, and produces them only once every
+//! output before the cut is acknowledged; [`super::inflight`] holds the offsets back until the
+//! cut is acknowledged.
 //!
 //! Exactly-once: state records go into the open transaction with the outputs they reflect, so each
 //! batch is cut and written at once.

@@ -1,5 +1,6 @@
 //! Exactly-once: outputs, state-changelog records and input offsets go into one Kafka transaction,
-//! committed every `commit_interval_ms`, on every revoke and at shutdown.
+//! committed every `commit_interval_ms`, on every revoke and at shutdown (rules 8-11 of
+//! `docs/delivery.md`: what a transaction holds, what an abort rewinds).
 //!
 //! Workers hold a read guard of [`Transactions::gate`] while they process a batch; a commit takes
 //! the write guard to read the positions, so it sees every worker between batches and the

@@ -22,10 +22,9 @@
 //!   `webhooks.dead_letter_topic` ([`dead_letter`]) with the endpoint, the last error, the attempt
 //!   count and the original record.
 //! - **At-least-once, one effect** ([`crate::kafka::offset_tracker`], pure, shared with the
-//!   processor): a record's offset is committed only when
-//!   it is finished at every endpoint (delivered, or its dead letter acknowledged by the broker),
-//!   and only after every earlier record of its partition. A crash or rebalance can send a record
-//!   again; every request carries `webhook-id: <topic>-<partition>-<offset>`, the same across
+//!   processor): the commit rule and the revoke are rules 19-20 of `docs/delivery.md`. A crash or
+//!   rebalance can send a record again; every request carries
+//!   `webhook-id: <topic>-<partition>-<offset>`, the same across
 //!   retries, redeliveries and instances, so a receiver that dedupes on it sees each record once.
 //! - **Receiver-friendly** ([`request`], [`sign`]): [Standard Webhooks] v1 headers
 //!   (`webhook-id`, `webhook-timestamp` of the attempt, and with a secret — `secret_env` or

@@ -19,6 +19,7 @@
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 
 /// The record id header.
@@ -41,9 +42,23 @@ const KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// An endpoint's signing keys, in the order given. Its `Debug` is redacted.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<Box<[u8]>>);
+/// An endpoint's signing keys, in the order given, each a [`SecretSlice`] (wiped when dropped).
+/// Its `Debug` is redacted.
+#[derive(Clone)]
+pub struct Secret(Vec<SecretSlice<u8>>);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        let keys = |s: &Self| {
+            s.0.iter()
+                .map(|k| k.expose_secret().to_vec())
+                .collect::<Vec<_>>()
+        };
+        keys(self) == keys(other)
+    }
+}
+
+impl Eq for Secret {}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,7 +96,7 @@ impl Secret {
                     KEY_BYTES.end()
                 ));
             }
-            keys.push(key.into_boxed_slice());
+            keys.push(SecretSlice::from(key));
         }
         if keys.is_empty() {
             return Err("holds no secret".into());
@@ -126,7 +141,8 @@ impl Secret {
         let stamp = timestamp.to_string();
         let mut out = String::with_capacity(self.0.len() * 48);
         for key in &self.0 {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret())
+                .expect("HMAC takes any key length");
             mac.update(id.as_bytes());
             mac.update(b".");
             mac.update(stamp.as_bytes());

@@ -3,14 +3,12 @@
 //!
 //! Every input record gets a sequence number and a slot of the partition's [`OffsetTracker`]
 //! holding the count of its outputs not yet acknowledged. The offset after the longest fully
-//! acknowledged prefix is stored for commit, but never past `commit_limit`: under at-least-once
-//! with a state changelog, the records after the last durable state cut (see
-//! [`super::state_writes`]) wait for the next one, so a restart never finds its inputs committed
-//! and their state changes lost.
+//! acknowledged prefix is stored for commit, but never past `commit_limit`, the last durable
+//! state cut (see [`super::state_writes`]): rules 1, 2 and 5 of `docs/delivery.md`.
 //!
-//! Failed deliveries are sorted here: a failure of one record is kept in `to_dead_letter` for the
-//! worker to turn into that record's dead letter (the slot stays outstanding until the dead letter
-//! is acknowledged); a failure of the cluster stops the instance.
+//! Failed deliveries are sorted here (rules 16-17): a failure of one record is kept in
+//! `to_dead_letter` for the worker to turn into that record's dead letter; a failure of the
+//! cluster stops the instance.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -172,8 +170,8 @@ impl Inflight {
     /// queue: the record is not produced, and nothing more is stored for commit (its state
     /// changes may be in a cut to come), so the partition's next owner processes it again. The
     /// main cluster's queue is waited for even then: it drains as acks come, and giving up there
-    /// repeated every record acknowledged after it (a rebalance under load repeated ~1,600
-    /// records in `two_instances_share_the_partitions`).
+    /// would make the next owner repeat every record acknowledged after it (many, under load;
+    /// `two_instances_share_the_partitions` counts the repeats).
     ///
     /// Exactly-once: while the transaction commits, a record for the main cluster is kept in
     /// [`super::deferred::Deferred`] and produced into the next transaction.

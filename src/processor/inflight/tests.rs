@@ -145,8 +145,8 @@ impl crate::kafka::offsets::OffsetStore for Stored {
 /// committed. Counted on the cut's last record only, the records before it were committed while
 /// their state changes were still unacknowledged; a broker that never acknowledged them (or a
 /// crash) then left committed offsets ahead of the durable state, and the partition's next owner
-/// judged the replayed events without their devices' earlier successes (URLs over the rate limit,
-/// 70 of them in a soak whose broker stalled).
+/// judged the replayed events without their devices' earlier successes (URLs over the rate limit;
+/// a soak whose broker stalled showed it).
 #[tokio::test]
 async fn a_state_cut_commits_nothing_until_its_state_records_are_acknowledged() {
     use crate::core::state::DeviceStates;

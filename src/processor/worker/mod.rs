@@ -1,19 +1,11 @@
 //! One partition's worker: restores its devices' state, reads its partition queue in batches, runs
 //! the engine on each record and produces its output.
 //!
-//! At-least-once: an offset is stored for commit only after the outputs (URL record or dead
-//! letter) of that record and of every earlier record of the partition are acknowledged by the
-//! broker, and after the state changes they caused are durable ([`super::state_writes`]). A crash
-//! can repeat outputs, never lose one.
-//!
-//! Exactly-once: the worker processes each batch under the transaction gate's read guard and
-//! publishes its position; the commit (see [`super::transactions`]) puts outputs, state changes
-//! and that position in one transaction. What the worker produces while a commit runs waits for
-//! the next transaction ([`super::deferred`]). A worker that failed never moves its position.
-//!
-//! Two classes of failure: an output refused for a reason of its own (too large, invalid) becomes
-//! that record's dead letter and the partition goes on; a failure of the cluster or of the
-//! configuration stops the instance without committing past the record ([`super::fatal`]).
+//! What it may commit and when, and what a failure does, are the delivery rules of
+//! `docs/delivery.md` (1-5: at-least-once, through [`super::inflight`] and
+//! [`super::state_writes`]; 8-11: exactly-once, the batch under the transaction gate's read guard,
+//! its position published for [`super::transactions`]; 16-17: one record's failure or the
+//! cluster's).
 //!
 //! The worker owns its partition's engine (device state and buffers): devices are sharded by
 //! partition (producers key events by device_id), so the hot path shares nothing and locks nothing.
@@ -142,8 +134,9 @@ impl Worker {
                 },
             };
             let mut read = 0;
-            // One clock reading per batch: a batch takes well under a millisecond, and reading
-            // the clocks per record cost ~4 % of the processor's CPU.
+            // One clock reading per batch: a batch takes well under a millisecond, so every record
+            // of it may share one reading, and clock reads stay off the per-record path (see
+            // BENCHMARKS.md, "What changed since the interim figures").
             let clock = Clock::now();
             while read < BATCH && !self.inflight.failed {
                 match queue.poll(Duration::ZERO) {
