@@ -8,6 +8,9 @@ use aepiot_stream::generate::Profile;
 use clap::{Args, Parser, Subcommand};
 use serde::{Serialize, Serializer};
 
+mod dead_letters;
+pub(crate) use dead_letters::DeadLettersCommand;
+
 /// The configuration table a `*Settings` struct stands for: only the flags given.
 pub(crate) fn overrides<T: Serialize>(settings: &T) -> anyhow::Result<toml::Table> {
     Ok(toml::Table::try_from(settings)?)
@@ -64,6 +67,10 @@ pub(crate) enum Command {
     Inspect(InspectCommand),
     /// Move a stopped consumer group's committed offsets to a point in time, to replay from there.
     ResetOffsets(ResetOffsetsArgs),
+    /// Count a dead-letter topic's records, or send them through again once the cause is fixed
+    /// (no instance needed).
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
     /// Benchmark reference: copy the input topic's records unchanged to the output topic with the
     /// processor's client settings and offset handling (see src/passthrough.rs, benches/e2e.sh).
     #[command(hide = true)]

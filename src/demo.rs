@@ -2,7 +2,6 @@
 //! cluster stands in for Kafka, the built-in generator plays a factory, and the processor runs
 //! exactly as `run` does, serving metrics. Prints a live summary and sample URLs, then stops.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -12,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, GroupProtocol};
 use crate::generate::Profile;
+use crate::http;
 use crate::metrics::Metrics;
 use crate::processor::{self, output_limit, RunHooks};
 use crate::simulate::{simulate, SimulateOptions};
@@ -56,30 +56,26 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
     }
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
-    let (bound_tx, bound) = std::sync::mpsc::channel();
+    let listener = http::bind(&opts.metrics_addr).await?;
+    // The status page's address first: it is what to open while the demo runs.
+    if let Some(addr) = listener.as_ref().map(|l| l.local_addr()).transpose()? {
+        println!(
+            "aepiot-stream demo: live status page at http://{addr}/ (open it while the demo runs)"
+        );
+        println!("  metrics: http://{addr}/metrics  (also /healthz, /readyz, /api/status)");
+    }
     let hooks = RunHooks {
         metrics: Some(metrics.clone()),
-        on_metrics_bound: Some(Arc::new(move |addr| {
-            let _ = bound_tx.send(addr);
-        })),
         // The mock cluster does not answer DescribeConfigs; its topics take librdkafka's default.
         max_output_bytes: Some(output_limit::known_limit(output_limit::PRODUCER_DEFAULT)),
         ..RunHooks::default()
     };
-    let mut pipeline = tokio::spawn(processor::run(config.clone(), shutdown.clone(), hooks));
-    // The status page's address first: it is what to open while the demo runs.
-    while !opts.metrics_addr.is_empty() {
-        if let Ok(addr) = bound.try_recv() {
-            println!("aepiot-stream demo: live status page at http://{addr}/ (open it while the demo runs)");
-            println!("  metrics: http://{addr}/metrics  (also /healthz, /readyz, /api/status)");
-            break;
-        }
-        if pipeline.is_finished() {
-            (&mut pipeline).await??;
-            anyhow::bail!("the processor stopped before serving its status page");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut pipeline = tokio::spawn(processor::run(
+        config.clone(),
+        listener,
+        shutdown.clone(),
+        hooks,
+    ));
     println!("  in-process mock Kafka at {}", config.brokers);
     println!(
         "  {} events/s from {} simulated {:?} devices for {} s → topic {INPUT} ({PARTITIONS} partitions)",
@@ -120,6 +116,11 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         }
         if sim.is_finished() {
             break sim.await??;
+        }
+        if pipeline.is_finished() && !shutdown.is_cancelled() {
+            shutdown.cancel();
+            (&mut pipeline).await??;
+            anyhow::bail!("the processor stopped before the demo ended");
         }
     };
     // Let the processor catch up with what was produced, then stop it cleanly.

@@ -29,6 +29,7 @@ use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -125,6 +126,18 @@ async fn limits(req: Request, next: Next) -> Response {
     }
 }
 
+/// Binds `metrics_addr` for the server (port 0 picks a free one); `None` when it is empty (no
+/// server). The caller binds, so it knows the address before anything runs.
+pub async fn bind(metrics_addr: &str) -> anyhow::Result<Option<TcpListener>> {
+    if metrics_addr.is_empty() {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(metrics_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind the metrics server to {metrics_addr}: {e}"))?;
+    Ok(Some(listener))
+}
+
 /// Binds `addr` and serves until `shutdown`; returns the bound address (port 0 picks a free one).
 pub async fn serve(
     addr: &str,
@@ -132,20 +145,21 @@ pub async fn serve(
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    serve_with(addr, metrics, health, Router::new(), shutdown).await
+    let listener = bind(addr)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no metrics_addr to serve on"))?;
+    serve_on(listener, metrics, health, Router::new(), shutdown)
 }
 
-/// [`serve`] with `extra` routes besides the probes and `/metrics`.
-pub async fn serve_with(
-    addr: &str,
+/// Serves on `listener` until `shutdown`, with `extra` routes besides the probes and `/metrics`;
+/// returns the address it listens on.
+pub fn serve_on(
+    listener: TcpListener,
     metrics: Metrics,
     health: Arc<Health>,
     extra: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot bind the metrics server to {addr}: {e}"))?;
     let bound = listener.local_addr()?;
     let service = TowerToHyperService::new(app(metrics, health, extra));
     let mut http = hyper::server::conn::http1::Builder::new();

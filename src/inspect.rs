@@ -22,6 +22,23 @@ use crate::status::device::{device_json, StateSource};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// [`device`], or an error that says why a device may have no state.
+pub fn known_device(config: &Config, device_id: &str) -> anyhow::Result<Value> {
+    match device(config, device_id)? {
+        Some(state) => Ok(state),
+        None => anyhow::bail!(
+            "no state for device {device_id:?} in the state changelog of group {:?} ({}): it has              had no event within its window and the state grace period, or it is another              group's or topic's device",
+            config.group_id,
+            config
+                .input_topics
+                .iter()
+                .map(|t| config.changelog_topic(t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// The device's state from the changelog, or `None` when no changelog partition holds it.
 /// Blocking.
 pub fn device(config: &Config, device_id: &str) -> anyhow::Result<Option<Value>> {

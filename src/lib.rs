@@ -10,7 +10,8 @@
 //!   [`security`] how clients connect (TLS, SASL), with passwords and keys held as
 //!   [`secret::Secret`]s, which never print.
 //! - [`process`]: the offline adapter, JSON Lines in and out.
-//! - [`processor`]: the `run` command on Kafka: [`processor::pipeline`] wires a consumer whose
+//! - [`processor`]: the `run` command on Kafka: [`processor::pipeline`] (in phases: serve, start-up
+//!   checks, restore, consume, drain) wires a consumer whose
 //!   partitions each get a [`processor::worker`] (one engine per partition), a producer per
 //!   cluster whose acks flow back through [`processor::acks`] into each worker's
 //!   [`processor::inflight`] (what may be committed; a regional cluster's wait measured by
@@ -28,16 +29,23 @@
 //! - [`status`]: the operator's window on `run`: the live status page at `/` of the metrics server,
 //!   its JSON, and a device's state on request, answered by the worker that owns it;
 //!   [`inspect`] reads a device's state from the changelog without a running instance, and
-//!   [`replay`] starts a group from a point in time (`run --start-from`, `reset-offsets`).
+//!   [`replay`] starts a group from a point in time (`run --start-from`, `reset-offsets`);
+//!   [`dead_letters`] counts a dead-letter topic and sends its records through again
+//!   (`dead-letters stats|replay`).
 //! - [`allocator`]: jemalloc, with each partition's device state in an arena of its own, so a
 //!   partition that moves away gives its memory back.
+//! - [`signals`]: SIGTERM/SIGINT for the long-running commands (a second one stops at once), and
+//!   [`combined`]: `run --webhooks`, the pipeline and the webhook service in one process. The
+//!   binary (`src/main.rs`) only parses flags, sets up logging and calls into these.
 //! - [`passthrough`]: the benchmarks' reference, a no-op consume → produce with `run`'s client
 //!   settings (hidden `aepiot-stream passthrough`, used by `benches/e2e.sh`).
 pub mod allocator;
 #[cfg(feature = "jemalloc")]
 pub mod allocator_metrics;
+pub mod combined;
 pub mod config;
 pub mod core;
+pub mod dead_letters;
 pub mod demo;
 pub mod generate;
 pub mod http;
@@ -51,6 +59,7 @@ pub mod replay;
 pub mod residency;
 pub mod secret;
 pub mod security;
+pub mod signals;
 pub mod simulate;
 pub mod status;
 pub mod webhook;

@@ -11,13 +11,19 @@
 //! Each forwarded record counts as `aepiot_events_total{outcome="success"}`, and
 //! `aepiot_processing_latency_seconds` observes consumed → acknowledged, as for `run`.
 
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::processor::{self, RunHooks};
 
-/// Runs until `shutdown` (SIGTERM/SIGINT) or a delivery failure (error).
-pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs until `shutdown` (SIGTERM/SIGINT) or a delivery failure (error); serves the metrics on
+/// `listener`, if any.
+pub async fn run(
+    mut config: Config,
+    listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         config
             .input_topics
@@ -33,6 +39,5 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> anyhow::Res
         passthrough: true,
         ..RunHooks::default()
     };
-    processor::run(config, shutdown, hooks).await?;
-    Ok(())
+    processor::run(config, listener, shutdown, hooks).await
 }

@@ -3,10 +3,13 @@
 //! Streaming with bounded memory: one line at a time, and a line longer than the record size limit
 //! is never held whole (only the prefix a dead letter keeps). Output lines keep input order.
 
-use std::io::{self, BufRead, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::core::{Decision, Engine, ErrorKind, Output, RecordError, RecordMeta, Shared, Source};
+use crate::kafka::clock::now_ms;
 
 /// Counts of one run, by outcome.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -59,6 +62,45 @@ impl Summary {
             Decision::RateLimited => self.rate_limited += 1,
         }
     }
+}
+
+/// The `process` command: JSON Lines from `input` (a path, `-` for stdin) to `output` (`-` for
+/// stdout), dead letters to `dead_letter` (stderr when `None`), with the wall clock.
+pub fn process_files(
+    shared: Arc<Shared>,
+    input: &str,
+    output: &str,
+    dead_letter: Option<&Path>,
+) -> anyhow::Result<Summary> {
+    let input: Box<dyn io::Read + Send> = match input {
+        "-" => Box::new(io::stdin()),
+        path => Box::new(
+            File::open(path).map_err(|e| anyhow::anyhow!("cannot open input {path}: {e}"))?,
+        ),
+    };
+    let mut dead: Box<dyn Write> = match dead_letter {
+        None => Box::new(io::stderr().lock()),
+        Some(path) => Box::new(BufWriter::new(File::create(path).map_err(|e| {
+            anyhow::anyhow!("cannot create dead-letter file {}: {e}", path.display())
+        })?)),
+    };
+    let output: Box<dyn Write + Send> = match output {
+        "-" => Box::new(io::stdout()),
+        path => Box::new(
+            File::create(path).map_err(|e| anyhow::anyhow!("cannot create output {path}: {e}"))?,
+        ),
+    };
+    // Input and output each move on a thread of their own: the kernel's copies of the events in
+    // and of the (larger) URL records out need not hold up the engine's thread (see
+    // BENCHMARKS.md, "`process` through the CLI: input and output on threads of their own").
+    let summary = thread_io::write::writer(1 << 20, 4, output, |out| -> anyhow::Result<_> {
+        thread_io::read::reader(1 << 20, 4, input, |raw| -> anyhow::Result<_> {
+            let mut lines = BufReader::with_capacity(1 << 16, raw);
+            Ok(process_lines(shared, &mut lines, out, &mut dead, now_ms)?)
+        })
+    })?;
+    dead.flush()?;
+    Ok(summary)
 }
 
 /// Reads JSON Lines from `input`, writes URL records to `output` and dead letters to `dead`.

@@ -284,6 +284,22 @@ fn start_from_blocking(config: &Config, from: &StartFrom) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// What `reset-offsets` prints: the moves made (or, with `dry_run`, that would be), then what
+/// happens to the device state.
+pub fn describe_moves(config: &Config, to: &StartFrom, dry_run: bool, moves: &[Move]) -> String {
+    let verb = if dry_run { "would move" } else { "moved" };
+    let mut out = format!(
+        "group {:?}: offsets {verb} to the first records at or after {}\n",
+        config.group_id,
+        to.rfc3339()
+    );
+    for m in moves {
+        let from = m.from.map_or_else(|| "none".to_string(), |o| o.to_string());
+        out += &format!("  {}/{}: {from} -> {}\n", m.topic, m.partition, m.to);
+    }
+    out + &state_note(config)
+}
+
 /// `reset-offsets`: moves the stopped group's committed offsets to the first records at or after
 /// `ms` (or only computes the moves with `dry_run`). Blocking.
 pub fn reset_offsets(

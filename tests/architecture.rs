@@ -147,6 +147,210 @@ fn no_import_cycles_no_long_files_and_a_pure_core() {
     }
 }
 
+/// Longest function (or method, or closure-free `fn` item) allowed in `src/`, in lines from its
+/// `fn` line to its closing brace: past that a reader cannot hold it whole; split it into named
+/// steps.
+const MAX_FN_LINES: usize = 120;
+
+/// `text` with comments, string and char literals blanked (newlines kept), so that braces and
+/// `fn` in them are not code. Lifetimes (`'a`) are left alone.
+fn code_only(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let blank = |out: &mut Vec<u8>, c: u8| out.push(if c == b'\n' { b'\n' } else { b' ' });
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &b[i..];
+        if rest.starts_with(b"//") {
+            while i < b.len() && b[i] != b'\n' {
+                blank(&mut out, b[i]);
+                i += 1;
+            }
+        } else if rest.starts_with(b"/*") {
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i..].starts_with(b"/*") {
+                    depth += 1;
+                    blank(&mut out, b' ');
+                    blank(&mut out, b' ');
+                    i += 2;
+                } else if b[i..].starts_with(b"*/") {
+                    depth -= 1;
+                    blank(&mut out, b' ');
+                    blank(&mut out, b' ');
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    blank(&mut out, b[i]);
+                    i += 1;
+                }
+            }
+        } else if let Some(hashes) = raw_string_start(rest).filter(|_| i == 0 || !word(b[i - 1])) {
+            // r"…", r#"…"#, br"…": ends at a quote followed by as many hashes.
+            let open = rest.iter().position(|&c| c == b'"').unwrap() + 1;
+            let close: Vec<u8> = std::iter::once(b'"')
+                .chain(std::iter::repeat_n(b'#', hashes))
+                .collect();
+            let end = b[i + open..]
+                .windows(close.len())
+                .position(|w| w == close.as_slice())
+                .map_or(b.len(), |p| i + open + p + close.len());
+            while i < end {
+                blank(&mut out, b[i]);
+                i += 1;
+            }
+        } else if b[i] == b'"' {
+            blank(&mut out, b[i]);
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                let n = if b[i] == b'\\' { 2 } else { 1 };
+                for _ in 0..n.min(b.len() - i) {
+                    blank(&mut out, b[i]);
+                    i += 1;
+                }
+            }
+            if i < b.len() {
+                blank(&mut out, b[i]);
+                i += 1;
+            }
+        } else if b[i] == b'\'' && char_literal_len(rest).is_some() {
+            for _ in 0..char_literal_len(rest).unwrap() {
+                blank(&mut out, b[i]);
+                i += 1;
+            }
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The number of `#`s of a raw string literal starting here (`r"`, `r#"`, `br"`…), if one does.
+fn raw_string_start(rest: &[u8]) -> Option<usize> {
+    let after_r = match rest {
+        [b'r', ..] => &rest[1..],
+        [b'b', b'r', ..] => &rest[2..],
+        _ => return None,
+    };
+    let hashes = after_r.iter().take_while(|&&c| c == b'#').count();
+    (after_r.get(hashes) == Some(&b'"')).then_some(hashes)
+}
+
+/// The length of a char literal starting here (`'x'`, `'\n'`, `'\u{1F600}'`, `'é'`), or `None`
+/// for a lifetime or label.
+fn char_literal_len(rest: &[u8]) -> Option<usize> {
+    if rest.get(1) == Some(&b'\\') {
+        let close = rest[2..].iter().position(|&c| c == b'\'')?;
+        return Some(close + 3);
+    }
+    // One character of up to four UTF-8 bytes, then the closing quote.
+    let first = *rest.get(1)?;
+    let width = match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    };
+    (rest.get(1 + width) == Some(&b'\'')).then_some(width + 2)
+}
+
+/// Every function with a body in `text`: its name, first line (1-based) and length in lines.
+fn functions(text: &str) -> Vec<(String, usize, usize)> {
+    let code = code_only(text);
+    let b = code.as_bytes();
+    let line_of = |pos: usize| code[..pos].matches('\n').count() + 1;
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices("fn") {
+        let before_ok = at == 0 || !word(b[at - 1]);
+        let after_ok = b.get(at + 2).is_some_and(|c| c.is_ascii_whitespace());
+        if !before_ok || !after_ok {
+            continue;
+        }
+        let name: String = code[at + 2..]
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            continue; // `fn(u8) -> u8`, a function pointer type
+        }
+        // The body opens at the first `{` outside the signature's parentheses and angle
+        // brackets; a `;` first means a declaration without a body (a trait's).
+        let mut depth = 0i32;
+        let mut open = None;
+        for (j, &c) in b.iter().enumerate().skip(at) {
+            match c {
+                b'(' | b'[' => depth += 1,
+                b')' | b']' => depth -= 1,
+                b'{' if depth == 0 => {
+                    open = Some(j);
+                    break;
+                }
+                b';' if depth == 0 => break,
+                _ => {}
+            }
+        }
+        let Some(open) = open else { continue };
+        let mut braces = 0i32;
+        let close = b[open..]
+            .iter()
+            .position(|&c| {
+                match c {
+                    b'{' => braces += 1,
+                    b'}' => braces -= 1,
+                    _ => {}
+                }
+                braces == 0
+            })
+            .map(|p| open + p)
+            .expect("unbalanced braces");
+        let first = line_of(at);
+        out.push((name, first, line_of(close) - first + 1));
+    }
+    out
+}
+
+#[test]
+fn no_function_in_src_over_the_limit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = BTreeMap::new();
+    modules(&root, &root, &mut files);
+    let mut long = Vec::new();
+    let mut seen = 0;
+    for path in files.values() {
+        for (name, line, n) in functions(&std::fs::read_to_string(path).unwrap()) {
+            seen += 1;
+            if n > MAX_FN_LINES {
+                long.push(format!("{}:{line} fn {name} ({n} lines)", path.display()));
+            }
+        }
+    }
+    assert!(seen > 500, "found only {seen} functions under src/");
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FN_LINES} lines (split them into named steps):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_function_scan_sees_through_strings_comments_and_nesting() {
+    let text = "fn a() {\n    let s = \"}\"; // }\n    let c = '{';\n    let r = r#\"}\"#;\n}\n\
+                trait T { fn decl(&self); }\n\
+                impl X {\n    fn b<'a>(x: &'a [u8; 2]) -> impl Fn(u8) -> u8 {\n        |y| y\n    }\n}\n";
+    let found = functions(text);
+    assert_eq!(
+        found,
+        vec![("a".to_string(), 1, 5), ("b".to_string(), 8, 3)],
+        "{found:?}"
+    );
+}
+
 /// The text of a source file's comments and code with comment markers dropped and lines joined, so
 /// that a quotation wrapped over several comment lines reads as one.
 fn joined_text(path: &Path) -> String {

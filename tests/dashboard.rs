@@ -12,7 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aepiot_stream::config::{Config, WebhookEndpointConfig, WebhooksConfig};
@@ -396,7 +396,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         output_topic: output.clone(),
         dead_letter_topic: dlq.clone(),
         group_id: group,
-        metrics_addr: "127.0.0.1:0".into(),
+        metrics_addr: String::new(),
         progress_interval_secs: 0,
         webhooks: WebhooksConfig {
             // Nothing listens there: the endpoint goes down and stays down.
@@ -421,13 +421,9 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         .unwrap();
     let stop = CancellationToken::new();
     let metrics = Metrics::new();
-    let (tx, rx) = mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
+    let (listener, addr) = free_listener(&rt);
     let hooks = RunHooks {
         metrics: Some(metrics.clone()),
-        on_metrics_bound: Some(Arc::new(move |addr| {
-            let _ = tx.lock().unwrap().send(addr);
-        })),
         ..RunHooks::default()
     };
     let webhooks = rt.spawn(webhook::run(
@@ -438,10 +434,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             no_metrics_server: true,
         },
     ));
-    let task = rt.spawn(processor::run(config, stop.clone(), hooks));
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the metrics server is bound");
+    let task = rt.spawn(processor::run(config, Some(listener), stop.clone(), hooks));
     let base = format!("http://{addr}");
 
     // Health: alive at once; ready once the consumer group assigned the partitions.
@@ -556,25 +549,18 @@ fn idle_replica_is_ready(group_protocol: &str) {
             dead_letter_topic: dlq.clone(),
             group_id: group.clone(),
             group_protocol: toml::Value::from(group_protocol).try_into().unwrap(),
-            metrics_addr: "127.0.0.1:0".into(),
+            metrics_addr: String::new(),
             progress_interval_secs: 0,
             ..Config::default()
         };
-        let (tx, rx) = mpsc::channel();
-        let tx = std::sync::Mutex::new(tx);
+        let (listener, addr) = free_listener(&rt);
         let metrics = Metrics::new();
         let hooks = RunHooks {
             metrics: Some(metrics.clone()),
-            on_metrics_bound: Some(Arc::new(move |addr| {
-                let _ = tx.lock().unwrap().send(addr);
-            })),
             ..RunHooks::default()
         };
         let stop = CancellationToken::new();
-        let task = rt.spawn(processor::run(config, stop.clone(), hooks));
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the metrics server is bound");
+        let task = rt.spawn(processor::run(config, Some(listener), stop.clone(), hooks));
         running.push((addr, stop, task, metrics));
     }
     // One of the two owns the partition; then both must be ready.

@@ -118,6 +118,123 @@ fn a_poison_record_is_a_dead_letter_exactly_once() {
     poison_among_ordinary_records(Guarantee::ExactlyOnce);
 }
 
+/// A valid event whose URL record is about 20 KB even compressed (random letters, which lz4 cannot
+/// shrink; the five URLs repeat them, which it can).
+fn big_event() -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let mut x: u64 = 26;
+    let location: String = (0..20_000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (b'a' + ((x >> 33) % 26) as u8) as char
+        })
+        .collect();
+    event(
+        "big-1",
+        &format!(r#""event_type":"big","location":"{location}""#),
+    )
+}
+
+/// Sets a topic's `max.message.bytes` (AlterConfigs) and waits until the broker reports it.
+fn lower_max_message_bytes(topic: &str, bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let value = bytes.to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let change =
+            AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value);
+        let r = admin
+            .alter_configs([&change], &AdminOptions::new())
+            .await
+            .unwrap();
+        assert!(r.iter().all(Result::is_ok), "{r:?}");
+    });
+    wait_until("the topic's new limit", Duration::from_secs(30), || {
+        rt.block_on(
+            admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
+        )
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .and_then(Result::ok)
+        .and_then(|c| c.get("max.message.bytes").and_then(|e| e.value.clone()))
+            == Some(value.clone())
+    });
+}
+
+/// Issue 26: a record the broker itself refuses, not the processor's own size check (which reads
+/// the topics' limits at start): the output topic's `max.message.bytes` is lowered while the
+/// processor runs. The refused URL record becomes its event's dead letter, the partition goes on,
+/// and no input offset is skipped.
+fn a_record_the_broker_refuses(guarantee: Guarantee) {
+    let t = topics("refused", 1);
+    let running = start(Config {
+        processing_guarantee: guarantee,
+        ..config(&t, false)
+    });
+    let committed = || all_committed(&t.group, &t.input);
+    produce(&t.input, &ordinary(20));
+    wait_until(
+        "the first events committed",
+        Duration::from_secs(90),
+        committed,
+    );
+    lower_max_message_bytes(&t.output, 6_000);
+    produce(&t.input, &[big_event()]);
+    wait_until(
+        "the refused event committed",
+        Duration::from_secs(90),
+        committed,
+    );
+    // A few small events after it: their URL records fit the lowered limit.
+    let after: Vec<_> = (0..3)
+        .map(|i| event(&format!("after-{i}"), r#""event_type":"door""#))
+        .collect();
+    produce(&t.input, &after);
+    wait_until("every event committed", Duration::from_secs(90), committed);
+    let metrics = running.metrics.clone();
+    running.shutdown();
+
+    let outputs = consume_all(&t.output, Duration::from_secs(60));
+    let dead = consume_all(&t.dlq, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1, "exactly one dead letter");
+    assert_eq!(source_of(&dead[0]), (0, 20), "the big event's dead letter");
+    assert_eq!(json(&dead[0])["error"]["kind"], "output_too_large");
+    assert_eq!(
+        outputs.len(),
+        23,
+        "one URL record per other event, none repeated"
+    );
+    assert!(outputs.iter().all(|m| json(m)["status"] == "success"));
+    let mut sources: HashSet<(i64, i64)> = outputs.iter().map(source_of).collect();
+    sources.insert(source_of(&dead[0]));
+    assert_eq!(
+        sources,
+        expected_sources(&t.input),
+        "an input offset skipped"
+    );
+    assert_eq!(
+        metrics.delivery_failures.get(),
+        0,
+        "the refusal stopped nothing"
+    );
+}
+
+#[test]
+fn a_record_the_broker_refuses_is_a_dead_letter_at_least_once() {
+    a_record_the_broker_refuses(Guarantee::AtLeastOnce);
+}
+
+#[test]
+fn a_record_the_broker_refuses_is_a_dead_letter_exactly_once() {
+    a_record_the_broker_refuses(Guarantee::ExactlyOnce);
+}
+
 /// One event dated 9999 is refused; the device's later events are judged in their own time.
 #[test]
 fn a_far_future_event_is_a_dead_letter_and_its_device_goes_on() {

@@ -1,7 +1,8 @@
 //! SIGTERM while the cluster does not answer (issue 12 item 8, and the hang seen after broker
 //! outages): librdkafka's synchronous commit waits for the group coordinator without a deadline,
 //! so an instance stopped while its broker is frozen never exited. It must exit within
-//! `drain_timeout_ms` + 15 s, with a non-zero status and a message naming the cause.
+//! `drain_timeout_ms` + 15 s, with a non-zero status and a message naming the cause. A second
+//! signal during that shutdown stops it at once, with a message saying what was given up.
 //!
 //! On a broker of its own (`scripts/kafka.sh`, port 19704), frozen with SIGSTOP: the project's
 //! shared test broker cannot be.
@@ -84,14 +85,17 @@ fn processed() -> u64 {
         .sum::<f64>() as u64
 }
 
-#[test]
-fn sigterm_with_the_broker_frozen_exits_and_names_the_cause() {
+/// The tests of this file share the broker (its port is fixed): one at a time.
+static BROKER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// An instance of `run` on the broker (started here), with 2,000 events processed and not yet
+/// committed; its log file in `dir`.
+fn processing_instance(dir: &Path, name: &str, drain_timeout_ms: u64) -> std::process::Child {
     kafka_sh(&["start"]);
-    let _broker = Broker;
     let bootstrap = String::from_utf8(kafka_sh(&["bootstrap"]).stdout).unwrap();
     let bootstrap = bootstrap.trim();
     // Fresh names: the broker's data dir outlives a run.
-    let id = format!("sd-{}", std::process::id());
+    let id = format!("{name}-{}", std::process::id());
     let (input, output, dlq) = (format!("{id}-in"), format!("{id}-out"), format!("{id}-dlq"));
     for (topic, partitions) in [(&input, "3"), (&output, "3"), (&dlq, "1")] {
         kafka_sh(&["create-topic", topic, partitions]);
@@ -118,18 +122,17 @@ fn sigterm_with_the_broker_frozen_exits_and_names_the_cause() {
 
     // Offsets are committed only at the stop (the auto-commit interval is ten minutes), so the
     // stop has a commit to make while the broker is frozen.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
+    let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
             "brokers = \"{bootstrap}\"\ninput_topics = [\"{input}\"]\noutput_topic = \"{output}\"\n\
              dead_letter_topic = \"{dlq}\"\ngroup_id = \"{id}-group\"\nmetrics_addr = \"{METRICS}\"\n\
-             drain_timeout_ms = 1000\n\n[kafka]\n\"auto.commit.interval.ms\" = \"600000\"\n"
+             drain_timeout_ms = {drain_timeout_ms}\n\n[kafka]\n\"auto.commit.interval.ms\" = \"600000\"\n"
         ),
     )
     .unwrap();
-    let log = dir.path().join("run.log");
+    let log = dir.join("run.log");
     let mut run = Command::new(bin())
         .args(["run", "--config"])
         .arg(&config)
@@ -148,24 +151,88 @@ fn sigterm_with_the_broker_frozen_exits_and_names_the_cause() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    run
+}
 
-    signal("-STOP", &broker_pid());
-    let stopped = Instant::now();
-    signal("-TERM", &run.id().to_string());
-    // The bound is 16 s here; a minute tells "exits" from "hangs" without timing anything.
-    while run.try_wait().unwrap().is_none() && stopped.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(200));
+/// Waits up to `bound` for `run` to exit; kills it and fails if it does not.
+fn exits_within(run: &mut std::process::Child, bound: Duration, what: &str) {
+    let since = Instant::now();
+    while run.try_wait().unwrap().is_none() && since.elapsed() < bound {
+        std::thread::sleep(Duration::from_millis(100));
     }
     if run.try_wait().unwrap().is_none() {
         let _ = run.kill();
-        panic!("run did not exit within 60 s of SIGTERM with the broker frozen");
+        panic!("run did not exit within {bound:?} of {what}");
     }
+}
+
+#[test]
+fn sigterm_with_the_broker_frozen_exits_and_names_the_cause() {
+    let _one = BROKER.lock().unwrap_or_else(|e| e.into_inner());
+    let _broker = Broker;
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = processing_instance(dir.path(), "sd", 1000);
+
+    signal("-STOP", &broker_pid());
+    signal("-TERM", &run.id().to_string());
+    // The bound is 16 s here; a minute tells "exits" from "hangs" without timing anything.
+    exits_within(
+        &mut run,
+        Duration::from_secs(60),
+        "SIGTERM with the broker frozen",
+    );
     let status = run.wait().unwrap();
-    let log = std::fs::read_to_string(&log).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
     assert!(!status.success(), "exit 0 without a commit:\n{log}");
     assert!(
         log.contains("the shutdown did not finish within 16.0 s")
             && log.contains("group coordinator unavailable"),
         "the exit message does not name the cause:\n{log}"
+    );
+}
+
+/// A second SIGTERM (or SIGINT) during the drain stops at once: the operator does not wait out
+/// `drain_timeout_ms` + 15 s, and the exit message says what was given up.
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once_and_says_so() {
+    let _one = BROKER.lock().unwrap_or_else(|e| e.into_inner());
+    let _broker = Broker;
+    let dir = tempfile::tempdir().unwrap();
+    // With the broker frozen, the first signal's shutdown would take 120 s + 15 s.
+    let mut run = processing_instance(dir.path(), "sd2", 120_000);
+    let log = dir.path().join("run.log");
+
+    signal("-STOP", &broker_pid());
+    signal("-TERM", &run.id().to_string());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("shutting down: draining partitions")
+    {
+        assert!(
+            Instant::now() < deadline && run.try_wait().unwrap().is_none(),
+            "the first SIGTERM did not start the drain:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "exited before the second signal"
+    );
+    signal("-INT", &run.id().to_string());
+    // Well inside the first signal's 135 s: this tells "at once" from "after the drain".
+    exits_within(&mut run, Duration::from_secs(60), "the second signal");
+    let status = run.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "exit 0 without a commit:\n{log}");
+    assert!(
+        log.contains("error: stopped: a second signal during the shutdown")
+            && log.contains("will be processed again"),
+        "the exit message does not name the cause:\n{log}"
+    );
+    assert!(
+        !log.contains("the shutdown did not finish"),
+        "the drain ran out instead:\n{log}"
     );
 }

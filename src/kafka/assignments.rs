@@ -106,6 +106,20 @@ pub fn stop_all(
     drain_timeout: Option<Duration>,
     late: &str,
 ) -> Vec<(Tp, i64)> {
+    stop_all_lingering(taken, rt, drain_timeout, late).0
+}
+
+/// A task that had not finished at its deadline: completes when it has.
+pub type Lingering = (Tp, oneshot::Receiver<()>);
+
+/// [`stop_all`], also returning the ends of the tasks that had not finished by the deadline: a
+/// task started for the same partition later waits for its predecessor's.
+pub fn stop_all_lingering(
+    taken: Vec<(Tp, PartitionHandle)>,
+    rt: &tokio::runtime::Handle,
+    drain_timeout: Option<Duration>,
+    late: &str,
+) -> (Vec<(Tp, i64)>, Vec<Lingering>) {
     let deadline = drain_timeout.unwrap_or(Duration::from_secs(10)) + Duration::from_secs(1);
     for (_, h) in &taken {
         h.stop.cancel();
@@ -113,18 +127,27 @@ pub fn stop_all(
     let mut positions = Vec::with_capacity(taken.len());
     let mut dones = Vec::with_capacity(taken.len());
     for (tp, h) in taken {
-        dones.push(h.done);
+        dones.push((tp.clone(), h.done));
         positions.push((tp, h.position));
     }
-    let drained = rt
-        .block_on(async { tokio::time::timeout(deadline, futures::future::join_all(dones)).await });
-    if drained.is_err() {
-        tracing::warn!("{late}");
+    let lingering = rt.block_on(async {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut lingering = Vec::new();
+        for (tp, mut done) in dones {
+            if tokio::time::timeout_at(until, &mut done).await.is_err() {
+                lingering.push((tp, done));
+            }
+        }
+        lingering
+    });
+    if !lingering.is_empty() {
+        tracing::warn!(partitions = lingering.len(), "{late}");
     }
-    positions
+    let positions = positions
         .into_iter()
         .map(|(tp, p)| (tp, p.load(Ordering::Relaxed)))
-        .collect()
+        .collect();
+    (positions, lingering)
 }
 
 #[cfg(test)]
@@ -187,13 +210,19 @@ mod tests {
         let a = Assignments::default();
         a.lock().insert(("t".into(), 0), task(&rt, 5, true));
         let started = std::time::Instant::now();
-        let positions = stop_all(
+        let (positions, lingering) = stop_all_lingering(
             a.take(None, |_| {}),
             rt.handle(),
             Some(Duration::ZERO),
             "late",
         );
         assert_eq!(positions, vec![(("t".to_owned(), 0), 5)]);
+        assert_eq!(
+            lingering.len(),
+            1,
+            "its end is kept for its successor to wait on"
+        );
+        assert_eq!(lingering[0].0, ("t".to_owned(), 0));
         assert!(started.elapsed() >= Duration::from_secs(1));
     }
 }

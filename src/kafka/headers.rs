@@ -1,7 +1,7 @@
 //! The Kafka headers of URL records and dead letters: their names in one place, for the processor,
 //! the webhook service and the tests.
 
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 
 pub const STATUS: &str = "aepiot.status";
 pub const DEVICE_ID: &str = "aepiot.device_id";
@@ -11,6 +11,17 @@ pub const ERROR_MESSAGE: &str = "aepiot.error.message";
 pub const SOURCE_TOPIC: &str = "aepiot.source.topic";
 pub const SOURCE_PARTITION: &str = "aepiot.source.partition";
 pub const SOURCE_OFFSET: &str = "aepiot.source.offset";
+/// Prefix of the input record's own headers, carried on its dead letter in their order (a header
+/// `h` becomes `aepiot.input.header.h`), so `dead-letters replay` can give them back.
+pub const INPUT_HEADER_PREFIX: &str = "aepiot.input.header.";
+/// What a dead letter's payload holds when it is not the input record: `url_record` (the URL
+/// record the broker refused). Absent: the input's payload.
+pub const DEAD_LETTER_PAYLOAD: &str = "aepiot.dead_letter.payload";
+/// The value of [`DEAD_LETTER_PAYLOAD`] on a dead letter carrying the refused URL record.
+pub const PAYLOAD_URL_RECORD: &str = "url_record";
+/// On a record `dead-letters replay` produced: the dead letter it came from,
+/// `<topic>-<partition>-<offset>`.
+pub const REPLAYED_FROM: &str = "aepiot.replayed_from";
 
 /// A URL record's headers: what consumers filter on without parsing the value.
 pub fn url_record(status: &str, device_id: &str, event_type: Option<&str>) -> OwnedHeaders {
@@ -62,4 +73,17 @@ pub fn dead_letter(
             key: SOURCE_OFFSET,
             value: Some(offset.as_str()),
         })
+}
+
+/// `headers` with the input record's headers appended under [`INPUT_HEADER_PREFIX`], in order
+/// (repeated names and null values kept).
+pub fn with_input_headers(mut headers: OwnedHeaders, input: &BorrowedHeaders) -> OwnedHeaders {
+    for h in input.iter() {
+        let key = format!("{INPUT_HEADER_PREFIX}{}", h.key);
+        headers = headers.insert(Header {
+            key: &key,
+            value: h.value,
+        });
+    }
+    headers
 }

@@ -171,8 +171,17 @@ fn restore_once(
             // Nothing for 30 s although the partition has records: the broker is away.
             None if idle >= Duration::from_secs(30) => return Err(KafkaError::NoMessageReceived),
             None => idle += step,
-            // End of the committed data: under read_committed this is the last stable offset.
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            // End of the committed data: under read_committed this is the last stable offset,
+            // which lags the previous owner's last committed transaction until the coordinator
+            // has written its markers (just after a hand-over under exactly-once). Only an end at
+            // or past the high watermark seen at the start is the end of what was committed
+            // before this owner; an earlier one is waited past (an open transaction of a crashed
+            // owner ends within `transaction.timeout.ms`).
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                if read_position(&consumer, changelog_topic, partition) >= high {
+                    break;
+                }
+            }
             Some(Err(e)) => return Err(e),
             Some(Ok(m)) => {
                 idle = Duration::ZERO;
@@ -197,6 +206,17 @@ fn restore_once(
     }
     restored.devices = states.device_count();
     Ok(restored)
+}
+
+/// The next offset `consumer` reads of the partition (-1 while unknown).
+fn read_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
+    let Ok(tpl) = consumer.position() else {
+        return -1;
+    };
+    match tpl.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(Offset::Offset(o)) => o,
+        _ => -1,
+    }
 }
 
 /// Errors a partition's leader election, a new topic's propagation or a broker restart cause.

@@ -8,9 +8,17 @@
 //! the workers' positions, lets them go on, and what they produce meanwhile is kept here, in
 //! order, and produced into the next transaction right after it begins. None of it counts in the
 //! committing transaction: its positions were taken before any of it was processed.
+//!
+//! Bounded in bytes (`max_deferred_bytes`): a commit can take long while the cluster is slow or
+//! away (each call may wait half of `transaction.timeout.ms`, retriable calls are tried again),
+//! and the workers must not fill the memory meanwhile. Once the kept records reach the bound the
+//! workers end their batch and wait ([`Deferred::room`]) until the commit ends; each worker can
+//! add at most the outputs of one record (and its batch's state cut) past it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+
+use tokio::sync::Notify;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{OwnedHeaders, ToBytes};
@@ -21,10 +29,14 @@ use crate::kafka::send::send_waiting;
 
 /// Records kept while a commit runs. The flag only changes under the transaction gate's write
 /// guard and workers produce only under its read guard, so it is constant during a batch.
-#[derive(Default)]
 pub struct Deferred {
     committing: AtomicBool,
     records: Mutex<Vec<Kept>>,
+    /// Bytes of the kept records (keys, payloads, headers' values).
+    bytes: AtomicUsize,
+    max_bytes: usize,
+    /// Wakes the workers waiting for room when the commit ends.
+    ended: Notify,
 }
 
 /// One record, owned: the worker's buffers are reused for the next record.
@@ -39,6 +51,47 @@ struct Kept {
 }
 
 impl Deferred {
+    /// Keeps at most about `max_bytes` (see the module's opening comment).
+    pub fn new(max_bytes: usize) -> Self {
+        Deferred {
+            committing: AtomicBool::new(false),
+            records: Mutex::default(),
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+            ended: Notify::new(),
+        }
+    }
+
+    /// Whether the kept records reached the bound: the worker ends its batch and waits for
+    /// [`Deferred::room`].
+    pub fn full(&self) -> bool {
+        self.committing.load(Ordering::Acquire)
+            && self.bytes.load(Ordering::Acquire) >= self.max_bytes
+    }
+
+    /// Waits until records may be kept again: at once unless [`Deferred::full`], else until the
+    /// commit ends. Call without the gate's read guard: the commit's end takes its write guard.
+    pub async fn room(&self) {
+        loop {
+            let ended = self.ended.notified();
+            if !self.full() {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// Bytes kept now.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    fn ended(&self) {
+        self.bytes.store(0, Ordering::Release);
+        self.committing.store(false, Ordering::Release);
+        self.ended.notify_waiters();
+    }
+
     /// A commit begins: from now on records are kept. Call with the gate's write guard held.
     pub fn start(&self) {
         self.committing.store(true, Ordering::Release);
@@ -52,6 +105,10 @@ impl Deferred {
         if !self.committing.load(Ordering::Acquire) {
             return Some(record);
         }
+        let size = record.key.map_or(0, |k| k.to_bytes().len())
+            + record.payload.map_or(0, |p| p.to_bytes().len())
+            + record.topic.len();
+        self.bytes.fetch_add(size, Ordering::AcqRel);
         let kept = Kept {
             topic: record.topic.to_owned(),
             partition: record.partition,
@@ -71,7 +128,7 @@ impl Deferred {
     /// aborts the transaction and rewinds, as for a failed commit.
     pub fn release(&self, producer: &ThreadedProducer<ProducerCtx>) -> Result<usize, KafkaError> {
         let kept = std::mem::take(&mut *self.records.lock().expect("deferred lock"));
-        self.committing.store(false, Ordering::Release);
+        self.ended();
         let n = kept.len();
         for k in kept {
             let mut record: BaseRecord<'_, [u8], [u8], usize> =
@@ -90,12 +147,14 @@ impl Deferred {
     /// offsets and process it again).
     pub fn discard(&self) {
         self.records.lock().expect("deferred lock").clear();
-        self.committing.store(false, Ordering::Release);
+        self.ended();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
 
     fn record(payload: &[u8]) -> BaseRecord<'_, [u8], [u8], usize> {
@@ -106,7 +165,7 @@ mod tests {
 
     #[test]
     fn records_pass_through_unless_a_commit_runs() {
-        let d = Deferred::default();
+        let d = Deferred::new(1 << 20);
         assert!(d.keep(record(b"a")).is_some());
         d.start();
         assert!(d.keep(record(b"b")).is_none());
@@ -122,11 +181,36 @@ mod tests {
 
     #[test]
     fn an_abort_drops_what_was_kept_and_ends_the_commit() {
-        let d = Deferred::default();
+        let d = Deferred::new(1 << 20);
         d.start();
         assert!(d.keep(record(b"a")).is_none());
         d.discard();
         assert!(d.records.lock().unwrap().is_empty());
         assert!(d.keep(record(b"b")).is_some());
+    }
+
+    #[test]
+    fn a_full_deferral_holds_the_workers_until_the_commit_ends() {
+        let d = Deferred::new(10);
+        futures::executor::block_on(d.room());
+        d.start();
+        assert!(d.keep(record(b"01234")).is_none());
+        assert!(!d.full(), "9 bytes (topic, key, payload) of 10");
+        assert!(d.keep(record(b"56789")).is_none());
+        assert!(d.full());
+        assert_eq!(d.bytes(), 18);
+        let mut room = Box::pin(d.room());
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(
+            room.as_mut().poll(&mut cx).is_pending(),
+            "no room while full"
+        );
+        d.discard();
+        assert!(
+            room.as_mut().poll(&mut cx).is_ready(),
+            "room once the commit ends"
+        );
+        assert_eq!(d.bytes(), 0);
     }
 }

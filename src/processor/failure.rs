@@ -32,6 +32,42 @@ pub fn classify(error: &KafkaError) -> Failure {
     }
 }
 
+/// Whether a failure of the cluster is one it recovers from: it was unreachable or not ready for a
+/// while (time-outs, too few in-sync replicas, a leader moving, a transport error, the
+/// transaction's own abortable state). Under exactly-once such a failure aborts the transaction
+/// and rewinds, and the instance goes on once the cluster is back; authorization, a topic gone
+/// or a fatal error stop it.
+pub fn cluster_away(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    if let KafkaError::Transaction(t) = error {
+        return !t.is_fatal();
+    }
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            MessageTimedOut
+                | OperationTimedOut
+                | RequestTimedOut
+                | NotEnoughReplicas
+                | NotEnoughReplicasAfterAppend
+                | LeaderNotAvailable
+                | NotLeaderForPartition
+                | NetworkException
+                | BrokerNotAvailable
+                | AllBrokersDown
+                | BrokerTransportFailure
+                | PurgeQueue
+                | PurgeInflight
+                | State
+                | KafkaStorageError
+                | CoordinatorLoadInProgress
+                | CoordinatorNotAvailable
+                | NotCoordinator
+                | ConcurrentTransactions
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +91,19 @@ mod tests {
         ] {
             assert_eq!(classify(&e(cluster)), Failure::Cluster, "{cluster:?}");
         }
+    }
+
+    #[test]
+    fn a_cluster_that_was_away_is_told_from_one_that_refuses() {
+        let e = |c| KafkaError::MessageProduction(c);
+        // `_MSG_TIMED_OUT` of a transactional producer's records while a broker is black-holed.
+        assert!(cluster_away(&e(RDKafkaErrorCode::MessageTimedOut)));
+        assert!(cluster_away(&e(RDKafkaErrorCode::NotEnoughReplicas)));
+        assert!(cluster_away(&e(RDKafkaErrorCode::State)));
+        assert!(!cluster_away(&e(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
+        assert!(!cluster_away(&e(RDKafkaErrorCode::UnknownTopicOrPartition)));
+        assert!(!cluster_away(&e(RDKafkaErrorCode::ProducerFenced)));
     }
 }

@@ -27,9 +27,20 @@ pub enum FatalCause {
     /// The state changelog topic of an input topic could not be found or created.
     #[error("the state changelog of input topic {topic:?} is not usable: {error}")]
     Changelog { topic: String, error: String },
-    /// Exactly-once: the producer was fenced or the transaction failed fatally.
+    /// Exactly-once: the transaction failed fatally (librdkafka's `is_fatal`).
     #[error("the Kafka transaction failed fatally: {0}")]
     Transaction(String),
+    /// Exactly-once: another producer with the same `transactional.id`, or a newer generation of
+    /// the group, took over: this instance is a zombie and must not write again.
+    #[error("the transactional producer was fenced (another instance took over): {0}")]
+    Fenced(String),
+    /// A partition worker panicked or ended while its partition was still assigned.
+    #[error("the worker of {topic} partition {partition} failed: {error}")]
+    Worker {
+        topic: String,
+        partition: i32,
+        error: String,
+    },
     /// The consumer could not give a partition its own queue, or a record reached the main queue.
     #[error("the consumer failed: {0}")]
     Consumer(String),

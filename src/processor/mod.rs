@@ -18,7 +18,8 @@ pub mod progress;
 pub mod rebalance;
 pub mod state_writes;
 pub mod transactions;
+pub mod txn_calls;
 pub mod worker;
 pub mod worker_env;
 
-pub use pipeline::{run, RunHooks, RunReport};
+pub use pipeline::{run, RunHooks};

@@ -1,24 +1,38 @@
-//! `aepiot-stream run`: wires the consumer, the partition workers, the producer and the metrics
-//! server together, and shuts them down in order.
+//! `aepiot-stream run`: wires the consumer, the partition workers, the producers and the metrics
+//! server together, and shuts them down in order. [`run`] goes through five phases, one function
+//! each, in this order:
+//!
+//! 1. [`serve`]: the metrics server (`/metrics`, the probes, the status page) on the listener the
+//!    caller bound, so a probe answers while the rest waits for the cluster;
+//! 2. [`check`]: the start-up checks (brokers, topics, `--start-from`, the output topics' size
+//!    limit); a shutdown during them stops at once;
+//! 3. [`restore_topics`]: the state changelog topic of every named input topic exists before a
+//!    partition is assigned, for its worker to restore the partition's device state from;
+//! 4. [`consume`]: a producer per cluster (warmed up, transactional under exactly-once), the
+//!    consumer and its threads; from here partitions are restored and processed by their
+//!    workers as the group assigns them;
+//! 5. [`drain`]: on SIGTERM/SIGINT or a fatal cause, the shutdown below.
 //!
 //! Shutdown (SIGTERM/SIGINT): every worker stops reading and drains its in-flight outputs within
 //! `drain_timeout_ms`; the stored offsets are committed synchronously; the consumer leaves the
 //! group; the producer is flushed. Exit 0. A delivery failure instead stops the instance without
 //! committing past the failed record, and `run` returns an error (non-zero exit).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{Producer, ThreadedProducer};
-use tokio_util::sync::CancellationToken;
+use rdkafka::producer::{Producer as _, ThreadedProducer};
+use tokio::net::TcpListener;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::acks::{AckRouter, ProducerCtx};
 use super::changelog;
 use super::fatal::{Fatal, FatalCause};
 use super::progress::log_progress;
 use super::rebalance::ConsumerCtx;
-use super::transactions::Transactions;
+use super::transactions::{call_timeout, Transactions};
 use super::worker_env::{ChangelogEnv, Step, WorkerEnv};
 use crate::config::{Config, Guarantee, OffsetReset};
 use crate::core::Shared;
@@ -32,17 +46,13 @@ use crate::kafka::startup;
 use crate::metrics::Metrics;
 use crate::status::StatusHub;
 
-/// What a finished run reports.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    pub metrics_addr: Option<std::net::SocketAddr>,
-}
+/// A cluster's producer, shared by the workers.
+type Producer = Arc<ThreadedProducer<ProducerCtx>>;
 
-/// Hooks for embedding (`demo`, tests): shared metrics, and the bound metrics address.
+/// Hooks for embedding (`demo`, tests): shared metrics and what replaces a broker's answer.
 #[derive(Clone, Default)]
 pub struct RunHooks {
     pub metrics: Option<Metrics>,
-    pub on_metrics_bound: Option<Arc<dyn Fn(std::net::SocketAddr) + Send + Sync>>,
     /// Forward records unprocessed (the benchmark's reference; see [`crate::passthrough`]).
     pub passthrough: bool,
     /// `run --start-from`: a group with no committed offsets starts at this time
@@ -55,124 +65,145 @@ pub struct RunHooks {
 }
 
 /// Runs until `shutdown` is cancelled (clean exit) or an output cannot be delivered (error).
+/// `listener`: where to serve the metrics server (see [`crate::http::bind`]); none without one.
 pub async fn run(
     config: Config,
+    listener: Option<TcpListener>,
     shutdown: CancellationToken,
     hooks: RunHooks,
-) -> anyhow::Result<RunReport> {
+) -> anyhow::Result<()> {
     config.validate_for_run()?;
     let metrics = hooks.metrics.clone().unwrap_or_default();
+    let (served, _server) = serve(&config, listener, &metrics)?;
+    let max_output_bytes = tokio::select! {
+        r = check(&config, &hooks) => r?,
+        // SIGTERM while start-up still waits (for a broker, a topic): stop at once.
+        _ = shutdown.cancelled() => {
+            tracing::info!("stopped during the start-up checks");
+            return Ok(());
+        }
+    };
+    let ensured = restore_topics(&config).await?;
+    let consuming = consume(&config, &hooks, served, max_output_bytes, ensured).await?;
+    drain(consuming, &config, &shutdown).await
+}
+
+/// What the metrics server shares with the pipeline.
+struct Served {
+    metrics: Metrics,
+    health: Arc<Health>,
+    status: Option<Arc<StatusHub>>,
+}
+
+/// Phase 1: serves the metrics server on `listener` (with the status page if configured), until
+/// the returned guard is dropped.
+fn serve(
+    config: &Config,
+    listener: Option<TcpListener>,
+    metrics: &Metrics,
+) -> anyhow::Result<(Served, DropGuard)> {
     let health = Arc::new(Health::default());
     let server_stop = CancellationToken::new();
-    let status = (config.status_page && !config.metrics_addr.is_empty())
-        .then(|| StatusHub::new(&config, metrics.clone(), health.clone()));
-    let metrics_addr = if config.metrics_addr.is_empty() {
-        None
-    } else {
-        let addr = http::serve_with(
-            &config.metrics_addr,
+    let status = (config.status_page && listener.is_some())
+        .then(|| StatusHub::new(config, metrics.clone(), health.clone()));
+    if let Some(listener) = listener {
+        let addr = http::serve_on(
+            listener,
             metrics.clone(),
             health.clone(),
             status.as_ref().map(|s| s.routes()).unwrap_or_default(),
             server_stop.clone(),
-        )
-        .await?;
+        )?;
         if let Some(s) = &status {
             s.start(server_stop.clone());
         }
         tracing::info!(%addr, status_page = status.is_some(), "serving /metrics, /healthz, /readyz");
-        if let Some(f) = &hooks.on_metrics_bound {
-            f(addr);
-        }
-        Some(addr)
-    };
-    let _server_guard = server_stop.drop_guard();
-
-    tokio::select! {
-        r = startup::check(&config) => r?,
-        // SIGTERM while start-up still waits (for a broker, a topic): stop at once.
-        _ = shutdown.cancelled() => {
-            tracing::info!("stopped during the start-up checks");
-            return Ok(RunReport { metrics_addr });
-        }
     }
+    let served = Served {
+        metrics: metrics.clone(),
+        health,
+        status,
+    };
+    Ok((served, server_stop.drop_guard()))
+}
+
+/// Phase 2: the start-up checks; returns the largest output record the brokers take.
+async fn check(config: &Config, hooks: &RunHooks) -> anyhow::Result<usize> {
+    startup::check(config).await?;
     if let Some(from) = &hooks.start_from {
-        crate::replay::start_from(&config, from).await?;
+        crate::replay::start_from(config, from).await?;
     }
-    let max_output_bytes = match hooks.max_output_bytes {
+    Ok(match hooks.max_output_bytes {
         Some(limit) => limit,
-        None => super::output_limit::max_output_bytes(&config).await?,
-    };
-    let mut ensured = std::collections::HashSet::new();
-    if config.state_changelog {
-        // Topics matched by a pattern get theirs when first assigned (see the worker's restore).
-        for topic in config
-            .input_topics
-            .iter()
-            .filter(|t| !t.is_empty() && !t.starts_with('^'))
-        {
-            let (admin, topic, changelog) = (
-                admin_config(&config),
-                topic.clone(),
-                config.changelog_topic(topic),
-            );
-            let t = topic.clone();
-            tokio::task::spawn_blocking(move || changelog::ensure_topic(&admin, &t, &changelog))
-                .await?
-                .map_err(|e| anyhow::anyhow!("state changelog: {e}"))?;
-            ensured.insert(topic);
-        }
-    }
+        None => super::output_limit::max_output_bytes(config).await?,
+    })
+}
 
-    let router = Arc::new(AckRouter::default());
-    let producer: ThreadedProducer<ProducerCtx> = producer_config(&config)
-        .create_with_context(ProducerCtx::new(
-            router.clone(),
-            metrics.clone(),
-            crate::residency::MAIN_CLUSTER,
-        ))
-        .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
-    let producer = Arc::new(producer);
-    // One producer per regional cluster, its acks into the same router: a worker's in-flight
-    // tracker sees every output of a record, whichever cluster it went to.
-    let routes = if hooks.passthrough {
-        // Everything to `output_topic`, counted on its series.
-        crate::residency::Routes {
-            region_topics: vec![config.output_topic.clone(); config.urls.regions.len().max(1)],
-            region_clusters: vec![0; config.urls.regions.len().max(1)],
-            clusters: vec![crate::residency::MAIN_CLUSTER.into()],
-        }
-    } else {
-        config.routes()
-    };
-    let mut producers = vec![producer.clone()];
-    for (i, name) in routes.clusters.iter().enumerate().skip(1) {
-        let p: ThreadedProducer<ProducerCtx> = regional_producer_config(&config, &routes, i)
-            .create_with_context(ProducerCtx::new(router.clone(), metrics.clone(), name))
-            .map_err(|e| anyhow::anyhow!("cannot create the producer of cluster {name:?}: {e}"))?;
-        producers.push(Arc::new(p));
+/// Phase 3: creates the state changelog topic of every input topic named in the configuration,
+/// if missing; returns those input topics. Topics matched by a pattern get theirs when first
+/// assigned (see the worker's restore).
+async fn restore_topics(config: &Config) -> anyhow::Result<HashSet<String>> {
+    let mut ensured = HashSet::new();
+    if !config.state_changelog {
+        return Ok(ensured);
     }
-    // Output topics' metadata into each producer's cache before the first event (see kafka::warm).
+    for topic in config
+        .input_topics
+        .iter()
+        .filter(|t| !t.is_empty() && !t.starts_with('^'))
     {
-        let mut per_cluster: Vec<Vec<String>> = vec![Vec::new(); producers.len()];
-        for (t, &c) in routes.region_topics.iter().zip(&routes.region_clusters) {
-            per_cluster[c].push(t.clone());
-        }
-        per_cluster[0].push(config.dead_letter_topic.clone());
-        let producers = producers.clone();
-        tokio::task::spawn_blocking(move || {
-            for (p, topics) in producers.iter().zip(&per_cluster) {
-                crate::kafka::warm::warm_up(p.client(), topics, Duration::from_secs(5));
-            }
-        })
-        .await?;
+        let (admin, topic, changelog) = (
+            admin_config(config),
+            topic.clone(),
+            config.changelog_topic(topic),
+        );
+        let t = topic.clone();
+        tokio::task::spawn_blocking(move || changelog::ensure_topic(&admin, &t, &changelog))
+            .await?
+            .map_err(|e| anyhow::anyhow!("state changelog: {e}"))?;
+        ensured.insert(topic);
     }
+    Ok(ensured)
+}
+
+/// The pipeline while it consumes: what [`drain`] stops.
+struct Consuming {
+    fatal: Arc<Fatal>,
+    /// Stops the consumer's thread, the commit thread and the progress log.
+    stop: CancellationToken,
+    poller: std::thread::JoinHandle<()>,
+    progress: tokio::task::JoinHandle<()>,
+}
+
+/// Phase 4: the producers, the consumer with its workers' environment, and the threads that
+/// serve them; the group assigns partitions from here on.
+async fn consume(
+    config: &Config,
+    hooks: &RunHooks,
+    served: Served,
+    max_output_bytes: usize,
+    ensured: HashSet<String>,
+) -> anyhow::Result<Consuming> {
+    let Served {
+        metrics,
+        health,
+        status,
+    } = served;
+    let router = Arc::new(AckRouter::default());
+    let (producers, routes) = producers(config, hooks.passthrough, &metrics, &router)?;
+    warm_up(&producers, &routes, &config.dead_letter_topic).await?;
+    let producer = producers[0].clone();
     let txn = match config.processing_guarantee {
         Guarantee::AtLeastOnce => None,
         Guarantee::ExactlyOnce => {
             let (p, m) = (producer.clone(), metrics.clone());
+            let (timeout, deferred) = (
+                call_timeout(&producer_config(&config)),
+                config.max_deferred_bytes,
+            );
             Some(Arc::new(
-                tokio::task::spawn_blocking(move || Transactions::start(p, m)).await??,
+                tokio::task::spawn_blocking(move || Transactions::start(p, m, timeout, deferred))
+                    .await??,
             ))
         }
     };
@@ -184,7 +215,7 @@ pub async fn run(
         health.clone(),
         earliest,
     );
-    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(&config)
+    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(config)
         .create_with_context(ctx)
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
@@ -194,7 +225,7 @@ pub async fn run(
     let offsets: std::sync::Weak<dyn crate::kafka::offsets::OffsetStore> = offsets;
     let env = Arc::new(WorkerEnv {
         consumer: offsets,
-        producer: producer.clone(),
+        producer,
         producers: producers.clone(),
         region_clusters: routes.region_clusters,
         router,
@@ -212,13 +243,14 @@ pub async fn run(
         gate: txn.as_ref().map(|t| t.gate.clone()),
         deferred: txn.as_ref().map(|t| t.deferred.clone()),
         poison: txn.as_ref().map(|_| Default::default()),
+        rewind: txn.as_ref().map(|t| t.rewind.clone()),
         step: if hooks.passthrough {
             Step::Passthrough
         } else {
             Step::Engine
         },
         changelog: config.state_changelog.then(|| ChangelogEnv {
-            restore_client: admin_config(&config),
+            restore_client: admin_config(config),
             prefix: format!("{}-", config.group_id),
             ensured: std::sync::Mutex::new(ensured),
             interval: Duration::from_millis(config.commit_interval_ms),
@@ -226,9 +258,10 @@ pub async fn run(
         eviction_warned_ms: Default::default(),
         status,
     });
+    let exactly_once = txn.is_some();
     consumer
         .context()
-        .attach(Arc::downgrade(&consumer), env, txn.clone());
+        .attach(Arc::downgrade(&consumer), env, txn);
     let topics: Vec<&str> = config
         .input_topics
         .iter()
@@ -239,44 +272,141 @@ pub async fn run(
         .subscribe(&topics)
         .map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
     tracing::info!(?topics, group = %config.group_id, output = %config.output_topic, "processing");
+    start_threads(
+        config,
+        consumer,
+        producers,
+        exactly_once,
+        fatal,
+        metrics,
+        health,
+    )
+}
 
+/// The producer of each cluster (the main cluster's first, then one per regional cluster, their
+/// acks all into `router`: a worker's in-flight tracker sees every output of a record, whichever
+/// cluster it went to), and the routes they serve.
+fn producers(
+    config: &Config,
+    passthrough: bool,
+    metrics: &Metrics,
+    router: &Arc<AckRouter>,
+) -> anyhow::Result<(Vec<Producer>, crate::residency::Routes)> {
+    let producer: ThreadedProducer<ProducerCtx> = producer_config(config)
+        .create_with_context(ProducerCtx::new(
+            router.clone(),
+            metrics.clone(),
+            crate::residency::MAIN_CLUSTER,
+        ))
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
+    let routes = if passthrough {
+        // Everything to `output_topic`, counted on its series.
+        crate::residency::Routes {
+            region_topics: vec![config.output_topic.clone(); config.urls.regions.len().max(1)],
+            region_clusters: vec![0; config.urls.regions.len().max(1)],
+            clusters: vec![crate::residency::MAIN_CLUSTER.into()],
+        }
+    } else {
+        config.routes()
+    };
+    let mut producers = vec![Arc::new(producer)];
+    for (i, name) in routes.clusters.iter().enumerate().skip(1) {
+        let p: ThreadedProducer<ProducerCtx> = regional_producer_config(config, &routes, i)
+            .create_with_context(ProducerCtx::new(router.clone(), metrics.clone(), name))
+            .map_err(|e| anyhow::anyhow!("cannot create the producer of cluster {name:?}: {e}"))?;
+        producers.push(Arc::new(p));
+    }
+    Ok((producers, routes))
+}
+
+/// Output topics' metadata into each producer's cache before the first event (see kafka::warm).
+async fn warm_up(
+    producers: &[Producer],
+    routes: &crate::residency::Routes,
+    dead_letter_topic: &str,
+) -> anyhow::Result<()> {
+    let mut per_cluster: Vec<Vec<String>> = vec![Vec::new(); producers.len()];
+    for (t, &c) in routes.region_topics.iter().zip(&routes.region_clusters) {
+        per_cluster[c].push(t.clone());
+    }
+    per_cluster[0].push(dead_letter_topic.to_string());
+    let producers = producers.to_vec();
+    tokio::task::spawn_blocking(move || {
+        for (p, topics) in producers.iter().zip(&per_cluster) {
+            crate::kafka::warm::warm_up(p.client(), topics, Duration::from_secs(5));
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// The threads of a consuming pipeline: the progress log, the consumer's main-queue loop, and
+/// under exactly-once the transaction committer.
+fn start_threads(
+    config: &Config,
+    consumer: Arc<BaseConsumer<ConsumerCtx>>,
+    producers: Vec<Producer>,
+    exactly_once: bool,
+    fatal: Arc<Fatal>,
+    metrics: Metrics,
+    health: Arc<Health>,
+) -> anyhow::Result<Consuming> {
     let stop = CancellationToken::new();
     let progress = tokio::spawn(log_progress(
-        metrics.clone(),
+        metrics,
         config.progress_interval_secs,
         stop.clone(),
     ));
     // Exactly-once: commit the transaction every commit interval, from a thread of its own
     // (the calls block).
-    let committer = match &txn {
-        None => None,
-        Some(_) => {
-            let (weak, stop, every) = (
-                Arc::downgrade(&consumer),
-                stop.clone(),
-                Duration::from_millis(config.commit_interval_ms),
-            );
-            Some(
-                std::thread::Builder::new()
-                    .name("aepiot-commit".into())
-                    .spawn(move || {
-                        while !stop.is_cancelled() {
-                            std::thread::sleep(every);
-                            if let Some(consumer) = weak.upgrade() {
-                                consumer.context().commit_transaction(&consumer);
-                            }
+    let committer = if exactly_once {
+        let (weak, stop, every) = (
+            Arc::downgrade(&consumer),
+            stop.clone(),
+            Duration::from_millis(config.commit_interval_ms),
+        );
+        Some(
+            std::thread::Builder::new()
+                .name("aepiot-commit".into())
+                .spawn(move || {
+                    while !stop.is_cancelled() {
+                        std::thread::sleep(every);
+                        if let Some(consumer) = weak.upgrade() {
+                            consumer.context().commit_transaction(&consumer);
                         }
-                    })?,
-            )
-        }
+                    }
+                })?,
+        )
+    } else {
+        None
     };
     let poller = {
         let stop = stop.clone();
-        let health = health.clone();
         std::thread::Builder::new()
             .name("aepiot-consumer".into())
             .spawn(move || poll_until_stopped(consumer, producers, stop, health, committer))?
     };
+    Ok(Consuming {
+        fatal,
+        stop,
+        poller,
+        progress,
+    })
+}
+
+/// Phase 5: waits for `shutdown` or a fatal cause, then stops the threads within the shutdown's
+/// bound; the fatal cause, if any, is the error.
+async fn drain(
+    consuming: Consuming,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let Consuming {
+        fatal,
+        stop,
+        poller,
+        progress,
+    } = consuming;
     tokio::select! {
         _ = shutdown.cancelled() => tracing::info!("shutting down: draining partitions"),
         _ = fatal.raised() => {}
@@ -288,14 +418,14 @@ pub async fn run(
         anyhow::bail!("stopped: {cause}; offsets were not committed past it");
     }
     tracing::info!("stopped cleanly");
-    Ok(RunReport { metrics_addr })
+    Ok(())
 }
 
 /// The consumer's main-queue loop, on its own thread: it serves rebalance callbacks (which may
 /// block while partitions drain) until `stop`, then shuts the consumer and producer down.
 fn poll_until_stopped(
     consumer: Arc<BaseConsumer<ConsumerCtx>>,
-    producers: Vec<Arc<ThreadedProducer<ProducerCtx>>>,
+    producers: Vec<Producer>,
     stop: CancellationToken,
     health: Arc<Health>,
     committer: Option<std::thread::JoinHandle<()>>,
@@ -309,6 +439,8 @@ fn poll_until_stopped(
         }
     });
     health.set_ready(false);
+    // A commit waiting for the cluster gives up now: the shutdown must finish.
+    consumer.context().close();
     if let Some(c) = committer {
         let _ = c.join();
     }

@@ -11,13 +11,15 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
-use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
+use super::acks::ProducerCtx;
+use super::fatal::FatalCause;
 use super::transactions::{CommitError, Transactions};
+use super::txn_calls::{Live, LiveOffsets};
 use super::worker;
 use super::worker_env::WorkerEnv;
 use crate::http::Health;
@@ -33,6 +35,9 @@ pub struct ConsumerCtx {
     /// Exactly-once only.
     txn: OnceLock<Arc<Transactions>>,
     workers: Assignments,
+    /// The ends of workers that had not finished stopping by their deadline: a worker started for
+    /// the same partition waits for its predecessor's (a partition is never read by two).
+    lingering: std::sync::Mutex<HashMap<Tp, tokio::sync::oneshot::Receiver<()>>>,
     /// Queues of partitions being assigned, split off before librdkafka starts fetching them.
     split: SplitQueues<ConsumerCtx>,
     rt: tokio::runtime::Handle,
@@ -56,6 +61,7 @@ impl ConsumerCtx {
             env: OnceLock::new(),
             txn: OnceLock::new(),
             workers: Assignments::default(),
+            lingering: Default::default(),
             split: SplitQueues::default(),
             rt,
             metrics,
@@ -111,11 +117,20 @@ impl ConsumerCtx {
         }
         match self.split.take(&consumer, &tp) {
             Some(queue) => {
-                let handle = worker::spawn(env.clone(), &self.rt, &tp.0, tp.1, queue, position);
+                let previous = self.lingering.lock().expect("lingering lock").remove(&tp);
+                let handle = worker::spawn(
+                    env.clone(),
+                    &self.rt,
+                    &tp.0,
+                    tp.1,
+                    queue,
+                    position,
+                    previous,
+                );
                 workers.insert(tp, handle);
             }
             None => {
-                env.fatal.raise(super::fatal::FatalCause::Consumer(format!(
+                env.fatal.raise(FatalCause::Consumer(format!(
                     "cannot give {} partition {} a queue of its own",
                     tp.0, tp.1
                 )));
@@ -137,20 +152,34 @@ impl ConsumerCtx {
         }
         // On the consumer's or the commit thread, never an async worker: blocking here is what
         // makes a hand-over wait for the drain.
-        assignments::stop_all(
+        let (positions, lingering) = assignments::stop_all_lingering(
             stopping,
             &self.rt,
             self.env.get().map(|e| e.drain_timeout),
-            "workers did not finish in time",
-        )
+            "workers did not finish in time; a new worker of their partition waits for them",
+        );
+        let mut waiting = self.lingering.lock().expect("lingering lock");
+        // Ends already reached need no waiting for.
+        waiting.retain(|_, done| {
+            matches!(
+                done.try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+            )
+        });
+        waiting.extend(lingering);
+        positions
     }
 
-    /// Stops the workers of `partitions` (all for `None`) and commits what they did.
+    /// Stops the workers of `partitions` (all for `None`: the instance shuts down) and commits what
+    /// they did.
     pub fn stop(
         &self,
         consumer: &BaseConsumer<ConsumerCtx>,
         partitions: Option<&TopicPartitionList>,
     ) {
+        if partitions.is_none() {
+            self.close();
+        }
         match self.txn.get() {
             None => {
                 if self.stop_workers(partitions).is_empty() {
@@ -176,6 +205,29 @@ impl ConsumerCtx {
         }
     }
 
+    /// The group moved on without this instance (a session that expired while the cluster was
+    /// away): the partitions already have other owners, so their work is never committed as a
+    /// revoke's is. At-least-once: their workers stop and nothing is committed (the new owners
+    /// process again what was not committed before). Exactly-once: the open transaction holds
+    /// their outputs, so it is aborted and the partitions still owned rewind.
+    fn lose(&self, consumer: &BaseConsumer<ConsumerCtx>, partitions: &TopicPartitionList) {
+        match self.txn.get() {
+            None => {
+                self.stop_workers(Some(partitions));
+            }
+            Some(txn) => {
+                let _serial = txn.lock_commits();
+                let _gate = txn.gate.blocking_write();
+                self.stop_workers(Some(partitions));
+                self.commit_failed(
+                    consumer,
+                    txn,
+                    CommitError::Abort("the assignment was lost".into()),
+                );
+            }
+        }
+    }
+
     /// Exactly-once: commits the open transaction with every live worker's position, every
     /// `commit_interval_ms`. The gate is held only to read the positions and, once the next
     /// transaction has begun, to produce into it what the workers produced meanwhile.
@@ -184,13 +236,13 @@ impl ConsumerCtx {
         let _serial = txn.lock_commits();
         let positions = {
             let _gate = txn.gate.blocking_write();
-            let Some(positions) = self.positions_to_commit(txn, Vec::new()) else {
+            let Some(positions) = self.positions_to_commit(consumer, txn, Vec::new()) else {
                 return;
             };
             txn.deferred.start();
             positions
         };
-        let result = txn.commit(consumer.group_metadata().as_ref(), &positions);
+        let result = txn.commit(&live(consumer, txn), &positions, &|| self.stopping());
         let _gate = txn.gate.blocking_write();
         let result = match result {
             Ok(()) => txn
@@ -199,9 +251,10 @@ impl ConsumerCtx {
                 .map(|n| {
                     self.metrics.transaction_deferred.inc_by(n as u64);
                 })
-                .map_err(|e| CommitError {
-                    fatal: false,
-                    message: format!("a record produced during the commit was refused: {e}"),
+                .map_err(|e| {
+                    CommitError::Abort(format!(
+                        "a record produced during the commit was refused: {e}"
+                    ))
                 }),
             Err(e) => {
                 txn.deferred.discard();
@@ -213,10 +266,22 @@ impl ConsumerCtx {
         }
     }
 
+    /// The instance shuts down: readiness stays false, and a commit or rewind waiting for the
+    /// cluster gives up (the next owner processes again what was not committed).
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether waiting for the cluster should end: the instance shuts down or stops for a failure.
+    fn stopping(&self) -> bool {
+        self.closing.load(Ordering::SeqCst) || self.env.get().is_some_and(|e| e.fatal.is_raised())
+    }
+
     /// Every live worker's position, after `positions` (the stopped workers'); `None`, with the
     /// transaction aborted, once the instance is stopping for a failure. Runs with the gate held.
     fn positions_to_commit(
         &self,
+        consumer: &BaseConsumer<ConsumerCtx>,
         txn: &Transactions,
         mut positions: Vec<(Tp, i64)>,
     ) -> Option<Vec<(Tp, i64)>> {
@@ -231,7 +296,7 @@ impl ConsumerCtx {
         // A worker that failed stopped before its failed record, but others may have gone on:
         // nothing is committed once the instance is stopping for a failure.
         if self.env.get().is_some_and(|env| env.fatal.is_raised()) {
-            let _ = txn.abort();
+            let _ = txn.abort(&live(consumer, txn), &|| true);
             return None;
         }
         Some(positions)
@@ -244,76 +309,76 @@ impl ConsumerCtx {
         txn: &Transactions,
         positions: Vec<(Tp, i64)>,
     ) {
-        let Some(positions) = self.positions_to_commit(txn, positions) else {
+        let Some(positions) = self.positions_to_commit(consumer, txn, positions) else {
             return;
         };
-        if let Err(e) = txn.commit(consumer.group_metadata().as_ref(), &positions) {
+        if let Err(e) = txn.commit(&live(consumer, txn), &positions, &|| self.stopping()) {
             self.commit_failed(consumer, txn, e);
         }
     }
 
-    /// A commit failed: a fatal error stops the instance; any other aborts the transaction and
-    /// rewinds every partition to its committed offset. Runs with the gate held.
+    /// A commit failed: a fatal error stops the instance; an abortable one aborts the transaction
+    /// and rewinds every partition to its committed offset, or, while the instance shuts down,
+    /// only aborts. Runs with the gate held.
     fn commit_failed(
         &self,
         consumer: &BaseConsumer<ConsumerCtx>,
         txn: &Transactions,
         e: CommitError,
     ) {
-        if e.fatal {
-            if let Some(env) = self.env.get() {
-                env.fatal
-                    .raise(super::fatal::FatalCause::Transaction(e.message.clone()));
+        let message = match e {
+            CommitError::Fatal(cause) => return self.raise(cause),
+            CommitError::Abort(message) => message,
+        };
+        if self.closing.load(Ordering::SeqCst) {
+            tracing::warn!(error = %message, "transaction commit failed while shutting down; aborting (the next owner processes it again)");
+            if let Err(cause) = txn.abort(&live(consumer, txn), &|| true) {
+                self.raise(cause);
             }
             return;
         }
-        tracing::warn!(error = %e.message, "transaction commit failed; aborting and rewinding to the committed offsets");
-        if let Err(error) = self.rewind_locked(consumer, txn) {
-            if let Some(env) = self.env.get() {
-                env.fatal
-                    .raise(super::fatal::FatalCause::Transaction(format!(
-                        "the rewind after an aborted transaction failed: {error}"
-                    )));
-            }
+        tracing::warn!(error = %message, "transaction commit failed; aborting and rewinding to the committed offsets");
+        self.rewind_locked(consumer, txn);
+    }
+
+    fn raise(&self, cause: FatalCause) {
+        if let Some(env) = self.env.get() {
+            env.fatal.raise(cause);
         }
     }
 
     /// Stops every worker, aborts the transaction, seeks every partition back to its committed
     /// offset and starts new workers (which restore their state from the changelog, where the
-    /// aborted changes are invisible). Runs with the gate held.
-    fn rewind_locked(
-        &self,
-        consumer: &BaseConsumer<ConsumerCtx>,
-        txn: &Transactions,
-    ) -> Result<(), String> {
+    /// aborted changes are invisible). Waits for the cluster while it is away. Runs with the gate
+    /// held.
+    fn rewind_locked(&self, consumer: &BaseConsumer<ConsumerCtx>, txn: &Transactions) {
         let stopped = self.stop_workers(None);
-        txn.abort()?;
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), _) in &stopped {
-            tpl.add_partition(topic, *partition);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(30))
-            .map_err(|e| e.to_string())?;
+        let partitions: Vec<Tp> = stopped.into_iter().map(|(tp, _)| tp).collect();
+        let rewound = txn.rewind_to_committed(
+            &live(consumer, txn),
+            &LiveOffsets(consumer),
+            &partitions,
+            self.earliest,
+            &|| self.stopping(),
+        );
+        let positions = match rewound {
+            Ok(Some(positions)) => positions,
+            Ok(None) => return,
+            Err(cause) => return self.raise(cause),
+        };
         let mut workers = self.workers.lock();
-        for e in committed.elements() {
-            let (offset, position) = match e.offset() {
-                Offset::Offset(o) => (Offset::Offset(o), o),
-                _ if self.earliest => (Offset::Beginning, -1),
-                _ => (Offset::End, -1),
-            };
-            consumer
-                .seek(e.topic(), e.partition(), offset, Duration::from_secs(30))
-                .map_err(|e| e.to_string())?;
-            self.spawn_worker(
-                &mut workers,
-                (e.topic().to_owned(), e.partition()),
-                position,
-            );
+        for (tp, position) in positions {
+            self.spawn_worker(&mut workers, tp, position);
         }
         self.metrics.assigned_partitions.set(workers.len() as i64);
-        drop(workers);
-        txn.begin()
+    }
+}
+
+/// The transactional producer's calls, with the consumer's group metadata.
+fn live<'a>(consumer: &BaseConsumer<ConsumerCtx>, txn: &'a Transactions) -> Live<'a, ProducerCtx> {
+    Live {
+        producer: &txn.producer,
+        group: consumer.group_metadata(),
     }
 }
 
@@ -348,8 +413,13 @@ impl ConsumerContext for ConsumerCtx {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 self.metrics.rebalances.with_label_values(&["revoke"]).inc();
-                tracing::info!(partitions = tpl.count(), "partitions revoked");
-                self.stop(consumer, Some(tpl));
+                if consumer.assignment_lost() {
+                    tracing::warn!(partitions = tpl.count(), "partitions lost (the group moved on without this instance): their work is not committed");
+                    self.lose(consumer, tpl);
+                } else {
+                    tracing::info!(partitions = tpl.count(), "partitions revoked");
+                    self.stop(consumer, Some(tpl));
+                }
             }
             Rebalance::Assign(tpl) => self.split_queues(tpl),
             Rebalance::Error(_) => {}

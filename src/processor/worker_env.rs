@@ -72,6 +72,9 @@ pub struct WorkerEnv {
     pub deferred: Option<Arc<Deferred>>,
     /// Exactly-once: see [`Poison`].
     pub poison: Option<Poison>,
+    /// Exactly-once: set when an output was not delivered because the cluster was away; the next
+    /// commit aborts and rewinds every partition instead (see [`super::transactions`]).
+    pub rewind: Option<Arc<std::sync::atomic::AtomicBool>>,
     pub changelog: Option<ChangelogEnv>,
     /// What a worker does with each record.
     pub step: Step,

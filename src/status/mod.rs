@@ -102,7 +102,7 @@ impl StatusHub {
         tokio::spawn(async move { hub.history.run(hub.metrics.clone(), stop).await });
     }
 
-    /// `/`, `/api/status` and `/api/devices/{device_id}`, for [`crate::http::serve_with`].
+    /// `/`, `/api/status` and `/api/devices/{device_id}`, for [`crate::http::serve_on`].
     pub fn routes(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/", get(page))

@@ -48,22 +48,7 @@ pub async fn run(
     config.validate_for_webhooks()?;
     let w = &config.webhooks;
     // URLs and secrets first: a misconfiguration fails before anything connects.
-    let mut targets = Vec::with_capacity(w.endpoints.len());
-    for (i, e) in w.endpoints.iter().enumerate() {
-        let url = reqwest::Url::parse(&e.url)
-            .map_err(|_| anyhow::anyhow!("webhooks.endpoints[{i}].url is not a URL"))?;
-        let secret = Secret::load(e.secret_env.as_deref(), e.secret_file.as_deref(), |k| {
-            std::env::var(k).ok()
-        })
-        .map_err(|m| anyhow::anyhow!("webhooks.endpoints[{i}]: {m}"))?;
-        targets.push((
-            e.name(),
-            config.webhook_endpoint_group(e),
-            url,
-            e.regions.clone(),
-            secret,
-        ));
-    }
+    let targets = targets(&config)?;
 
     let metrics = hooks.metrics.clone().unwrap_or_default();
     let health = Arc::new(Health::default());
@@ -107,49 +92,25 @@ pub async fn run(
         fatal: fatal.clone(),
     });
     upgrade::seed_endpoint_groups(&config).await?;
-    // Every output topic of the main cluster: each region's records, wherever they go.
-    let topics = config.output_topics();
-    let mut pollers = Vec::with_capacity(targets.len());
     let stop = CancellationToken::new();
-    for (i, (name, group, url, regions, secret)) in targets.into_iter().enumerate() {
+    let mut pollers = Vec::with_capacity(targets.len());
+    for (i, target) in targets.into_iter().enumerate() {
         let endpoint = lane::start(
             lane_env.clone(),
             i,
-            &name,
-            url,
-            regions,
-            secret,
+            &target.name,
+            target.url,
+            target.regions,
+            target.secret,
             w.concurrency,
         );
-        let consumer = endpoint_consumer(&config, &group, &metrics, &health)?;
-        let offsets = Arc::downgrade(&consumer);
-        let offsets: std::sync::Weak<dyn crate::kafka::offsets::OffsetStore> = offsets;
-        let env = Arc::new(PartitionEnv {
-            consumer: offsets,
-            endpoints: vec![endpoint],
-            max_pending: w.max_pending_per_partition,
-            drain_timeout: Duration::from_millis(config.drain_timeout_ms),
-            fatal: fatal.clone(),
-        });
-        consumer.context().attach(Arc::downgrade(&consumer), env);
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&names)
-            .map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
-        tracing::info!(
-            ?topics,
-            endpoint = %name,
-            %group,
-            dead_letter_topic = %w.dead_letter_topic,
-            "delivering webhooks"
-        );
-        let stop = stop.clone();
-        let health = health.clone();
-        pollers.push(
-            std::thread::Builder::new()
-                .name(format!("aepiot-webhooks-{i}"))
-                .spawn(move || poll_until_stopped(consumer, stop, health))?,
-        );
+        let env = Shared {
+            metrics: &metrics,
+            health: &health,
+            fatal: &fatal,
+            stop: &stop,
+        };
+        pollers.push(start_endpoint(&config, i, &target.group, endpoint, env)?);
     }
 
     tokio::select! {
@@ -176,22 +137,90 @@ pub async fn run(
     Ok(())
 }
 
-/// One endpoint's consumer, in the endpoint's own group.
-fn endpoint_consumer(
+/// One endpoint: its name and consumer group, URL, region filter and signing secret.
+struct Target {
+    name: String,
+    group: String,
+    url: reqwest::Url,
+    regions: Vec<String>,
+    secret: Option<Secret>,
+}
+
+/// Each endpoint's [`Target`] (its secret read from the environment or a file).
+fn targets(config: &Config) -> anyhow::Result<Vec<Target>> {
+    let w = &config.webhooks;
+    let mut targets = Vec::with_capacity(w.endpoints.len());
+    for (i, e) in w.endpoints.iter().enumerate() {
+        let url = reqwest::Url::parse(&e.url)
+            .map_err(|_| anyhow::anyhow!("webhooks.endpoints[{i}].url is not a URL"))?;
+        let secret = Secret::load(e.secret_env.as_deref(), e.secret_file.as_deref(), |k| {
+            std::env::var(k).ok()
+        })
+        .map_err(|m| anyhow::anyhow!("webhooks.endpoints[{i}]: {m}"))?;
+        targets.push(Target {
+            name: e.name(),
+            group: config.webhook_endpoint_group(e),
+            url,
+            regions: e.regions.clone(),
+            secret,
+        });
+    }
+    Ok(targets)
+}
+
+/// What every endpoint's consumer shares.
+struct Shared<'a> {
+    metrics: &'a Metrics,
+    health: &'a Arc<Health>,
+    fatal: &'a CancellationToken,
+    stop: &'a CancellationToken,
+}
+
+/// Starts one endpoint's consumer, in the endpoint's own group, subscribed to every output topic
+/// of the main cluster (each region's records, wherever they go); returns its polling thread.
+fn start_endpoint(
     config: &Config,
+    index: usize,
     group: &str,
-    metrics: &Metrics,
-    health: &Arc<Health>,
-) -> anyhow::Result<Arc<BaseConsumer<WebhookConsumerCtx>>> {
+    endpoint: Arc<lane::Endpoint>,
+    shared: Shared<'_>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let ctx = WebhookConsumerCtx::new(
         tokio::runtime::Handle::current(),
-        metrics.clone(),
-        health.clone(),
+        shared.metrics.clone(),
+        shared.health.clone(),
     );
     let consumer: BaseConsumer<WebhookConsumerCtx> = startup::consumer_config(config, group)
         .create_with_context(ctx)
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
-    Ok(Arc::new(consumer))
+    let consumer = Arc::new(consumer);
+    let offsets = Arc::downgrade(&consumer);
+    let offsets: std::sync::Weak<dyn crate::kafka::offsets::OffsetStore> = offsets;
+    let name = endpoint.health.name().to_owned();
+    let env = Arc::new(PartitionEnv {
+        consumer: offsets,
+        endpoints: vec![endpoint],
+        max_pending: config.webhooks.max_pending_per_partition,
+        drain_timeout: Duration::from_millis(config.drain_timeout_ms),
+        fatal: shared.fatal.clone(),
+    });
+    consumer.context().attach(Arc::downgrade(&consumer), env);
+    let topics = config.output_topics();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
+    tracing::info!(
+        ?topics,
+        endpoint = %name,
+        %group,
+        dead_letter_topic = %config.webhooks.dead_letter_topic,
+        "delivering webhooks"
+    );
+    let (stop, health) = (shared.stop.clone(), shared.health.clone());
+    Ok(std::thread::Builder::new()
+        .name(format!("aepiot-webhooks-{index}"))
+        .spawn(move || poll_until_stopped(consumer, stop, health))?)
 }
 
 /// The consumer's main-queue loop, on its own thread: serves rebalance callbacks and keeps the

@@ -440,7 +440,7 @@ pub fn config(t: &Topics, emit_suppressed: bool) -> Config {
 pub struct Running {
     pub rt: tokio::runtime::Runtime,
     pub stop: CancellationToken,
-    pub task: tokio::task::JoinHandle<anyhow::Result<processor::RunReport>>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub metrics: Metrics,
 }
 
@@ -449,21 +449,46 @@ pub fn start(config: Config) -> Running {
 }
 
 /// Starts a pipeline with `hooks` (its metrics are the hooks' or new ones).
-pub fn start_with(config: Config, mut hooks: RunHooks) -> Running {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+pub fn start_with(config: Config, hooks: RunHooks) -> Running {
+    let rt = runtime();
+    start_on(rt, None, config, hooks)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Starts a pipeline on `rt` serving its metrics on `listener`, if any.
+fn start_on(
+    rt: tokio::runtime::Runtime,
+    listener: Option<tokio::net::TcpListener>,
+    config: Config,
+    mut hooks: RunHooks,
+) -> Running {
     let stop = CancellationToken::new();
     let metrics = hooks.metrics.get_or_insert_with(Metrics::new).clone();
-    let task = rt.spawn(processor::run(config, stop.clone(), hooks));
+    let task = rt.spawn(processor::run(config, listener, stop.clone(), hooks));
     Running {
         rt,
         stop,
         task,
         metrics,
     }
+}
+
+/// Binds a free loopback port on `rt`, for a metrics server: the listener and its address.
+pub fn free_listener(
+    rt: &tokio::runtime::Runtime,
+) -> (tokio::net::TcpListener, std::net::SocketAddr) {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
 }
 
 /// GET `http://{addr}{path}`: the status code and the body.
@@ -479,21 +504,13 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// Starts a pipeline serving `/metrics` and the status page on a free port; returns its address.
-pub fn start_with_page(mut config: Config) -> (Running, std::net::SocketAddr) {
-    config.metrics_addr = "127.0.0.1:0".into();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let tx = std::sync::Mutex::new(tx);
-    let hooks = RunHooks {
-        on_metrics_bound: Some(std::sync::Arc::new(move |a| {
-            let _ = tx.lock().unwrap().send(a);
-        })),
-        ..RunHooks::default()
-    };
-    let running = start_with(config, hooks);
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("metrics server bound");
-    (running, addr)
+pub fn start_with_page(config: Config) -> (Running, std::net::SocketAddr) {
+    let rt = runtime();
+    let (listener, addr) = free_listener(&rt);
+    (
+        start_on(rt, Some(listener), config, RunHooks::default()),
+        addr,
+    )
 }
 
 impl Running {

@@ -21,7 +21,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::acks::{Ack, AckRouter, Failed};
-use super::failure::{classify, Failure};
+use super::failure::{classify, cluster_away, Failure};
 use super::fatal::FatalCause;
 use super::worker_env::WorkerEnv;
 use crate::core::ErrorKind;
@@ -211,10 +211,7 @@ impl Inflight {
     ) {
         if let Err((e, r)) = self.send(record).await {
             let topic = r.topic.to_owned();
-            self.stop(FatalCause::Delivery {
-                topic,
-                error: e.to_string(),
-            });
+            self.cluster_failed(&topic, &e);
         }
     }
 
@@ -276,10 +273,7 @@ impl Inflight {
         let kind = match classify(&failed.error) {
             Failure::Record(kind) => kind,
             Failure::Cluster => {
-                self.stop(FatalCause::Delivery {
-                    topic: failed.topic.clone(),
-                    error: failed.error.to_string(),
-                });
+                self.cluster_failed(&failed.topic, &failed.error);
                 return false;
             }
         };
@@ -315,6 +309,26 @@ impl Inflight {
             failed,
         });
         true
+    }
+
+    /// An output was not delivered for a reason of the cluster's. Under exactly-once, when the
+    /// cluster was only away (a time-out: the records of a transactional producer time out after
+    /// `transaction.timeout.ms`), the transaction is marked for a rewind and this worker stops
+    /// processing until the rewind replaces it; the instance goes on. Otherwise the instance
+    /// stops.
+    pub fn cluster_failed(&mut self, topic: &str, error: &KafkaError) {
+        if let (Some(rewind), true) = (&self.env.rewind, cluster_away(error)) {
+            if !self.failed {
+                tracing::warn!(topic = %self.topic, partition = self.partition, output_topic = topic, %error, "an output was not delivered; the transaction aborts and the partitions rewind");
+                self.failed = true;
+            }
+            rewind.store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
+        self.stop(FatalCause::Delivery {
+            topic: topic.to_owned(),
+            error: error.to_string(),
+        });
     }
 
     /// Stops the instance: nothing more is stored for commit.

@@ -44,6 +44,7 @@ fn inflight_storing(
         gate: None,
         deferred: None,
         poison: None,
+        rewind: None,
         changelog: changelog.then(|| ChangelogEnv {
             restore_client: ClientConfig::new(),
             prefix: "g-".into(),
@@ -217,6 +218,104 @@ fn a_refused_output_waits_for_its_dead_letter_and_a_cluster_failure_stops() {
         env.fatal.cause(),
         Some(FatalCause::Delivery { topic, .. }) if topic == "out"
     ));
+}
+
+/// Issue 26, `write_when_acked`: a state cut is produced only once every output before it is
+/// acknowledged. Produced earlier, a crash while the outputs are still unacknowledged (lost with
+/// the producer's queue) leaves the changelog holding their successes: the partition's next owner
+/// restores them, and the replayed events come out `cached` or `rate_limited`, their URLs lost.
+#[tokio::test]
+async fn a_state_cut_waits_for_every_output_before_it() {
+    use crate::core::state::DeviceStates;
+    use crate::processor::state_writes::StateWrites;
+    let (mut t, _env) = inflight(true);
+    let mut writes = StateWrites::new("g-in-changelog".into(), Duration::from_millis(100));
+    let mut states = DeviceStates::new(Default::default(), 0);
+    track(&mut t, 3);
+    writes.changed("dev-1");
+    writes.cut(&mut states, &mut t, None);
+    let clock = Clock::now();
+    t.on_ack(ack(0, None), &clock);
+    t.on_ack(ack(2, None), &clock);
+    writes.write_when_acked(&mut t, false).await;
+    assert!(
+        writes.staged(),
+        "the cut went out while the output of offset 101 was unacknowledged"
+    );
+    assert!(t.uncut(), "the records of a cut not written may not commit");
+    t.on_ack(ack(1, None), &clock);
+    writes.write_when_acked(&mut t, false).await;
+    assert!(
+        !writes.staged(),
+        "every output acknowledged: the cut is produced"
+    );
+}
+
+/// Issue 26: under exactly-once a transactional producer's records time out after
+/// `transaction.timeout.ms` while a broker is black-holed. That is the cluster away, not gone:
+/// the transaction is marked for abort and rewind, and the instance goes on. A refusal that
+/// waiting cannot cure (authorization) still stops it.
+#[test]
+fn under_exactly_once_a_timed_out_output_rewinds_instead_of_stopping() {
+    let (t, env) = inflight(false);
+    drop(t);
+    let rewind = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let env = Arc::new(WorkerEnv {
+        rewind: Some(rewind.clone()),
+        gate: Some(Default::default()),
+        ..clone_env(&env)
+    });
+    let (id, acks) = env.router.register();
+    let mut t = Inflight::new(env.clone(), "in", 0, id, acks, CancellationToken::new());
+    track(&mut t, 2);
+    let clock = Clock::now();
+    t.on_ack(
+        ack(0, Some((RDKafkaErrorCode::MessageTimedOut, "out"))),
+        &clock,
+    );
+    assert!(rewind.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(
+        t.failed,
+        "the worker processes no further until the rewind replaces it"
+    );
+    assert!(!env.fatal.is_raised(), "{:?}", env.fatal.cause());
+    assert_eq!(env.metrics.delivery_failures.get(), 0);
+
+    t.on_ack(
+        ack(1, Some((RDKafkaErrorCode::TopicAuthorizationFailed, "out"))),
+        &clock,
+    );
+    assert!(matches!(
+        env.fatal.cause(),
+        Some(FatalCause::Delivery { topic, .. }) if topic == "out"
+    ));
+}
+
+/// A copy of `env`'s fields, for a test to change some.
+fn clone_env(env: &WorkerEnv) -> WorkerEnv {
+    WorkerEnv {
+        consumer: env.consumer.clone(),
+        producer: env.producer.clone(),
+        producers: env.producers.clone(),
+        region_clusters: env.region_clusters.clone(),
+        router: env.router.clone(),
+        shared: env.shared.clone(),
+        metrics: env.metrics.clone(),
+        output_topic: env.output_topic.clone(),
+        region_topics: env.region_topics.clone(),
+        written: env.written.clone(),
+        dead_letter_topic: env.dead_letter_topic.clone(),
+        drain_timeout: env.drain_timeout,
+        fatal: env.fatal.clone(),
+        gate: env.gate.clone(),
+        deferred: env.deferred.clone(),
+        poison: None,
+        rewind: env.rewind.clone(),
+        changelog: None,
+        step: env.step,
+        eviction_warned_ms: Default::default(),
+        status: None,
+    }
 }
 
 /// Issue 12, item 9: a device that expires (here: is evicted) and comes back before the cut gets

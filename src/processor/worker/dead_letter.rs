@@ -1,6 +1,8 @@
 //! Dead letters produced by the worker: the input's own (bad input), and those of outputs the
 //! broker refused for a reason of the record's own (too large, invalid).
 
+use rdkafka::message::{BorrowedHeaders, Header};
+
 use super::*;
 
 impl Worker {
@@ -54,30 +56,77 @@ impl Worker {
             let Output::DeadLetter { error, json } = out else {
                 unreachable!("reject makes a dead letter")
             };
-            send_dead_letter(&mut self.inflight, r.seq, r.offset, None, error, json).await;
+            send_dead_letter(
+                &mut self.inflight,
+                r.seq,
+                r.offset,
+                Carried::UrlRecord,
+                error,
+                json,
+            )
+            .await;
         }
     }
 }
 
-/// Produces the dead letter of input `seq` (at `offset`), keyed like its input.
+/// What a dead letter carries besides its JSON: what `dead-letters replay` needs to produce the
+/// input again.
+pub(super) enum Carried<'a> {
+    /// The payload is the input's: its key and headers go along (the dead letter is keyed like
+    /// its input; the headers under [`headers::INPUT_HEADER_PREFIX`]).
+    Input {
+        key: Option<&'a [u8]>,
+        headers: Option<&'a BorrowedHeaders>,
+    },
+    /// The payload is the URL record the broker refused, marked so (the input is only at its
+    /// source offset).
+    UrlRecord,
+}
+
+impl<'a> Carried<'a> {
+    pub(super) fn input(msg: &'a BorrowedMessage<'_>) -> Self {
+        Carried::Input {
+            key: msg.key(),
+            headers: msg.headers(),
+        }
+    }
+}
+
+/// Produces the dead letter of input `seq` (at `offset`).
 pub(super) async fn send_dead_letter(
     inflight: &mut Inflight,
     seq: u64,
     offset: i64,
-    key: Option<&[u8]>,
+    carried: Carried<'_>,
     error: &RecordError,
     json: &[u8],
 ) {
     let env = inflight.env.clone();
+    let mut meta = headers::dead_letter(
+        error.kind.as_str(),
+        &error.message,
+        &inflight.topic,
+        inflight.partition,
+        offset,
+    );
+    let mut key = None;
+    match carried {
+        Carried::Input { key: k, headers: h } => {
+            key = k;
+            if let Some(h) = h {
+                meta = headers::with_input_headers(meta, h);
+            }
+        }
+        Carried::UrlRecord => {
+            meta = meta.insert(Header {
+                key: headers::DEAD_LETTER_PAYLOAD,
+                value: Some(headers::PAYLOAD_URL_RECORD),
+            });
+        }
+    }
     let mut record = BaseRecord::with_opaque_to(&env.dead_letter_topic, inflight.opaque(seq))
         .payload(json)
-        .headers(headers::dead_letter(
-            error.kind.as_str(),
-            &error.message,
-            &inflight.topic,
-            inflight.partition,
-            offset,
-        ));
+        .headers(meta);
     if let Some(key) = key {
         record = record.key(key);
     }

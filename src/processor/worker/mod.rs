@@ -39,8 +39,9 @@ use crate::status::link::WorkerLink;
 mod dead_letter;
 mod passthrough;
 mod restore;
+pub mod supervise;
 
-use dead_letter::send_dead_letter;
+use dead_letter::{send_dead_letter, Carried};
 
 /// Records read from the partition queue before the worker looks at acks and yields.
 const BATCH: usize = 256;
@@ -63,7 +64,9 @@ struct Worker {
 }
 
 /// Starts the worker of one partition on the runtime. `position` is the offset it starts from,
-/// when known (a rewind), else -1.
+/// when known (a rewind), else -1. `previous`: the end of the partition's previous worker, when
+/// it had not finished stopping; this one reads nothing before it (a partition is never read by
+/// two workers).
 pub fn spawn<C: ConsumerContext + 'static>(
     env: Arc<WorkerEnv>,
     rt: &tokio::runtime::Handle,
@@ -71,6 +74,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
     partition: i32,
     mut queue: PartitionQueue<C>,
     position: i64,
+    previous: Option<oneshot::Receiver<()>>,
 ) -> PartitionHandle {
     let notify = Arc::new(Notify::new());
     let n = notify.clone();
@@ -99,11 +103,19 @@ pub fn spawn<C: ConsumerContext + 'static>(
         evictions_counted: 0,
         dead_letters_resent: HashSet::new(),
     };
+    let watch = supervise::Watch {
+        topic: topic.to_owned(),
+        partition,
+        stop: stop.clone(),
+        fatal: worker.inflight.env.fatal.clone(),
+        rewind: worker.inflight.env.rewind.clone(),
+    };
     let stop_w = stop.clone();
-    rt.spawn(async move {
-        worker.run(queue, stop_w).await;
-        let _ = done_tx.send(());
-    });
+    rt.spawn(supervise::supervise(
+        worker.run(queue, stop_w, previous),
+        watch,
+        done_tx,
+    ));
     PartitionHandle {
         stop,
         done,
@@ -112,9 +124,25 @@ pub fn spawn<C: ConsumerContext + 'static>(
 }
 
 impl Worker {
-    async fn run<C: ConsumerContext>(mut self, queue: PartitionQueue<C>, stop: CancellationToken) {
+    async fn run<C: ConsumerContext>(
+        mut self,
+        queue: PartitionQueue<C>,
+        stop: CancellationToken,
+        previous: Option<oneshot::Receiver<()>>,
+    ) {
         let (topic, partition) = (self.inflight.topic.clone(), self.inflight.partition);
         let env = self.inflight.env.clone();
+        if let Some(previous) = previous {
+            tracing::info!(%topic, partition, "waiting for the partition's previous worker to stop");
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    env.router.unregister(self.inflight.id);
+                    return;
+                }
+                _ = previous => {}
+            }
+        }
         let labels = [topic.as_str(), &partition.to_string()];
         let devices = env.metrics.state_devices.with_label_values(&labels);
         let cache = env.metrics.state_cache_entries.with_label_values(&labels);
@@ -124,6 +152,15 @@ impl Worker {
             return;
         }
         while !self.inflight.failed && !stop.is_cancelled() {
+            // Exactly-once: while a commit runs with its deferred outputs at their bound, wait
+            // for it to end (outside the gate: its end takes the write guard).
+            if let Some(deferred) = &env.deferred {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    _ = deferred.room() => {}
+                }
+            }
             // Exactly-once: a batch runs inside one transaction, never across a commit.
             let guard = match &env.gate {
                 None => None,
@@ -138,7 +175,8 @@ impl Worker {
             // of it may share one reading, and clock reads stay off the per-record path (see
             // BENCHMARKS.md, "What changed since the interim figures").
             let clock = Clock::now();
-            while read < BATCH && !self.inflight.failed {
+            let full = || env.deferred.as_ref().is_some_and(|d| d.full());
+            while read < BATCH && !self.inflight.failed && !full() {
                 match queue.poll(Duration::ZERO) {
                     None => break,
                     Some(Ok(msg)) => {
@@ -320,7 +358,15 @@ impl Worker {
             Output::DeadLetter { error, json } => {
                 self.counters.invalid(error.kind);
                 self.inflight.add_outputs(seq, 1);
-                send_dead_letter(&mut self.inflight, seq, offset, msg.key(), error, json).await;
+                send_dead_letter(
+                    &mut self.inflight,
+                    seq,
+                    offset,
+                    Carried::input(msg),
+                    error,
+                    json,
+                )
+                .await;
                 None
             }
         };
@@ -350,12 +396,17 @@ impl Worker {
                         unreachable!("reject makes a dead letter")
                     };
                     self.counters.invalid(error.kind);
-                    send_dead_letter(&mut self.inflight, seq, offset, msg.key(), error, json).await;
+                    send_dead_letter(
+                        &mut self.inflight,
+                        seq,
+                        offset,
+                        Carried::input(msg),
+                        error,
+                        json,
+                    )
+                    .await;
                 }
-                Failure::Cluster => self.inflight.stop(FatalCause::Delivery {
-                    topic,
-                    error: e.to_string(),
-                }),
+                Failure::Cluster => self.inflight.cluster_failed(&topic, &e),
             }
         }
     }
