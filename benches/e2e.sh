@@ -97,6 +97,12 @@
 #              and by thread, library and symbol (WORK/perf-run.txt); the top 40 lines of each and
 #              the shares by thread and category (e2e_stats.py perf-summary) go into the results
 #              (bench "perf").
+#   --cluster  on a 3-node cluster (scripts/kafka.sh cluster: RF 3, min.insync.replicas=2, every
+#              topic replicated) instead of a single broker: the figures of issue 26 (drain and
+#              the processor's p99 at 10k events/s beside the single node). The cluster's ports:
+#              KAFKA_CLUSTER_BASE_PORT (20140: nodes 20141-20143, controllers 20151-20153), data
+#              KAFKA_CLUSTER_DIR (/tmp/aepiot-kafka-bench-cluster); started and stopped like the
+#              broker; broker CPU is the sum over the three nodes.
 #   --smoke    a tiny version (20k events, 1k devices, 1 run, latency 2k/s for 8 s, memory 20k
 #              devices, no load wait, no warm-up) to check that the harness works; its figures
 #              mean nothing. Exits 1 if any run is not ok. CI runs it (scripts/test.sh).
@@ -123,7 +129,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATS="$ROOT/benches/e2e_stats.py"
 export KAFKA_PORT="${KAFKA_PORT:-19592}"
 export KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-/tmp/aepiot-kafka-bench}"
-KAFKA=(bash "$ROOT/scripts/kafka.sh")
 WORK="${BENCH_WORK_DIR:-/tmp/aepiot-e2e-bench}"
 METRICS_PORT="${METRICS_PORT:-19610}"
 MURL="http://127.0.0.1:$METRICS_PORT"
@@ -133,12 +138,13 @@ RUNS=3 EVENTS=2000000 DEVICES=100000
 DRAIN_VARIANTS="run passthrough run-eos passthrough-eos run-no-changelog"
 LAT_RUNS=1 LAT_RATE=10000 LAT_DURATION=60 LAT_DEVICES=100000 LAT_VARIANTS="run"
 MEM_RUNS=1 MEM_DEVICES=1000000 MEM_COUNT=3000000 MEM_RATE=0 MEM_VARIANTS="run"
-MAX_LOAD=1.5 QUIET_WAIT=600 BUSY_WAIT=60 PERF=0 SMOKE=0
+MAX_LOAD=1.5 QUIET_WAIT=600 BUSY_WAIT=60 PERF=0 SMOKE=0 CLUSTER=0
 OUT="$ROOT/bench-results.json"
 OUT_SET=0
 while (($#)); do
   case "$1" in
     --smoke) SMOKE=1; shift ;;
+    --cluster) CLUSTER=1; shift ;;
     --benches) BENCHES="$2"; shift 2 ;;
     --runs) RUNS="$2"; shift 2 ;;
     --drain-variants) DRAIN_VARIANTS="$2"; shift 2 ;;
@@ -170,6 +176,18 @@ if ((SMOKE)); then
   ((OUT_SET)) || OUT="$ROOT/bench-results-smoke.json"
 fi
 
+if ((CLUSTER)); then
+  # Every topic at the cluster's replication factor (3), min.insync.replicas=2.
+  export KAFKA_CLUSTER_BASE_PORT="${KAFKA_CLUSTER_BASE_PORT:-20140}"
+  export KAFKA_CLUSTER_DIR="${KAFKA_CLUSTER_DIR:-/tmp/aepiot-kafka-bench-cluster}"
+  KAFKA=(bash "$ROOT/scripts/kafka.sh" cluster --nodes 3)
+  KAFKA_DATA_DIR="$KAFKA_CLUSTER_DIR"
+  KAFKA_KIND="3-node KRaft cluster, RF 3, min.insync.replicas 2"
+else
+  KAFKA=(bash "$ROOT/scripts/kafka.sh")
+  KAFKA_KIND="single node KRaft"
+fi
+
 log() { echo "e2e.sh: $(date -u +%H:%M:%S) $*" >&2; }
 die() { log "error: $*"; exit 1; }
 for t in python3 kcat; do command -v "$t" >/dev/null || die "$t is needed"; done
@@ -192,7 +210,11 @@ if ! "${KAFKA[@]}" status >/dev/null 2>&1 && [[ "${KEEP_BROKER:-0}" != 1 ]]; the
 fi
 "${KAFKA[@]}" start >&2
 BROKERS="$("${KAFKA[@]}" bootstrap)"
-BROKER_PID="$(cat "$KAFKA_DATA_DIR/kafka.pid")"
+if ((CLUSTER)); then  # the brokers' CPU is the sum over the nodes
+  BROKER_PID="$(cat "$KAFKA_DATA_DIR"/node-*/kafka.pid | paste -sd, -)"
+else
+  BROKER_PID="$(cat "$KAFKA_DATA_DIR/kafka.pid")"
+fi
 STAMP="$(date +%s)"
 RUNS_FILE="$WORK/runs-$STAMP.jsonl"
 : >"$RUNS_FILE"
@@ -295,7 +317,7 @@ print(json.dumps(d))' "$@" >>"$RUNS_FILE"
 }
 
 machine_json() {
-  python3 - "$BROKERS" "$ROOT" <<'EOF'
+  python3 - "$BROKERS" "$ROOT" "$KAFKA_KIND" <<'EOF'
 import json, os, platform, subprocess, sys
 model = ""
 with open("/proc/cpuinfo") as f:
@@ -312,7 +334,7 @@ def sh(c):
     except Exception: return ""
 print(json.dumps({"nproc": os.cpu_count(), "cpu_model": model, "mem_total_bytes": mem,
   "kernel": platform.release(), "hypervisor": sh("lscpu | sed -n 's/^Hypervisor vendor: *//p'"),
-  "java": sh("java -version 2>&1 | head -n1"), "kafka": "4.4.0 (scripts/kafka.sh, single node KRaft)",
+  "java": sh("java -version 2>&1 | head -n1"), "kafka": "4.4.0 (scripts/kafka.sh, " + sys.argv[3] + ")",
   "brokers": sys.argv[1], "aepiot_commit": sh(f"git -C '{sys.argv[2]}' rev-parse --short HEAD 2>/dev/null")}))
 EOF
 }

@@ -157,6 +157,12 @@ def thread_cpu(pid):
     return {"total_cpu_s": round(total, 2), "by_thread": dict(sorted(groups.items(), key=lambda kv: -kv[1]["cpu_s"]))}
 
 
+def brokers_cpu(pids):
+    """CPU seconds of the broker processes (comma-separated pids: a cluster's nodes)."""
+    vals = [proc_cpu(int(p)) for p in str(pids).split(",") if p]
+    return None if not vals or any(v is None for v in vals) else sum(vals)
+
+
 def proc_cpu(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -196,7 +202,7 @@ def cmd_wait_ready(a):
 def cmd_wait_drain(a):
     t0 = a.t0
     busy0 = machine_busy()
-    broker0 = proc_cpu(a.broker_pid) if a.broker_pid else None
+    broker0 = brokers_cpu(a.broker_pid) if a.broker_pid else None
     t_ready = t_first = t_processed = None
     last_count = None
     t_count_changed = None  # first poll at which the latency count had its current value
@@ -231,7 +237,7 @@ def cmd_wait_drain(a):
                 if a.pid:
                     cpu = thread_cpu(a.pid)
                 busy_at_change = machine_busy()
-                broker_at_change = proc_cpu(a.broker_pid) if a.broker_pid else None
+                broker_at_change = brokers_cpu(a.broker_pid) if a.broker_pid else None
             if t_processed is not None and s["latency_count"] > 0 and now - t0 - t_count_changed >= a.stable:
                 break
         time.sleep(a.interval)
@@ -611,7 +617,7 @@ def main():
     p.add_argument("--stable", type=float, default=2.0)
     p.add_argument("--interval", type=float, default=0.05)
     p.add_argument("--pid", type=int)
-    p.add_argument("--broker-pid", type=int)
+    p.add_argument("--broker-pid", help="pid of the broker, or comma-separated pids of a cluster's nodes")
     p.set_defaults(f=cmd_wait_drain)
     p = sub.add_parser("metrics")
     p.add_argument("--url", required=True)

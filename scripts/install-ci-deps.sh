@@ -10,6 +10,8 @@
 #   openssl       CLI that makes the test CA and certificates (tests/security.rs)
 #   chromium chromium-driver
 #                 headless browser and its WebDriver, for the status page test (tests/status_page.rs)
+#   nftables      packet filter: the cluster fault scenarios black-hole a broker's ports
+#                 (tests/cluster_faults.rs; the rules need root)
 #   python3       (only if there is none) for the package below
 #
 # and one Python package from PyPI, with pip:
@@ -21,7 +23,7 @@
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq openssl chromium chromium-driver "$@")
+PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq openssl chromium chromium-driver nftables "$@")
 command -v python3 >/dev/null || PACKAGES+=(python3 python3-pip)
 
 installed() { # PKG -> 0 when dpkg has it fully installed

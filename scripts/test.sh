@@ -15,6 +15,10 @@ started=()
 stop_started() {
   local b
   for b in "${started[@]+"${started[@]}"}"; do env $b bash scripts/kafka.sh stop >/dev/null 2>&1 || true; done
+  # The cluster of tests/cluster_faults.rs (its test process's watchdog stops it; this is for a
+  # run interrupted before the watchdog could), and its black hole.
+  nft delete table inet aepiot_faults_20100 >/dev/null 2>&1 || true
+  KAFKA_CLUSTER_DIR=/tmp/aepiot-kafka-cluster-faults-20100 bash scripts/kafka.sh cluster stop >/dev/null 2>&1 || true
 }
 trap stop_started EXIT
 start_broker() { # "KAFKA_PORT=… KAFKA_DATA_DIR=…" (empty for the default broker)
@@ -30,10 +34,14 @@ if [ -z "${KAFKA_BOOTSTRAP_EU:-}" ]; then
   start_broker "KAFKA_PORT=19696 KAFKA_DATA_DIR=/tmp/aepiot-kafka-eu"
   export KAFKA_BOOTSTRAP_EU="$(KAFKA_PORT=19696 bash scripts/kafka.sh bootstrap)"
 fi
-# `cargo test` includes the CI fault scenario (tests/faults.rs, 1-2 minutes): a rolling restart
-# of three instances mid-stream, under at_least_once and exactly_once, with the default settings,
-# checked for 0 lost successes; on a broker of its own (port 19192, fresh, stopped afterwards).
-# The scenarios that kill instances or the broker are opt-in: scripts/faults.sh --short.
+# `cargo test` includes the CI fault scenarios (tests/faults.rs, 1-2 minutes each): a rolling
+# restart of three instances mid-stream, under at_least_once and exactly_once, and the SIGKILL of
+# an instance under exactly_once, with the default settings, checked for 0 lost successes; on a
+# broker of its own (port 19192, fresh, stopped afterwards). And the cluster scenarios CI runs
+# (tests/cluster_faults.rs, ~5 minutes): a rolling restart of the brokers under at_least_once
+# (exactly_once's, and the coordinators' SIGKILL, once they pass), plus the replication checks, on a
+# 3-node cluster of their own (ports 20101-20103, 20111-20113) started once for all of them and
+# stopped when they end, pass or fail. The other scenarios are opt-in: scripts/faults.sh.
 cargo test "$@"
 # The end-to-end benchmark harness, tiny and on a broker of its own (stopped afterwards): every
 # drain, latency and memory run must complete and commit everything. Its figures mean nothing

@@ -23,7 +23,9 @@
 //!   checks, the main-queue loop, partition queues, the assigned partitions
 //!   ([`kafka::assignments`]), offsets and commits, the shutdown, header names, the clock, and
 //!   [`kafka::offset_tracker`] (which offset may be committed).
-//! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server.
+//! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server;
+//!   [`events`]: each operational event (a producer error, a failed commit, a rebalance, an
+//!   eviction, a restore, a webhook retry or dead letter) as one type that counts and logs it.
 //! - [`webhook`]: webhook delivery of URL records, a consumer group of its own on the output topic
 //!   (`aepiot-stream webhooks`, `run --webhooks`), with retries, dead letters and signatures.
 //! - [`status`]: the operator's window on `run`: the live status page at `/` of the metrics server,
@@ -47,6 +49,7 @@ pub mod config;
 pub mod core;
 pub mod dead_letters;
 pub mod demo;
+pub mod events;
 pub mod generate;
 pub mod http;
 pub mod inspect;

@@ -433,3 +433,51 @@ fn every_test_named_in_the_delivery_rules_exists() {
     );
     assert!(named >= 30, "docs/delivery.md names only {named} tests");
 }
+
+/// Operational metrics are counted by their events (`src/events/`), which log them too: no other
+/// file increments one by hand.
+#[test]
+fn operational_metrics_are_counted_only_by_their_events() {
+    const EVENT_METRICS: [&str; 9] = [
+        "producer_errors",
+        "delivery_failures",
+        "commit_failures",
+        "state_evictions",
+        "rebalances",
+        "state_restored_records",
+        "state_restore_seconds",
+        "webhook.retries",
+        "webhook.dead_letters",
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = BTreeMap::new();
+    modules(&root, &root, &mut files);
+    let mut by_hand = Vec::new();
+    for path in files.values() {
+        let rel = path
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.starts_with("events/") || rel == "metrics.rs" {
+            continue;
+        }
+        let code = code(path);
+        for metric in EVENT_METRICS {
+            // An increment or observation of the metric: `.metric` then, within its statement,
+            // `.inc` or `.observe(` (a series created at 0 is not counted).
+            let counted = code.match_indices(&format!(".{metric}")).any(|(i, _)| {
+                let rest = &code[i..];
+                let statement = &rest[..rest.find(';').unwrap_or(rest.len())];
+                statement.contains(".inc") || statement.contains(".observe(")
+            });
+            if counted {
+                by_hand.push(format!("{rel}: {metric}"));
+            }
+        }
+    }
+    assert!(
+        by_hand.is_empty(),
+        "operational metrics counted outside their events (emit the event from src/events/ instead): {by_hand:?}"
+    );
+}

@@ -16,6 +16,7 @@ use crate::residency::{ClusterConfig, RegionOutput};
 pub use crate::webhook::config::{WebhookEndpointConfig, WebhooksConfig};
 
 mod derived;
+mod guarantee;
 mod load;
 pub mod properties;
 mod redact;
@@ -24,6 +25,7 @@ mod tests;
 mod validate;
 
 pub use derived::ClusterAccess;
+pub use guarantee::TRANSACTION_TIMEOUT_MS;
 pub use load::ENV_PREFIX;
 pub(crate) use properties::is_secret_key;
 pub use properties::KafkaProperties;
@@ -224,6 +226,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub urls: UrlsConfig,
     pub input: InputConfig,
+    pub topics: TopicsConfig,
     pub webhooks: WebhooksConfig,
     pub security: crate::security::SecurityConfig,
     /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
@@ -270,6 +273,17 @@ pub struct UrlsConfig {
     /// `*.example.com` patterns (any subdomain, not the domain itself). Empty allows any host; an
     /// event linking elsewhere is a dead letter (`invalid_field`, field `dashboard_url`).
     pub allowed_link_hosts: Vec<String>,
+}
+
+/// Topics the processor creates: the output and dead-letter topics (`create_topics`) and the
+/// state changelog.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Replication factor of created topics; 0 (the default) takes the cluster's
+    /// `default.replication.factor`. A changelog with 3 or more replicas also gets
+    /// `min.insync.replicas = 2`, so an acknowledged state change survives the loss of a broker.
+    pub replication_factor: i16,
 }
 
 /// Input validation limits.
@@ -319,6 +333,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             urls: UrlsConfig::default(),
             input: InputConfig::default(),
+            topics: TopicsConfig::default(),
             webhooks: WebhooksConfig::default(),
             security: Default::default(),
             kafka: KafkaProperties::default(),

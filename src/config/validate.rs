@@ -51,6 +51,14 @@ impl Config {
         if self.commit_interval_ms == 0 {
             return bad("commit_interval_ms must be at least 1".into());
         }
+        if self.topics.replication_factor < 0 {
+            return bad(
+                "topics.replication_factor must be 0 (the cluster's default) or a number of replicas"
+                    .into(),
+            );
+        }
+        self.check_guarantee_overrides()
+            .map_err(ConfigError::Invalid)?;
         self.webhooks
             .validate(self.urls.regions.keys())
             .map_err(ConfigError::Invalid)?;

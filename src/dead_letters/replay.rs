@@ -7,12 +7,9 @@
 //! is replayed from the event itself, read again at its source offset ([`super::source`]) while
 //! the input topic still holds it.
 //!
-//! The group's offsets move only past dead letters that are done: replayed (acknowledged by the
-//! broker, or accepted by the endpoint), not taken by the selection, or not replayable (reported
-//! with why; sending them again cannot do better, so they do not hold the rest back). The first
-//! dead letter whose replay fails stops the run: what was done before it is committed, it is not,
-//! and the same command resumes there. `--dry-run` reads and reports the same way and commits
-//! nothing.
+//! What is committed and where a run stops is docs/delivery.md's rule 24: offsets move past a
+//! dead letter once it is replayed, not selected or not replayable; the first failed send stops
+//! the run there, and the same command resumes at it. `--dry-run` commits nothing.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -62,15 +59,25 @@ pub fn parse_time(flag: &str, text: Option<&str>, now_ms: i64) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
 }
 
-/// Runs a replay, printing a line per dead letter it looks at (not the unselected ones) and a
-/// summary to `out`. A replay that stops at a failure is an error, after its progress is
-/// committed.
-pub async fn replay(
-    config: &Config,
-    o: &ReplayOptions,
-    now_ms: i64,
-    out: &mut (dyn Write + Send),
-) -> anyhow::Result<Report> {
+/// The ways of sending again, and of reading an event at its source.
+struct Senders {
+    producer: Producer,
+    endpoints: Endpoints,
+    sources: Sources,
+}
+
+/// What became of one selected dead letter.
+enum Step {
+    /// Sent (or, in a dry run, would be): where to.
+    Done(String),
+    /// Cannot be replayed faithfully: why.
+    NotReplayable(String),
+    /// Sending failed: the replay stops here.
+    Failed(String),
+}
+
+/// The selection's filter and progress group.
+fn selection(o: &ReplayOptions, now_ms: i64) -> anyhow::Result<(Filter, String)> {
     let filter = Filter::new(
         o.kind.as_deref(),
         o.endpoint.as_deref(),
@@ -87,14 +94,29 @@ pub async fn replay(
         to: o.to.as_deref(),
     }
     .group_id();
+    Ok((filter, group))
+}
+
+/// Runs a replay, printing a line per dead letter it looks at (not the unselected ones) and a
+/// summary to `out`. A replay that stops at a failure is an error, after its progress is
+/// committed.
+pub async fn replay(
+    config: &Config,
+    o: &ReplayOptions,
+    now_ms: i64,
+    out: &mut (dyn Write + Send),
+) -> anyhow::Result<Report> {
+    let (filter, group) = selection(o, now_ms)?;
     let mut report = Report {
         group: group.clone(),
         ..Report::default()
     };
     writeln!(out, "progress group: {group}")?;
-    let producer = Producer::new(config)?;
-    let endpoints = Endpoints::new(config)?;
-    let sources = Sources::new(config)?;
+    let senders = Senders {
+        producer: Producer::new(config)?,
+        endpoints: Endpoints::new(config)?,
+        sources: Sources::new(config)?,
+    };
     let (c, t, g) = (config.clone(), o.topic.clone(), group.clone());
     let mut reader = tokio::task::spawn_blocking(move || Reader::open(&c, &t, Some(&g))).await??;
     let verb = if o.dry_run {
@@ -105,94 +127,27 @@ pub async fn replay(
     let mut next = BTreeMap::new();
     let mut stopped = None;
     while let Some(raw) = reader.next().await? {
-        let id = raw.id();
-        let mut l = letter::read(&raw);
+        let l = letter::read(&raw);
         if !filter.matches(&l, raw.timestamp_ms) {
             report.not_selected += 1;
-            next.insert(raw.partition, raw.offset + 1);
-            continue;
-        }
-        let mut from_source = "";
-        if let What::Input {
-            source: Some(at),
-            original: original @ Err(_),
-        } = &mut l.what
-        {
-            // The dead letter alone is not the whole event: its source still may be.
-            match sources.fetch(at).await {
-                Ok(o) => {
-                    *original = Ok(o);
-                    from_source = " (read from its source)";
+        } else {
+            let id = raw.id();
+            match step(&senders, o, &id, l.what).await {
+                Step::Done(to) => {
+                    writeln!(out, "{verb} {id} ({}) {to}", l.kind)?;
+                    report.replayed += 1;
                 }
-                Err(gone) => {
-                    if let Err(why) = original {
-                        *why = format!("{why}, and {gone}");
-                    }
+                Step::NotReplayable(why) => {
+                    writeln!(out, "not replayable {id} ({}): {why}", l.kind)?;
+                    report.not_replayable += 1;
+                }
+                Step::Failed(e) => {
+                    stopped = Some(format!("{id} ({}): {e}", l.kind));
+                    break;
                 }
             }
         }
-        if let Some(why) = l.not_replayable() {
-            writeln!(out, "not replayable {id} ({}): {why}", l.kind)?;
-            report.not_replayable += 1;
-            next.insert(raw.partition, raw.offset + 1);
-            continue;
-        }
-        let result = match &l.what {
-            What::Input { source, original } => {
-                let original = original.as_ref().expect("checked replayable");
-                match o
-                    .to
-                    .as_deref()
-                    .or(source.as_ref().map(|s| s.topic.as_str()))
-                {
-                    None => {
-                        writeln!(
-                            out,
-                            "not replayable {id} ({}): it names no source topic (give --to)",
-                            l.kind
-                        )?;
-                        report.not_replayable += 1;
-                        next.insert(raw.partition, raw.offset + 1);
-                        continue;
-                    }
-                    Some(topic) if o.dry_run => Ok(format!("-> {topic}{from_source}")),
-                    Some(topic) => producer
-                        .send(topic, original, &id)
-                        .await
-                        .map(|(p, off)| format!("-> {topic}-{p}-{off}{from_source}")),
-                }
-            }
-            What::Webhook {
-                endpoint,
-                origin,
-                webhook_id,
-                attempts,
-                body,
-            } => {
-                let body = body.as_ref().expect("checked replayable");
-                let to = format!("-> endpoint {endpoint} {origin} webhook-id {webhook_id}");
-                if o.dry_run {
-                    Ok(to)
-                } else {
-                    endpoints
-                        .deliver(*endpoint, origin, webhook_id, body, attempts + 1)
-                        .await
-                        .map(|()| to)
-                }
-            }
-            What::Unknown(_) => unreachable!("not replayable"),
-        };
-        match result {
-            Ok(to) => {
-                writeln!(out, "{verb} {id} ({}) {to}", l.kind)?;
-                report.replayed += 1;
-                next.insert(raw.partition, raw.offset + 1);
-            }
-            Err(e) => {
-                stopped = Some(format!("{id} ({}): {e}", l.kind));
-                break;
-            }
-        }
+        next.insert(raw.partition, raw.offset + 1);
     }
     if !o.dry_run {
         reader.commit(&next).await?;
@@ -211,4 +166,59 @@ pub async fn replay(
         );
     }
     Ok(report)
+}
+
+/// Replays one selected dead letter (`id`), or says why not.
+async fn step(s: &Senders, o: &ReplayOptions, id: &str, what: What) -> Step {
+    match what {
+        What::Input { source, original } => {
+            let Some(topic) =
+                o.to.as_deref()
+                    .or(source.as_ref().map(|s| s.topic.as_str()))
+            else {
+                return Step::NotReplayable("it names no source topic (give --to)".into());
+            };
+            let (original, note) = match (original, &source) {
+                (Ok(original), _) => (original, ""),
+                // The dead letter alone is not the whole event: its source still may be.
+                (Err(why), Some(at)) => match s.sources.fetch(at).await {
+                    Ok(original) => (original, " (read from its source)"),
+                    Err(gone) => return Step::NotReplayable(format!("{why}, and {gone}")),
+                },
+                (Err(why), None) => return Step::NotReplayable(why),
+            };
+            if o.dry_run {
+                return Step::Done(format!("-> {topic}{note}"));
+            }
+            match s.producer.send(topic, &original, id).await {
+                Ok((p, off)) => Step::Done(format!("-> {topic}-{p}-{off}{note}")),
+                Err(e) => Step::Failed(e),
+            }
+        }
+        What::Webhook {
+            endpoint,
+            origin,
+            webhook_id,
+            attempts,
+            body,
+        } => {
+            let body = match body {
+                Ok(body) => body,
+                Err(why) => return Step::NotReplayable(why),
+            };
+            let to = format!("-> endpoint {endpoint} {origin} webhook-id {webhook_id}");
+            if o.dry_run {
+                return Step::Done(to);
+            }
+            match s
+                .endpoints
+                .deliver(endpoint, &origin, &webhook_id, &body, attempts + 1)
+                .await
+            {
+                Ok(()) => Step::Done(to),
+                Err(e) => Step::Failed(e),
+            }
+        }
+        What::Unknown(why) => Step::NotReplayable(why),
+    }
 }

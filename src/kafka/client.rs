@@ -111,8 +111,10 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     if config.processing_guarantee == Guarantee::ExactlyOnce {
         // A crashed instance's open transaction holds back read_committed readers until it
         // times out: keep that short.
-        c.set("transactional.id", transactional_id(config))
-            .set("transaction.timeout.ms", "10000");
+        c.set("transactional.id", transactional_id(config)).set(
+            "transaction.timeout.ms",
+            crate::config::TRANSACTION_TIMEOUT_MS.to_string(),
+        );
     }
     overlay(c, config)
 }

@@ -3,15 +3,13 @@
 
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 
+use crate::events::kafka::CommitFailed;
 use crate::metrics::Metrics;
 
-/// Counts and logs a failed offset commit; "nothing to commit" is not a failure.
+/// Emits a failed offset commit; "nothing to commit" is not a failure.
 pub fn count_commit(metrics: &Metrics, result: KafkaResult<()>, what: &str) {
     match result {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => {
-            metrics.commit_failures.inc();
-            tracing::warn!(error = %e, "{what}");
-        }
+        Err(e) => CommitFailed { error: &e, what }.emit(metrics),
     }
 }

@@ -18,6 +18,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::client::{admin_config, admin_config_on};
+use super::replication;
 use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +201,9 @@ async fn ensure_outputs(
             .iter()
             .any(|m| m.name() == t && !m.partitions().is_empty())
     };
+    for (role, topic) in outputs.iter().filter(|(_, t)| exists(t)) {
+        replication::warn_if_single_replica(metadata, role, topic);
+    }
     let missing: Vec<_> = outputs.iter().filter(|(_, t)| !exists(t)).collect();
     if missing.is_empty() {
         return Ok(());
@@ -212,13 +216,25 @@ async fn ensure_outputs(
             on: on.to_owned(),
         });
     }
+    // -1: the cluster's default.replication.factor.
+    let rf = match config.topics.replication_factor {
+        0 => -1,
+        n => i32::from(n),
+    };
+    let brokers = metadata.brokers().len();
+    if replication::single_replica_on_a_cluster(rf.max(0) as usize, brokers) {
+        tracing::warn!(
+            brokers,
+            "topics.replication_factor = 1 on a cluster of {brokers} brokers: the topics created              now lose what was acknowledged on a broker with that broker"
+        );
+    }
     let new: Vec<NewTopic> = missing
         .iter()
         .map(|(_, t)| {
             NewTopic::new(
                 t,
                 config.create_topics_partitions,
-                TopicReplication::Fixed(-1),
+                TopicReplication::Fixed(rf),
             )
         })
         .collect();
@@ -235,7 +251,7 @@ async fn ensure_outputs(
     for r in results {
         match r {
             Ok(topic) => {
-                tracing::info!(%topic, partitions = config.create_topics_partitions, cluster = on.trim(), "created topic")
+                tracing::info!(%topic, partitions = config.create_topics_partitions, replication_factor = rf, cluster = on.trim(), "created topic")
             }
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {

@@ -15,6 +15,7 @@ use rdkafka::{ClientContext, Message, Statistics};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::ack_wait::AckWait;
+use crate::events::kafka::{DeliveryRefused, ProducerError};
 use crate::metrics::Metrics;
 
 const _: () = assert!(
@@ -150,14 +151,13 @@ impl ClientContext for ProducerCtx {
             .set(secs);
     }
 
-    /// Client errors (a broker unreachable, authentication refused): counted per cluster. While a
-    /// regional cluster is away its producer keeps retrying, so this is where the outage shows.
     fn error(&self, error: KafkaError, reason: &str) {
-        self.metrics
-            .producer_errors
-            .with_label_values(&[&self.cluster])
-            .inc();
-        tracing::warn!(cluster = %self.cluster, error = %error, reason, "Kafka producer error");
+        ProducerError {
+            cluster: &self.cluster,
+            error: &error,
+            reason,
+        }
+        .emit(&self.metrics);
     }
 }
 
@@ -167,10 +167,10 @@ impl ProducerContext for ProducerCtx {
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         self.acked.fetch_add(1, Ordering::Relaxed);
         let failed = result.as_ref().err().map(|(e, m)| {
-            self.metrics
-                .producer_errors
-                .with_label_values(&[&self.cluster])
-                .inc();
+            DeliveryRefused {
+                cluster: &self.cluster,
+            }
+            .emit(&self.metrics);
             Box::new(Failed::new(e.clone(), m.topic(), m.payload()))
         });
         self.router.route(opaque, failed);

@@ -8,12 +8,15 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::snapshot;
 use crate::core::state::DeviceStates;
+use crate::events::state::RestoreStarted;
+use crate::kafka::replication;
 
 /// What a restore read.
 #[derive(Debug, Default, Clone, Copy)]
@@ -24,32 +27,51 @@ pub struct Restored {
 }
 
 /// Creates the changelog topic of `input_topic` if missing, with as many partitions as the input
-/// (co-partitioning is what makes a partition's state travel with it). Blocking.
+/// (co-partitioning is what makes a partition's state travel with it) and the cluster's default
+/// replication factor. Blocking. See [`ensure_replicated_topic`].
 pub fn ensure_topic(
     admin_config: &ClientConfig,
     input_topic: &str,
     changelog_topic: &str,
 ) -> Result<(), String> {
+    ensure_replicated_topic(admin_config, input_topic, changelog_topic, 0)
+}
+
+/// [`ensure_topic`] with `replication_factor` replicas (`topics.replication_factor`; 0: the
+/// cluster's default), and `min.insync.replicas = 2` where that is 3 or more, so that a state
+/// change acknowledged under `acks=all` is on two brokers. Warns when the changelog (found or
+/// made) has a single replica on a cluster of several brokers.
+pub fn ensure_replicated_topic(
+    admin_config: &ClientConfig,
+    input_topic: &str,
+    changelog_topic: &str,
+    replication_factor: i16,
+) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> =
         admin_config.create().map_err(|e| e.to_string())?;
-    let partitions_of = |topic: &str| -> Result<usize, String> {
-        let md = admin
+    let metadata_of = |topic: &str| {
+        admin
             .inner()
             .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        Ok(md
-            .topics()
+            .map_err(|e| e.to_string())
+    };
+    let partitions = |md: &Metadata| {
+        md.topics()
             .first()
             .filter(|t| t.error().is_none())
-            .map_or(0, |t| t.partitions().len()))
+            .map_or(0, |t| t.partitions().len())
     };
-    let wanted = partitions_of(input_topic)?;
+    let wanted = partitions(&metadata_of(input_topic)?);
     if wanted == 0 {
         return Err(format!("input topic {input_topic:?} has no partitions"));
     }
-    match partitions_of(changelog_topic)? {
+    let existing = metadata_of(changelog_topic)?;
+    match partitions(&existing) {
         0 => {}
-        n if n == wanted => return Ok(()),
+        n if n == wanted => {
+            replication::warn_if_single_replica(&existing, "changelog", changelog_topic);
+            return Ok(());
+        }
         n => {
             return Err(format!(
                 "changelog topic {changelog_topic:?} has {n} partitions but input topic {input_topic:?} has {wanted}: \
@@ -57,13 +79,21 @@ pub fn ensure_topic(
             ))
         }
     }
-    let topic = NewTopic::new(changelog_topic, wanted as i32, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact")
-        .set("min.compaction.lag.ms", "0");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let rf = rt.block_on(replication::replication_factor(
+        &admin,
+        &existing,
+        replication_factor,
+    ));
+    let mut topic = NewTopic::new(changelog_topic, wanted as i32, TopicReplication::Fixed(rf))
+        .set("cleanup.policy", "compact")
+        .set("min.compaction.lag.ms", "0");
+    if let Some(min_isr) = replication::changelog_min_isr(rf) {
+        topic = topic.set("min.insync.replicas", min_isr);
+    }
     let results = rt
         .block_on(admin.create_topics(
             [&topic],
@@ -79,8 +109,12 @@ pub fn ensure_topic(
     tracing::info!(
         topic = changelog_topic,
         partitions = wanted,
+        replication_factor = rf,
         "created state changelog topic"
     );
+    if let Ok(made) = metadata_of(changelog_topic) {
+        replication::warn_if_single_replica(&made, "changelog", changelog_topic);
+    }
     Ok(())
 }
 
@@ -150,14 +184,12 @@ fn restore_once(
     if high <= low {
         return Ok(restored);
     }
-    // The start of what can take minutes (millions of records): an operator watching a slow start
-    // sees what it waits for.
-    tracing::info!(
-        topic = changelog_topic,
+    RestoreStarted {
+        changelog_topic,
         partition,
-        records = high - low,
-        "restoring state from the changelog"
-    );
+        records: high - low,
+    }
+    .emit();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(changelog_topic, partition, Offset::Beginning)?;
     consumer.assign(&tpl)?;

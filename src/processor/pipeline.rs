@@ -157,10 +157,12 @@ async fn restore_topics(config: &Config) -> anyhow::Result<HashSet<String>> {
             topic.clone(),
             config.changelog_topic(topic),
         );
-        let t = topic.clone();
-        tokio::task::spawn_blocking(move || changelog::ensure_topic(&admin, &t, &changelog))
-            .await?
-            .map_err(|e| anyhow::anyhow!("state changelog: {e}"))?;
+        let (t, rf) = (topic.clone(), config.topics.replication_factor);
+        tokio::task::spawn_blocking(move || {
+            changelog::ensure_replicated_topic(&admin, &t, &changelog, rf)
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("state changelog: {e}"))?;
         ensured.insert(topic);
     }
     Ok(ensured)
@@ -255,7 +257,6 @@ async fn consume(
             ensured: std::sync::Mutex::new(ensured),
             interval: Duration::from_millis(config.commit_interval_ms),
         }),
-        eviction_warned_ms: Default::default(),
         status,
     });
     let exactly_once = txn.is_some();

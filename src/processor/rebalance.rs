@@ -22,6 +22,7 @@ use super::transactions::{CommitError, Transactions};
 use super::txn_calls::{Live, LiveOffsets};
 use super::worker;
 use super::worker_env::WorkerEnv;
+use crate::events::kafka as events;
 use crate::http::Health;
 use crate::kafka::assignments::{self, Assignments, PartitionHandle};
 use crate::kafka::commit::count_commit;
@@ -412,12 +413,12 @@ impl ConsumerContext for ConsumerCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+                let partitions = tpl.count();
                 if consumer.assignment_lost() {
-                    tracing::warn!(partitions = tpl.count(), "partitions lost (the group moved on without this instance): their work is not committed");
+                    events::Rebalance::Lost { partitions }.emit(&self.metrics);
                     self.lose(consumer, tpl);
                 } else {
-                    tracing::info!(partitions = tpl.count(), "partitions revoked");
+                    events::Rebalance::Revoked { partitions }.emit(&self.metrics);
                     self.stop(consumer, Some(tpl));
                 }
             }
@@ -429,15 +430,14 @@ impl ConsumerContext for ConsumerCtx {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                self.metrics.rebalances.with_label_values(&["assign"]).inc();
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                events::Rebalance::Assigned {
+                    partitions: tpl.count(),
+                }
+                .emit(&self.metrics);
                 self.start(tpl);
                 self.health.set_ready(true);
             }
-            Rebalance::Error(e) => {
-                self.metrics.rebalances.with_label_values(&["error"]).inc();
-                tracing::warn!(error = %e, "rebalance error");
-            }
+            Rebalance::Error(e) => events::Rebalance::Error { error: e }.emit(&self.metrics),
             Rebalance::Revoke(_) => {}
         }
     }

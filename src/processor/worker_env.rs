@@ -2,7 +2,6 @@
 //! engine settings, metrics, topics, the stop signal, the transaction gate, the changelog.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -78,8 +77,6 @@ pub struct WorkerEnv {
     pub changelog: Option<ChangelogEnv>,
     /// What a worker does with each record.
     pub step: Step,
-    /// Wall-clock ms of the last eviction warning (at most one a minute per instance).
-    pub eviction_warned_ms: AtomicI64,
     /// The status page (recent records, device queries); `None` when it is off.
     pub status: Option<Arc<crate::status::StatusHub>>,
 }

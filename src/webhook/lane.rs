@@ -33,6 +33,7 @@ use super::payload::lane_of;
 use super::policy::{Attempt, RetryPolicy, Verdict};
 use super::request::{self, Request};
 use super::sign::Secret;
+use crate::events::webhook::{Attempted, WebhookDeadLettered, WebhookRetry};
 use crate::metrics::Metrics;
 
 /// Records waiting per lane before a partition's hand-over waits (back-pressure).
@@ -319,21 +320,27 @@ async fn deliver(
             }
         };
         observe(&counters.retried, elapsed);
-        env.metrics.webhook.retries.inc();
-        tracing::debug!(
-            endpoint = %ep.health.name(),
-            origin = %ep.origin,
-            key = %d.idempotency_key,
-            attempt = tries,
-            error = %sent.error,
-            delay_ms = delay.as_millis() as u64,
-            "webhook attempt failed; retrying"
-        );
+        WebhookRetry {
+            at: attempted(ep, d),
+            attempt: tries,
+            error: &sent.error,
+            delay_ms: delay.as_millis() as u64,
+        }
+        .emit(&env.metrics);
         tokio::select! {
             biased;
             _ = d.abandon.cancelled() => return Finished::Abandoned,
             _ = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// The endpoint and record of an attempt, as events name them.
+fn attempted<'a>(ep: &'a Endpoint, d: &'a Delivery) -> Attempted<'a> {
+    Attempted {
+        endpoint: ep.index,
+        origin: &ep.origin,
+        key: &d.idempotency_key,
     }
 }
 
@@ -416,15 +423,12 @@ async fn dead_letter(
     };
     match result {
         Ok(_) => {
-            env.metrics.webhook.dead_letters.inc();
-            tracing::warn!(
-                endpoint = %ep.health.name(),
-                origin = %ep.origin,
-                key = %d.idempotency_key,
+            WebhookDeadLettered {
+                at: attempted(ep, d),
                 attempts,
-                error = %dead_letter::truncate(error, 300),
-                "webhook undeliverable; record dead-lettered"
-            );
+                error: &dead_letter::truncate(error, 300),
+            }
+            .emit(&env.metrics);
             Finished::Done
         }
         Err((e, _)) => {

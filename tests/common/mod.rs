@@ -108,7 +108,8 @@ pub fn create_topics(topics: &[(&str, i32)]) {
     create_topics_on(brokers(), topics)
 }
 
-/// Creates topics on the cluster at `bootstrap` and waits until their metadata shows.
+/// Creates topics on the cluster at `bootstrap` (the cluster's default replication factor) and
+/// waits until their metadata shows.
 pub fn create_topics_on(bootstrap: &str, topics: &[(&str, i32)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -116,7 +117,7 @@ pub fn create_topics_on(bootstrap: &str, topics: &[(&str, i32)]) {
         .unwrap();
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(-1)))
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -25,6 +25,7 @@ use super::failure::{classify, cluster_away, Failure};
 use super::fatal::FatalCause;
 use super::worker_env::WorkerEnv;
 use crate::core::ErrorKind;
+use crate::events::kafka::DeliveryFailed;
 use crate::kafka::clock::Clock;
 use crate::kafka::offset_tracker::OffsetTracker;
 
@@ -334,7 +335,7 @@ impl Inflight {
     /// Stops the instance: nothing more is stored for commit.
     pub fn stop(&mut self, cause: FatalCause) {
         if !self.failed {
-            self.env.metrics.delivery_failures.inc();
+            DeliveryFailed.emit(&self.env.metrics);
             self.failed = true;
         }
         self.env.fatal.raise(cause);

@@ -52,7 +52,6 @@ fn inflight_storing(
             interval: Duration::from_millis(100),
         }),
         step: crate::processor::worker_env::Step::Engine,
-        eviction_warned_ms: Default::default(),
         status: None,
     });
     let (id, acks) = router.register();
@@ -313,7 +312,6 @@ fn clone_env(env: &WorkerEnv) -> WorkerEnv {
         rewind: env.rewind.clone(),
         changelog: None,
         step: env.step,
-        eviction_warned_ms: Default::default(),
         status: None,
     }
 }

@@ -9,22 +9,10 @@
 //! transaction. Commits on a revoke or at shutdown hold the gate throughout. The blocking
 //! transaction calls run on the commit thread or the consumer thread, never on the async workers.
 //!
-//! Delivery rules of the commit (each error by the class librdkafka gives it, see
-//! [`super::txn_calls`]):
-//! - retriable (a time-out while the coordinator moves or a broker is unreachable,
-//!   `CONCURRENT_TRANSACTIONS`): the same call again (librdkafka resumes the operation; an abort
-//!   before it resolves is refused), until it succeeds or turns abortable or fatal; given up, as
-//!   abortable, only when the instance stops;
-//! - abortable (an output timed out, `_TIMED_OUT, requires epoch bump`): abort the transaction
-//!   and rewind every partition to its committed offset; a worker whose output the cluster did
-//!   not take asks for the same through [`Transactions::rewind`] instead of stopping the
-//!   instance, so the next commit aborts without trying;
-//! - fatal: stop the instance with a typed cause ([`FatalCause::Fenced`] when another producer
-//!   or group generation took over).
-//!
-//! The abort and the rewind wait for the cluster (every retriable error tried again, paced by
-//! [`Transactions::backoff`]) until the instance stops; each call's time-out is half of
-//! `transaction.timeout.ms`, so a call never outlives the transaction it works on.
+//! Each error is handled by the class librdkafka gives it ([`super::txn_calls`]): retriable,
+//! the same call again; abortable, abort and rewind; fatal, stop. What each does, and how the
+//! abort and the rewind wait for the cluster (paced by [`Transactions::backoff`], each call timed
+//! out before the transaction would be), is rule 10 of `docs/delivery.md`.
 //!
 //! Zombie fencing: the offsets are sent with the consumer group metadata (KIP-447), so an instance
 //! that lost its partitions cannot commit them.
@@ -42,6 +30,7 @@ use super::acks::ProducerCtx;
 use super::deferred::Deferred;
 use super::fatal::FatalCause;
 use super::txn_calls::{Class, OffsetCalls, TxnCalls, TxnError};
+use crate::events::kafka::TransactionCommitFailed;
 use crate::kafka::split::Tp;
 use crate::metrics::Metrics;
 
@@ -134,7 +123,7 @@ impl Transactions {
         };
         let result = commit_with(calls, positions, &self.rewind, &r);
         if result.is_err() {
-            self.metrics.commit_failures.inc();
+            TransactionCommitFailed.emit(&self.metrics);
         }
         result
     }

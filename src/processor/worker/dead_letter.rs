@@ -1,7 +1,7 @@
 //! Dead letters produced by the worker: the input's own (bad input), and those of outputs the
 //! broker refused for a reason of the record's own (too large, invalid).
 
-use rdkafka::message::{BorrowedHeaders, Header};
+use rdkafka::message::Header;
 
 use super::*;
 
@@ -56,48 +56,21 @@ impl Worker {
             let Output::DeadLetter { error, json } = out else {
                 unreachable!("reject makes a dead letter")
             };
-            send_dead_letter(
-                &mut self.inflight,
-                r.seq,
-                r.offset,
-                Carried::UrlRecord,
-                error,
-                json,
-            )
-            .await;
+            send_dead_letter(&mut self.inflight, r.seq, r.offset, None, error, json).await;
         }
     }
 }
 
-/// What a dead letter carries besides its JSON: what `dead-letters replay` needs to produce the
-/// input again.
-pub(super) enum Carried<'a> {
-    /// The payload is the input's: its key and headers go along (the dead letter is keyed like
-    /// its input; the headers under [`headers::INPUT_HEADER_PREFIX`]).
-    Input {
-        key: Option<&'a [u8]>,
-        headers: Option<&'a BorrowedHeaders>,
-    },
-    /// The payload is the URL record the broker refused, marked so (the input is only at its
-    /// source offset).
-    UrlRecord,
-}
-
-impl<'a> Carried<'a> {
-    pub(super) fn input(msg: &'a BorrowedMessage<'_>) -> Self {
-        Carried::Input {
-            key: msg.key(),
-            headers: msg.headers(),
-        }
-    }
-}
-
-/// Produces the dead letter of input `seq` (at `offset`).
+/// Produces the dead letter of input `seq` (at `offset`). With `input` (its payload is the
+/// input's), the dead letter is keyed like the input and carries its headers under
+/// [`headers::INPUT_HEADER_PREFIX`]; without (its payload is the URL record the broker refused),
+/// it is marked so with [`headers::DEAD_LETTER_PAYLOAD`], and `dead-letters replay` reads the
+/// event at its source offset.
 pub(super) async fn send_dead_letter(
     inflight: &mut Inflight,
     seq: u64,
     offset: i64,
-    carried: Carried<'_>,
+    input: Option<&BorrowedMessage<'_>>,
     error: &RecordError,
     json: &[u8],
 ) {
@@ -110,14 +83,14 @@ pub(super) async fn send_dead_letter(
         offset,
     );
     let mut key = None;
-    match carried {
-        Carried::Input { key: k, headers: h } => {
-            key = k;
-            if let Some(h) = h {
+    match input {
+        Some(msg) => {
+            key = msg.key();
+            if let Some(h) = msg.headers() {
                 meta = headers::with_input_headers(meta, h);
             }
         }
-        Carried::UrlRecord => {
+        None => {
             meta = meta.insert(Header {
                 key: headers::DEAD_LETTER_PAYLOAD,
                 value: Some(headers::PAYLOAD_URL_RECORD),

@@ -30,6 +30,7 @@ use super::inflight::Inflight;
 use super::state_writes::StateWrites;
 use super::worker_env::{Step, WorkerEnv};
 use crate::core::{Decision, Engine, Output, RecordError, RecordMeta, Source};
+use crate::events::state::StateEvicted;
 use crate::kafka::assignments::PartitionHandle;
 use crate::kafka::clock::{now_ms, Clock};
 use crate::kafka::headers;
@@ -41,7 +42,7 @@ mod passthrough;
 mod restore;
 pub mod supervise;
 
-use dead_letter::{send_dead_letter, Carried};
+use dead_letter::send_dead_letter;
 
 /// Records read from the partition queue before the worker looks at acks and yields.
 const BATCH: usize = 256;
@@ -358,15 +359,7 @@ impl Worker {
             Output::DeadLetter { error, json } => {
                 self.counters.invalid(error.kind);
                 self.inflight.add_outputs(seq, 1);
-                send_dead_letter(
-                    &mut self.inflight,
-                    seq,
-                    offset,
-                    Carried::input(msg),
-                    error,
-                    json,
-                )
-                .await;
+                send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
                 None
             }
         };
@@ -396,22 +389,14 @@ impl Worker {
                         unreachable!("reject makes a dead letter")
                     };
                     self.counters.invalid(error.kind);
-                    send_dead_letter(
-                        &mut self.inflight,
-                        seq,
-                        offset,
-                        Carried::input(msg),
-                        error,
-                        json,
-                    )
-                    .await;
+                    send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
                 }
                 Failure::Cluster => self.inflight.cluster_failed(&topic, &e),
             }
         }
     }
 
-    /// Counts this partition's evictions, warning at most once a minute per instance.
+    /// Reports this partition's new evictions.
     fn count_evictions(&mut self, wall_ms: i64) {
         let total = self.engine.states().evictions();
         let new = total - self.evictions_counted;
@@ -420,20 +405,12 @@ impl Worker {
         }
         self.evictions_counted = total;
         let env = &self.inflight.env;
-        env.metrics.state_evictions.inc_by(new);
-        let last = env.eviction_warned_ms.load(Ordering::Relaxed);
-        if wall_ms - last >= 60_000
-            && env
-                .eviction_warned_ms
-                .compare_exchange(last, wall_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::warn!(
-                max_devices = env.shared.settings.max_devices,
-                evictions = env.metrics.state_evictions.get(),
-                "the instance holds limits.max_devices devices: the least recently active are evicted (their next events are judged as new devices'); raise the limit and memory, or add instances"
-            );
+        StateEvicted {
+            devices: new,
+            max_devices: env.shared.settings.max_devices,
+            now_ms: wall_ms,
         }
+        .emit(&env.metrics);
     }
 }
 

@@ -1,6 +1,7 @@
 //! A worker's first job: its partition's device state, restored from the changelog.
 
 use super::*;
+use crate::events::state::RestoreEnded;
 
 impl Worker {
     /// Restores the partition's device state from its changelog (creating the changelog of a
@@ -62,13 +63,22 @@ impl Worker {
         self.engine.states_mut().track_expired();
         match result {
             Ok(r) => {
-                env.metrics.state_restore_seconds.observe(r.seconds);
-                env.metrics.state_restored_records.inc_by(r.records);
-                tracing::info!(%topic, partition, records = r.records, devices = r.devices, seconds = r.seconds, "state restored");
+                RestoreEnded::Restored {
+                    topic: &topic,
+                    partition,
+                    records: r.records,
+                    devices: r.devices,
+                    seconds: r.seconds,
+                }
+                .emit(&env.metrics);
                 true
             }
             Err(rdkafka::error::KafkaError::Canceled) => {
-                tracing::info!(%topic, partition, "state restore stopped: the partition was revoked or the instance stops");
+                RestoreEnded::Stopped {
+                    topic: &topic,
+                    partition,
+                }
+                .emit(&env.metrics);
                 false
             }
             Err(e) => {
