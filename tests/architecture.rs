@@ -432,6 +432,13 @@ fn every_test_named_in_the_delivery_rules_exists() {
         "docs/delivery.md names tests that do not exist: {missing:?}"
     );
     assert!(named >= 30, "docs/delivery.md names only {named} tests");
+    // Rules are numbered 1, 2, 3, … once each, so that "rule N" names one rule.
+    let numbers: Vec<usize> = doc
+        .lines()
+        .filter_map(|l| l.split_once(". **").and_then(|(n, _)| n.parse().ok()))
+        .collect();
+    let expected: Vec<usize> = (1..=numbers.len()).collect();
+    assert_eq!(numbers, expected, "docs/delivery.md's rule numbers");
 }
 
 /// Operational metrics are counted by their events (`src/events/`), which log them too: no other

@@ -2,7 +2,7 @@
 //! be committed. Pure (no I/O, no clock), shared by the processor's in-flight outputs
 //! (`processor::inflight`) and the webhook service's partition readers, so both commit by the same
 //! rule: the offset after the longest finished prefix, so a record is never committed before an
-//! earlier one (rules 1 and 19 of `docs/delivery.md`).
+//! earlier one (rules 1 and 22 of `docs/delivery.md`).
 //!
 //! Each record gets a sequence number (its handle) and a slot holding its offset, the count of
 //! its outputs still outstanding (acks, deliveries), and metadata `M` of the caller's (the

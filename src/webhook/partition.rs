@@ -11,7 +11,7 @@
 //! (attempts stop). Withdrawn and abandoned records are not committed: the partition's next owner
 //! sends them again, with the same idempotency keys, after this reader has committed (a revoked
 //! partition is handed over only once its revoke returns), so a device's order holds. (Rules
-//! 19-20 of `docs/delivery.md`.)
+//! 22-23 of `docs/delivery.md`.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};

@@ -363,37 +363,49 @@ impl Worker {
                 None
             }
         };
-        // The producer refused the URL record at once (over its `message.max.bytes`, which the
-        // engine's check should have caught): the event's dead letter instead, or a stop for the
-        // cluster's fault. The slot's one outstanding output is now the dead letter.
         if let Some((e, topic)) = refused {
-            match classify(&e) {
-                Failure::Record(kind) => {
-                    let error = RecordError::new(
-                        kind,
-                        format!("the producer refused this event's URL record: {e}"),
-                    );
-                    let len = msg.payload().map_or(0, <[u8]>::len);
-                    let meta = RecordMeta {
-                        source: Some(Source::Kafka {
-                            topic: &self.inflight.topic,
-                            partition: self.inflight.partition,
-                            offset,
-                        }),
-                        record_time_ms,
-                        now_ms: clock.wall_ms,
-                    };
-                    let Output::DeadLetter { error, json } =
-                        self.engine.reject(error, msg.payload(), len, &meta)
-                    else {
-                        unreachable!("reject makes a dead letter")
-                    };
-                    self.counters.invalid(error.kind);
-                    send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
-                }
-                Failure::Cluster => self.inflight.cluster_failed(&topic, &e),
-            }
+            self.refused_at_once(msg, seq, clock, e, &topic).await;
         }
+    }
+
+    /// The producer refused the URL record at once (over its `message.max.bytes`, which the
+    /// engine's check should have caught): the event's dead letter instead, or the cluster's
+    /// fault ([`super::inflight::Inflight::cluster_failed`]). The slot's one outstanding output is
+    /// now the dead letter.
+    async fn refused_at_once(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        seq: u64,
+        clock: &Clock,
+        e: rdkafka::error::KafkaError,
+        topic: &str,
+    ) {
+        let kind = match classify(&e) {
+            Failure::Record(kind) => kind,
+            Failure::Cluster => return self.inflight.cluster_failed(topic, &e),
+        };
+        let offset = msg.offset();
+        let error = RecordError::new(
+            kind,
+            format!("the producer refused this event's URL record: {e}"),
+        );
+        let len = msg.payload().map_or(0, <[u8]>::len);
+        let meta = RecordMeta {
+            source: Some(Source::Kafka {
+                topic: &self.inflight.topic,
+                partition: self.inflight.partition,
+                offset,
+            }),
+            record_time_ms: msg.timestamp().to_millis(),
+            now_ms: clock.wall_ms,
+        };
+        let Output::DeadLetter { error, json } =
+            self.engine.reject(error, msg.payload(), len, &meta)
+        else {
+            unreachable!("reject makes a dead letter")
+        };
+        self.counters.invalid(error.kind);
+        send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
     }
 
     /// Reports this partition's new evictions.
