@@ -92,8 +92,9 @@
 #   --out bench-results.json (repository root; git-ignored). Results are also written after
 #   every run, so an interrupted benchmark keeps what it measured.
 #   --perf     one extra processor drain (bench "drain-profile", not in the medians) under
-#              `perf record -F 999 -p PID` for 10 s from 4 s after start (flat profile: the
-#              release build has no frame pointers); reports by thread (WORK/perf-run-threads.txt)
+#              `perf record -F 999 -p PID` for 10 s from 4 s after start, of the `profiling`
+#              build (Cargo.toml: release code with line tables, so symbols resolve to files and
+#              lines; flat profile: no frame pointers); reports by thread (WORK/perf-run-threads.txt)
 #              and by thread, library and symbol (WORK/perf-run.txt); the top 40 lines of each and
 #              the shares by thread and category (e2e_stats.py perf-summary) go into the results
 #              (bench "perf").
@@ -120,6 +121,8 @@
 #   AEPIOT_BIN: binary to use; default target/release/aepiot-stream (built with
 #       `cargo build --release` if missing); copied to BENCH_WORK_DIR first so that a concurrent
 #       rebuild cannot change it mid-benchmark.
+#   AEPIOT_PROFILING_BIN: the binary of the --perf run; default target/profiling/aepiot-stream
+#       (built with `cargo build --profile profiling` if missing), copied like AEPIOT_BIN.
 #   METRICS_PORT=19610: where the measured process serves /metrics.
 #
 # Needs: bash, python3, kcat, Java (scripts/kafka.sh), perf for --perf.
@@ -203,6 +206,15 @@ fi
 BIN="$WORK/aepiot-stream"
 cp "$SRC_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
 "$BIN" passthrough --help >/dev/null 2>&1 || die "$SRC_BIN has no passthrough subcommand (rebuild)"
+PROFILING_BIN="$WORK/aepiot-stream-profiling"
+if ((PERF)); then
+  SRC_PROFILING_BIN="${AEPIOT_PROFILING_BIN:-$ROOT/target/profiling/aepiot-stream}"
+  if [[ ! -x "$SRC_PROFILING_BIN" ]]; then
+    log "building $SRC_PROFILING_BIN (cargo build --profile profiling; minutes the first time)"
+    (cd "$ROOT" && cargo build --profile profiling --bin aepiot-stream)
+  fi
+  cp "$SRC_PROFILING_BIN" "$PROFILING_BIN.tmp" && mv "$PROFILING_BIN.tmp" "$PROFILING_BIN"
+fi
 
 STOP_BROKER=false
 if ! "${KAFKA[@]}" status >/dev/null 2>&1 && [[ "${KEEP_BROKER:-0}" != 1 ]]; then
@@ -368,7 +380,11 @@ drain_one() { # VARIANT RUN INPUT [perf|warmup]
   wait_quiet
   local t0 pid res rc perf_pid=""
   t0="$(date +%s.%N)"
-  start_process "$variant" "$in" "$out" "$dlq" "$group" "$dir/$group.log"
+  if [[ -n "$perf" ]]; then
+    BIN="$PROFILING_BIN" start_process "$variant" "$in" "$out" "$dlq" "$group" "$dir/$group.log"
+  else
+    start_process "$variant" "$in" "$out" "$dlq" "$group" "$dir/$group.log"
+  fi
   pid=$LAST_PID
   if [[ -n "$perf" ]]; then
     (sleep 4; perf record -F 999 -p "$pid" -o "$WORK/perf-run.data" -- sleep 10 >"$WORK/perf-record.log" 2>&1) &

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use aepiot_stream::demo;
 use aepiot_stream::generate::Profile;
 use clap::{Args, Parser, Subcommand};
 use serde::{Serialize, Serializer};
@@ -296,19 +297,19 @@ pub(crate) struct SimulateArgs {
 #[derive(Args)]
 pub(crate) struct DemoArgs {
     /// How long to generate events, in seconds.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = demo::defaults::DURATION_SECS)]
     pub(crate) duration: u64,
     /// Events per second.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = demo::defaults::RATE)]
     pub(crate) rate: u64,
     /// Distinct devices.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = demo::defaults::DEVICES)]
     pub(crate) devices: u64,
     /// Fleet shape.
-    #[arg(long, value_enum, default_value = "factory")]
+    #[arg(long, value_enum, default_value_t = demo::defaults::PROFILE)]
     pub(crate) profile: Profile,
     /// Address for /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "127.0.0.1:9464")]
+    #[arg(long, default_value = demo::defaults::METRICS_ADDR)]
     pub(crate) metrics_addr: String,
     /// URL records to print as samples.
     #[arg(long, default_value_t = 3)]

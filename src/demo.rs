@@ -16,6 +16,21 @@ use crate::metrics::Metrics;
 use crate::processor::{self, output_limit, RunHooks};
 use crate::simulate::{simulate, SimulateOptions};
 
+/// The demo's defaults (its flags' defaults; README's quick start states them, and
+/// tests/readme.rs checks that it does).
+pub mod defaults {
+    /// Seconds of generated events.
+    pub const DURATION_SECS: u64 = 15;
+    /// Events per second.
+    pub const RATE: u64 = 2000;
+    /// Distinct simulated devices.
+    pub const DEVICES: u64 = 500;
+    /// Where the status page, `/metrics` and the probes are served.
+    pub const METRICS_ADDR: &str = "127.0.0.1:9464";
+    /// The fleet's shape.
+    pub const PROFILE: crate::generate::Profile = crate::generate::Profile::Factory;
+}
+
 pub struct DemoOptions {
     pub duration: Duration,
     pub rate: u64,

@@ -191,9 +191,7 @@ fn code_only(text: &str) -> String {
         } else if let Some(hashes) = raw_string_start(rest).filter(|_| i == 0 || !word(b[i - 1])) {
             // r"…", r#"…"#, br"…": ends at a quote followed by as many hashes.
             let open = rest.iter().position(|&c| c == b'"').unwrap() + 1;
-            let close: Vec<u8> = std::iter::once(b'"')
-                .chain(std::iter::repeat_n(b'#', hashes))
-                .collect();
+            let close = format!("\"{}", "#".repeat(hashes)).into_bytes();
             let end = b[i + open..]
                 .windows(close.len())
                 .position(|w| w == close.as_slice())

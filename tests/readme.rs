@@ -1,6 +1,8 @@
-//! README's configuration reference documents every configuration key the code accepts.
+//! README says what the code does: its configuration reference documents every configuration key
+//! the code accepts, and its quick start states the demo's defaults.
 
 use aepiot_stream::config::Config;
+use aepiot_stream::demo::defaults;
 
 fn keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
     if let toml::Value::Table(t) = value {
@@ -23,8 +25,7 @@ fn keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
 
 #[test]
 fn every_config_key_is_in_the_readme_table() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = readme();
     let value = toml::Value::try_from(Config::default()).unwrap();
     let mut all = Vec::new();
     keys("", &value, &mut all);
@@ -52,4 +53,50 @@ fn every_config_key_is_in_the_readme_table() {
         "README's configuration table lacks: {missing:?}"
     );
     assert!(all.len() > 30);
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+}
+
+/// `n` as README writes numbers: 2,000.
+fn with_commas(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn the_quick_start_states_the_demos_defaults() {
+    let readme = readme();
+    let start = readme
+        .find("## Quick start")
+        .expect("a quick start section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    // README wraps lines: compare with single spaces.
+    let section = section.split_whitespace().collect::<Vec<_>>().join(" ");
+    let profile = format!("{:?}", defaults::PROFILE).to_lowercase();
+    for claim in [
+        format!(
+            "a simulated {profile} of {} machines",
+            with_commas(defaults::DEVICES)
+        ),
+        format!("sending {} events/s", with_commas(defaults::RATE)),
+        format!("({} s;", defaults::DURATION_SECS),
+        format!("(`http://{}/`", defaults::METRICS_ADDR),
+    ] {
+        assert!(
+            section.contains(&claim),
+            "README's quick start does not say {claim:?} (the demo's defaults, src/demo.rs):\n{section}"
+        );
+    }
+    assert_eq!(with_commas(500), "500");
+    assert_eq!(with_commas(1_234_567), "1,234,567");
 }

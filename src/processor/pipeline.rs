@@ -75,13 +75,9 @@ pub async fn run(
     config.validate_for_run()?;
     let metrics = hooks.metrics.clone().unwrap_or_default();
     let (served, _server) = serve(&config, listener, &metrics)?;
-    let max_output_bytes = tokio::select! {
-        r = check(&config, &hooks) => r?,
-        // SIGTERM while start-up still waits (for a broker, a topic): stop at once.
-        _ = shutdown.cancelled() => {
-            tracing::info!("stopped during the start-up checks");
-            return Ok(());
-        }
+    let Some(max_output_bytes) = check(&config, &hooks, &shutdown).await? else {
+        tracing::info!("stopped during the start-up checks");
+        return Ok(());
     };
     let ensured = restore_topics(&config).await?;
     let consuming = consume(&config, &hooks, served, max_output_bytes, ensured).await?;
@@ -127,16 +123,25 @@ fn serve(
     Ok((served, server_stop.drop_guard()))
 }
 
-/// Phase 2: the start-up checks; returns the largest output record the brokers take.
-async fn check(config: &Config, hooks: &RunHooks) -> anyhow::Result<usize> {
-    startup::check(config).await?;
+/// Phase 2: the start-up checks; returns the largest output record the brokers take, or `None`
+/// when `shutdown` came while they still waited.
+async fn check(
+    config: &Config,
+    hooks: &RunHooks,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<usize>> {
+    tokio::select! {
+        r = startup::check(config) => r?,
+        // SIGTERM while start-up still waits (for a broker, a topic): stop at once.
+        _ = shutdown.cancelled() => return Ok(None),
+    }
     if let Some(from) = &hooks.start_from {
         crate::replay::start_from(config, from).await?;
     }
-    Ok(match hooks.max_output_bytes {
+    Ok(Some(match hooks.max_output_bytes {
         Some(limit) => limit,
         None => super::output_limit::max_output_bytes(config).await?,
-    })
+    }))
 }
 
 /// Phase 3: creates the state changelog topic of every input topic named in the configuration,
@@ -200,7 +205,7 @@ async fn consume(
         Guarantee::ExactlyOnce => {
             let (p, m) = (producer.clone(), metrics.clone());
             let (timeout, deferred) = (
-                call_timeout(&producer_config(&config)),
+                call_timeout(&producer_config(config)),
                 config.max_deferred_bytes,
             );
             Some(Arc::new(
