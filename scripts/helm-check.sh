@@ -138,6 +138,11 @@ grep -q 'args: \["run", ' "$WORK/full.yaml" || die "[full] the pods must run \`r
 grep -q 'args: \["webhooks", ' "$WORK/webhooks-eu.yaml" || die "[webhooks-eu] the pods must run \`webhooks\`"
 grep -q 'brokers = "kafka-0.kafka.eu-central' "$WORK/webhooks-eu.config.toml" || die "[webhooks-eu] not on the EU cluster"
 grep -q '^\[clusters.eu\]' "$WORK/full.config.toml" || die "[full] no [clusters.eu]"
+# The alert rule: off by default; with the values' threshold in seconds where enabled.
+! grep -q 'kind: PrometheusRule' "$WORK/default.yaml" || die "[default] a PrometheusRule without alerts.enabled"
+grep -q 'aepiot_webhook_endpoint_down_seconds{namespace="iot"}) > 900$' "$WORK/full.yaml" || die "[full] no AepiotWebhookEndpointDown rule at 15 minutes"
+grep -q 'aepiot_webhook_endpoint_down_seconds{namespace="iot"}) > 1800$' "$WORK/webhooks-eu.yaml" || die "[webhooks-eu] no AepiotWebhookEndpointDown rule at 30 minutes"
+log "alert rule AepiotWebhookEndpointDown rendered with each values file's threshold"
 
 # Static membership: a StatefulSet (stable pod names) whose pods take their name as
 # group.instance.id, under the classic protocol, and the KEDA target follows the kind.
@@ -160,6 +165,8 @@ grep -q '^  replicas: 3$' "$WORK/default.yaml" || die "[default] replicas: 3 exp
 expect_failure "terminationGracePeriodSeconds <= drain" "must be longer than drainTimeoutMs" \
   --set terminationGracePeriodSeconds=10 --set drainTimeoutMs=10000
 expect_failure "an unknown mode" "mode must be" --set mode=replay
+expect_failure "an alert threshold under a minute" "webhookEndpointDownMinutes must be at least 1" \
+  --set alerts.enabled=true --set alerts.webhookEndpointDownMinutes=0
 expect_failure "KEDA with mode webhooks" "autoscaling.keda scales on the input lag" \
   -f "$CHART/values-full.yaml" --set mode=webhooks
 expect_failure "static membership with mode webhooks" "kafka.staticMembership is for mode" \

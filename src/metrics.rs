@@ -161,8 +161,14 @@ declare! {
             "Records (per endpoint) written to the webhook dead-letter topic: refused, or still failing after the last attempt"),
         in_flight: IntGauge = ("aepiot_webhook_in_flight_requests",
             "Webhook HTTP requests in flight"),
-        lag: IntGauge = ("aepiot_webhook_lag",
-            "Output-topic records not yet delivered or dead-lettered by the webhook consumer group, over its assigned partitions"),
+        lag: IntGaugeVec = ("aepiot_webhook_lag",
+            "Output-topic records an endpoint's consumer group has not yet delivered or dead-lettered, over its assigned partitions, by endpoint (name); grows while the endpoint is down", ["endpoint"]),
+        endpoint_up: IntGaugeVec = ("aepiot_webhook_endpoint_up",
+            "1 while a webhook endpoint is up, 0 while it is down (after webhooks.down_after_failures consecutive failures, until a probe succeeds), by endpoint (name)", ["endpoint"]),
+        endpoint_down_seconds: GaugeVec = ("aepiot_webhook_endpoint_down_seconds",
+            "How long a webhook endpoint has been down (0 while up), by endpoint (name); its records are dead-lettered once this passes webhooks.outage_max_secs", ["endpoint"]),
+        endpoint_outages: IntCounterVec = ("aepiot_webhook_endpoint_outages_total",
+            "Times a webhook endpoint went down, by endpoint (name)", ["endpoint"]),
     }
 }
 

@@ -2,7 +2,8 @@
 //! broker with continuous traffic (valid and invalid events), a real `prometheus` server (Debian
 //! package; `scripts/install-ci-deps.sh`) scrapes it every second, and every query of every panel
 //! of `helm/aepiot-stream/dashboards/aepiot-stream.json` must return data through Prometheus's
-//! HTTP API. Also: `/healthz` and `/readyz` answer 200 once the processor has its partitions, and
+//! HTTP API. The webhook service runs beside it with one endpoint that refuses connections, so
+//! the per-endpoint panels (state, lag, time down) have an endpoint that is down. Also: `/healthz` and `/readyz` answer 200 once the processor has its partitions, and
 //! (what the Helm chart's probes and disruption budget rely on) an instance left without a
 //! partition is ready too.
 
@@ -14,10 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aepiot_stream::config::Config;
+use aepiot_stream::config::{Config, WebhookEndpointConfig, WebhooksConfig};
 use aepiot_stream::generate::{Generator, Profile};
 use aepiot_stream::metrics::Metrics;
 use aepiot_stream::processor::{self, RunHooks};
+use aepiot_stream::webhook::{self, WebhookHooks};
 use common::*;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -307,6 +309,9 @@ fn dashboard_covers_every_metric_and_uses_the_datasource_variable() {
         "aepiot_processing_latency_seconds_bucket",
         "aepiot_event_age_seconds_bucket",
         "aepiot_webhook_requests_total",
+        "aepiot_webhook_lag",
+        "aepiot_webhook_endpoint_up",
+        "aepiot_webhook_endpoint_down_seconds",
         "aepiot_state_devices",
         "aepiot_state_cache_entries",
         "aepiot_rebalances_total",
@@ -368,7 +373,8 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let output = unique("dash-out");
     let dlq = unique("dash-dlq");
     let group = unique("dash-group");
-    create_topics(&[(&input, 3), (&output, 3), (&dlq, 1)]);
+    let webhook_dlq = unique("dash-wdlq");
+    create_topics(&[(&input, 3), (&output, 3), (&dlq, 1), (&webhook_dlq, 1)]);
     // A few invalid records of several kinds up front, so dead letters exist from the start.
     produce(
         &input,
@@ -392,6 +398,20 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         group_id: group,
         metrics_addr: String::new(),
         progress_interval_secs: 0,
+        webhooks: WebhooksConfig {
+            // Nothing listens there: the endpoint goes down and stays down.
+            endpoints: vec![WebhookEndpointConfig {
+                name: Some("refusing".into()),
+                url: format!("http://127.0.0.1:{}/hook", free_port()),
+                regions: vec![],
+                secret_env: None,
+                secret_file: None,
+            }],
+            dead_letter_topic: webhook_dlq,
+            backoff_base_ms: 50,
+            backoff_max_ms: 500,
+            ..WebhooksConfig::default()
+        },
         ..Config::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -406,6 +426,14 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         metrics: Some(metrics.clone()),
         ..RunHooks::default()
     };
+    let webhooks = rt.spawn(webhook::run(
+        config.clone(),
+        stop.clone(),
+        WebhookHooks {
+            metrics: Some(metrics.clone()),
+            no_metrics_server: true,
+        },
+    ));
     let task = rt.spawn(processor::run(config, Some(listener), stop.clone(), hooks));
     let base = format!("http://{addr}");
 
@@ -489,6 +517,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     drop(prom);
     stop.cancel();
     rt.block_on(task).unwrap().unwrap();
+    rt.block_on(webhooks).unwrap().unwrap();
     eprintln!(
         "dashboard: {total} queries all returned data; target up after {:.1}s, all data after {:.1}s, {} events sent, {} invalid",
         target_up.as_secs_f64(),

@@ -373,6 +373,7 @@ fn webhook_dead_letters_are_delivered_once_when_the_receiver_accepts() {
     let secret_file = std::env::temp_dir().join(unique("dlr-secret"));
     std::fs::write(&secret_file, &secret).unwrap();
     let endpoint = WebhookEndpointConfig {
+        name: None,
         url: format!("http://{addr}/hook"),
         regions: Vec::new(),
         secret_env: None,

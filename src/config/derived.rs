@@ -108,6 +108,15 @@ impl Config {
             self.webhooks.group_id.clone()
         }
     }
+
+    /// The consumer group of one webhook endpoint: `<webhooks group>-<endpoint name>`. Each
+    /// endpoint reads at its own position, so one that is down never holds back another.
+    pub fn webhook_endpoint_group(
+        &self,
+        endpoint: &crate::webhook::config::WebhookEndpointConfig,
+    ) -> String {
+        format!("{}-{}", self.webhooks_group_id(), endpoint.name())
+    }
 }
 
 /// One cluster's connection settings: the main cluster's (`brokers`, `[security]`, `[kafka]`) or

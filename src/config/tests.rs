@@ -419,3 +419,46 @@ fn webhooks_section() {
     .unwrap();
     assert!(same_group.validate_for_webhooks().is_err());
 }
+
+#[test]
+fn webhook_endpoints_have_names_and_groups_of_their_own() {
+    let c = load(
+        "[webhooks]\ndown_after_failures = 2\noutage_max_secs = 600\n[[webhooks.endpoints]]\nurl = \"https://h.example/a?token=s3cret\"\n[[webhooks.endpoints]]\nname = \"crm\"\nurl = \"https://h.example/b\"\n",
+        &[],
+    )
+    .unwrap();
+    let w = &c.webhooks;
+    assert_eq!((w.down_after_failures, w.outage_max_secs), (2, 600));
+    assert_eq!(
+        c.webhook_endpoint_group(&w.endpoints[1]),
+        "aepiot-stream-webhooks-crm"
+    );
+    // Unnamed: a short hash of the URL, never the URL (it may carry a secret), and the same
+    // wherever the endpoint stands in the list.
+    let unnamed = w.endpoints[0].name();
+    assert!(
+        unnamed.starts_with("ep-") && unnamed.len() == 11,
+        "{unnamed}"
+    );
+    assert!(!unnamed.contains("s3cret"));
+    let moved = load(
+        "[[webhooks.endpoints]]\nurl = \"https://h.example/b\"\nname = \"crm\"\n[[webhooks.endpoints]]\nurl = \"https://h.example/a?token=s3cret\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(moved.webhooks.endpoints[1].name(), unnamed);
+    assert_eq!(WebhooksConfig::default().down_after_failures, 3);
+    assert_eq!(WebhooksConfig::default().outage_max_secs, 86_400);
+
+    let ep = "[[webhooks.endpoints]]\nurl = \"https://h.example/\"\n";
+    for bad in ["name = \"\"", "name = \"a b\"", "name = \"a/b\""] {
+        assert!(load(&format!("{ep}{bad}"), &[]).is_err(), "{bad}");
+    }
+    // Two endpoints of one name (or one URL, unnamed) would share a position.
+    assert!(load(&format!("{ep}{ep}"), &[]).is_err());
+    assert!(load(&format!("{ep}name = \"x\"\n{ep}name = \"x\"\n"), &[]).is_err());
+    assert!(load(&format!("{ep}name = \"x\"\n{ep}name = \"y\"\n"), &[]).is_ok());
+    assert!(load("[webhooks]\ndown_after_failures = 0", &[]).is_err());
+    assert!(load("[webhooks]\nmax_attempts = 3\ndown_after_failures = 4", &[]).is_err());
+    assert!(load("[webhooks]\noutage_max_secs = 0", &[]).is_err());
+}

@@ -143,6 +143,16 @@ impl Config {
         if self.webhooks_group_id() == self.group_id {
             return bad("webhooks.group_id must differ from group_id (it would take over the input partitions)");
         }
+        if self
+            .webhooks
+            .endpoints
+            .iter()
+            .any(|e| self.webhook_endpoint_group(e) == self.group_id)
+        {
+            return bad(
+                "an endpoint's consumer group (<webhooks group>-<name>) must differ from group_id",
+            );
+        }
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 //! is replayed from the event itself, read again at its source offset ([`super::source`]) while
 //! the input topic still holds it.
 //!
-//! What is committed and where a run stops is docs/delivery.md's rule 26: offsets move past a
+//! What is committed and where a run stops is docs/delivery.md's rule 27: offsets move past a
 //! dead letter once it is replayed, not selected or not replayable; the first failed send stops
 //! the run there, and the same command resumes at it. `--dry-run` commits nothing.
 

@@ -2,7 +2,8 @@
 //!
 //! - `/`: a live status page ([`page.html`](page.html), compiled in): events/s by outcome over the
 //!   last minutes, URLs generated, dead letters by kind, per-partition lag and state size, and
-//!   the last URL records by region. It polls `/api/status` every second; it loads nothing from
+//!   the last URL records by region, and with `run --webhooks` each webhook endpoint's state and
+//!   lag ([`endpoints`]). It polls `/api/status` every second; it loads nothing from
 //!   anywhere else (its Content-Security-Policy allows only its own inline script and style, and
 //!   requests to its own origin), and writes every value with `textContent`.
 //! - `/api/status`: the page's data, JSON.
@@ -13,6 +14,7 @@
 //! `/metrics` says.
 
 pub mod device;
+pub mod endpoints;
 pub mod history;
 pub mod link;
 pub mod recent;
@@ -155,6 +157,7 @@ impl StatusHub {
             "assigned_partitions": m.assigned_partitions.get(),
             "producer_queue_messages": m.producer_queue_messages.get(),
             "partitions": self.partitions(),
+            "webhook_endpoints": endpoints::endpoints(&self.metrics),
             "history": self.history.json(),
             "recent": {
                 "regions": self.recent.regions(),

@@ -34,12 +34,26 @@ pub struct WebhooksConfig {
     /// Records per output partition read but not yet delivered or dead-lettered: bounds memory.
     /// When a receiver stalls, the service stops reading there and the group's lag grows.
     pub max_pending_per_partition: usize,
+    /// Consecutive failed attempts at an endpoint (timeouts, connection errors, 5xx, 408, 429)
+    /// after which it is down: its records are then neither tried one by one nor dead-lettered,
+    /// one probe record is retried with backoff, and its reading pauses until the probe succeeds.
+    /// At most `max_attempts`, so an outage stops delivery before any record runs out of attempts.
+    pub down_after_failures: u32,
+    /// How long an endpoint may stay down before its records are dead-lettered (each then gets
+    /// one attempt), in seconds.
+    pub outage_max_secs: u64,
 }
 
 /// One webhook receiver.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookEndpointConfig {
+    /// The endpoint's name: its metrics label, and its consumer group `<webhooks group>-<name>`
+    /// (each endpoint reads at its own position). Letters, digits, `-` and `_`, at most 64.
+    /// Without it the name is `ep-` and a short hash of the URL: reordering endpoints keeps their
+    /// positions, changing an unnamed endpoint's URL starts a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The `http` or `https` URL records are POSTed to. Redirects are not followed.
     pub url: String,
     /// Only records of these regions (the record's `region`, after fallback); empty means all.
@@ -70,6 +84,23 @@ impl Default for WebhooksConfig {
             backoff_max_ms: 30_000,
             retry_after_max_secs: 60,
             max_pending_per_partition: 1_000,
+            down_after_failures: 3,
+            outage_max_secs: 24 * 3600,
+        }
+    }
+}
+
+impl WebhookEndpointConfig {
+    /// The endpoint's name: `name`, or `ep-` and the first 8 hex digits of the URL's SHA-256 (a
+    /// URL may carry credentials: it is never a label or a group name itself).
+    pub fn name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(self.url.as_bytes());
+                format!("ep-{}", hex::encode(&digest[..4]))
+            }
         }
     }
 }
@@ -98,7 +129,34 @@ impl WebhooksConfig {
         if self.max_pending_per_partition == 0 {
             return Err("webhooks.max_pending_per_partition must be at least 1".into());
         }
+        if !(1..=self.max_attempts).contains(&self.down_after_failures) {
+            return Err(
+                "webhooks.down_after_failures must be at least 1 and at most webhooks.max_attempts"
+                    .into(),
+            );
+        }
+        if self.outage_max_secs == 0 {
+            return Err("webhooks.outage_max_secs must be at least 1".into());
+        }
+        let mut names = std::collections::HashSet::new();
         for (i, e) in self.endpoints.iter().enumerate() {
+            if let Some(n) = &e.name {
+                let ok = !n.is_empty()
+                    && n.len() <= 64
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    return Err(format!(
+                        "webhooks.endpoints[{i}].name must be 1 to 64 letters, digits, '-' or '_'"
+                    ));
+                }
+            }
+            if !names.insert(e.name()) {
+                return Err(format!(
+                    "webhooks.endpoints[{i}]: name {:?} is used by an earlier endpoint (with the same URL, give each a name)",
+                    e.name()
+                ));
+            }
             let ok = url::Url::parse(&e.url)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
             if !ok {

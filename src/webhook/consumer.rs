@@ -1,5 +1,6 @@
-//! The webhook consumer's context: rebalance callbacks start and stop partition readers, and
-//! librdkafka's statistics feed the lag gauge. Same shape as the main pipeline's
+//! The context of one endpoint's consumer (each endpoint reads in a group of its own): rebalance
+//! callbacks start and stop partition readers, and librdkafka's statistics feed the endpoint's
+//! lag gauge and time-down gauge. Same shape as the main pipeline's
 //! (`processor::rebalance`): callbacks run on the dedicated thread that polls the consumer's main
 //! queue, so a revoke may block there while readers drain, and the stored offsets are committed
 //! before a partition is handed over.
@@ -108,7 +109,16 @@ impl ClientContext for WebhookConsumerCtx {
     fn stats(&self, statistics: Statistics) {
         let mut lag = 0;
         self.readers.for_each_lag(&statistics, |_, l| lag += l);
-        self.metrics.webhook.lag.set(lag);
+        if let Some(env) = self.env.get() {
+            for ep in &env.endpoints {
+                self.metrics
+                    .webhook
+                    .lag
+                    .with_label_values(&[ep.health.name()])
+                    .set(lag);
+                ep.health.refresh();
+            }
+        }
     }
 }
 

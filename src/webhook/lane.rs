@@ -5,7 +5,12 @@
 //! and each lane sends one request at a time, in arrival order. So an endpoint sees at most
 //! `concurrency` requests at once, and a device's records reach it in order (a record being
 //! retried holds back the later ones of its lane — that is the price of the order). Lanes are
-//! shared by all partitions; each partition hands its records over in offset order.
+//! shared by all partitions of the endpoint's consumer group; each partition hands its records
+//! over in offset order.
+//!
+//! Every attempt's result feeds the endpoint's health ([`super::outage`]): while the endpoint is
+//! down one lane probes with its record and the others hold theirs, so their queues fill, the
+//! partition readers stop handing over and the endpoint's group stops reading.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +27,8 @@ use super::dead_letter::{
     self, EndpointRef, RecordSource, WebhookDeadLetter, HEADER_ATTEMPTS, HEADER_ENDPOINT,
     HEADER_ERROR,
 };
+use super::health::{Gate, HealthPolicy};
+use super::outage::EndpointHealth;
 use super::payload::lane_of;
 use super::policy::{Attempt, RetryPolicy, Verdict};
 use super::request::{self, Request};
@@ -90,6 +97,8 @@ impl Delivery {
 /// One configured endpoint.
 pub struct Endpoint {
     pub index: usize,
+    /// Up or down, and the endpoint's gauges.
+    pub health: EndpointHealth,
     pub url: reqwest::Url,
     pub origin: String,
     pub regions: Vec<String>,
@@ -109,6 +118,7 @@ impl Endpoint {
 pub struct LaneEnv {
     pub client: reqwest::Client,
     pub policy: RetryPolicy,
+    pub health: HealthPolicy,
     pub producer: Arc<FutureProducer>,
     pub dead_letter_topic: String,
     pub metrics: Metrics,
@@ -147,6 +157,7 @@ impl Counters {
 pub fn start(
     env: Arc<LaneEnv>,
     index: usize,
+    name: &str,
     url: reqwest::Url,
     regions: Vec<String>,
     secret: Option<Secret>,
@@ -160,17 +171,19 @@ pub fn start(
         senders.push(tx);
         receivers.push(rx);
     }
+    let health = EndpointHealth::new(name, &origin, env.health, &env.metrics);
     let endpoint = Arc::new(Endpoint {
         index,
+        health,
         url,
         origin,
         regions,
         secret,
         lanes: senders,
     });
-    for rx in receivers {
+    for (lane, rx) in receivers.into_iter().enumerate() {
         // The lane holds a weak reference: dropping the endpoint closes its queues.
-        tokio::spawn(run_lane(env.clone(), Arc::downgrade(&endpoint), rx));
+        tokio::spawn(run_lane(env.clone(), Arc::downgrade(&endpoint), lane, rx));
     }
     endpoint
 }
@@ -183,6 +196,7 @@ enum Finished {
 async fn run_lane(
     env: Arc<LaneEnv>,
     endpoint: std::sync::Weak<Endpoint>,
+    lane: usize,
     mut rx: mpsc::Receiver<Arc<Delivery>>,
 ) {
     let counters = Counters::new(&env.metrics);
@@ -191,23 +205,57 @@ async fn run_lane(
         if d.abandon.is_cancelled() || !d.try_start() {
             continue;
         }
-        if let Finished::Done = deliver(&env, &counters, &ep, &d).await {
+        let finished = deliver(&env, &counters, &ep, lane, &d).await;
+        // Whatever became of the record, this lane no longer probes with it.
+        ep.health.release(lane);
+        if let Finished::Done = finished {
             d.finish_one();
         }
     }
 }
 
-/// Attempts until delivered, given up (then dead-lettered) or abandoned.
-async fn deliver(env: &LaneEnv, counters: &Counters, ep: &Endpoint, d: &Delivery) -> Finished {
-    let mut attempt = 0;
+/// Attempts until delivered, given up (then dead-lettered) or abandoned. While the endpoint is
+/// up, failures count towards `max_attempts`; while it is down, the record waits, or (as the
+/// probe) is retried with backoff uncounted; once the outage is longer than `outage_max_secs`,
+/// one failed attempt is the record's dead letter.
+async fn deliver(
+    env: &LaneEnv,
+    counters: &Counters,
+    ep: &Endpoint,
+    lane: usize,
+    d: &Delivery,
+) -> Finished {
+    // Every attempt (the `X-Aepiot-Attempt` header, the dead letter's count), those counted
+    // against `max_attempts` (made while the endpoint was up), and the probe's failures.
+    let (mut tries, mut counted, mut probes) = (0, 0, 0);
     loop {
-        attempt += 1;
+        let changed = ep.health.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let gate = ep.health.gate(lane);
+        if let Gate::Wait(at_most) = gate {
+            // A record that waited out an outage starts its count afresh.
+            counted = 0;
+            tokio::select! {
+                biased;
+                _ = d.abandon.cancelled() => return Finished::Abandoned,
+                _ = changed => {}
+                _ = tokio::time::sleep(at_most) => {}
+            }
+            continue;
+        }
+        tries += 1;
+        if gate == Gate::Attempt {
+            counted += 1;
+        } else {
+            counted = 0;
+        }
         let request = Request {
             url: &ep.url,
             body: &d.body,
             webhook_id: &d.idempotency_key,
             secret: ep.secret.as_ref(),
-            attempt,
+            attempt: tries,
         };
         let started = Instant::now();
         env.metrics.webhook.in_flight.inc();
@@ -222,33 +270,67 @@ async fn deliver(env: &LaneEnv, counters: &Counters, ep: &Endpoint, d: &Delivery
             observe(&counters.failed, elapsed);
             return Finished::Abandoned;
         };
-        match env
-            .policy
-            .decide(attempt, &sent.attempt, rand::random::<f64>())
-        {
+        let jitter = rand::random::<f64>();
+        let delay = match env.policy.decide(counted.max(1), &sent.attempt, jitter) {
             Verdict::Delivered => {
+                ep.health.on_answer();
                 observe(&counters.delivered, elapsed);
                 return Finished::Done;
             }
-            Verdict::Retry(delay) => {
-                observe(&counters.retried, elapsed);
-                WebhookRetry {
-                    at: attempted(ep, d),
-                    attempt,
-                    error: &sent.error,
-                    delay_ms: delay.as_millis() as u64,
+            Verdict::GiveUp { retryable: false } => {
+                // Refused: the endpoint answered, it is up; the record is its own failure.
+                if matches!(sent.attempt, Attempt::Response { .. }) {
+                    ep.health.on_answer();
                 }
-                .emit(&env.metrics);
-                tokio::select! {
-                    biased;
-                    _ = d.abandon.cancelled() => return Finished::Abandoned,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-            Verdict::GiveUp { retryable } => {
                 observe(&counters.dead_lettered, elapsed);
-                return dead_letter(env, ep, d, attempt, retryable, &sent).await;
+                return dead_letter(env, ep, d, tries, false, &sent.error, &sent.attempt).await;
             }
+            verdict => {
+                ep.health.on_failure();
+                if gate == Gate::LastChance {
+                    observe(&counters.dead_lettered, elapsed);
+                    let error = format!(
+                        "endpoint down for longer than webhooks.outage_max_secs; last error: {}",
+                        sent.error
+                    );
+                    return dead_letter(env, ep, d, tries, true, &error, &sent.attempt).await;
+                }
+                if !ep.health.is_up() {
+                    // Down (now, or already as the probe): no count, no dead letter.
+                    probes += 1;
+                    env.policy.probe_delay(probes, &sent.attempt, jitter)
+                } else {
+                    match verdict {
+                        Verdict::Retry(delay) => delay,
+                        _ => {
+                            observe(&counters.dead_lettered, elapsed);
+                            return dead_letter(
+                                env,
+                                ep,
+                                d,
+                                tries,
+                                true,
+                                &sent.error,
+                                &sent.attempt,
+                            )
+                            .await;
+                        }
+                    }
+                }
+            }
+        };
+        observe(&counters.retried, elapsed);
+        WebhookRetry {
+            at: attempted(ep, d),
+            attempt: tries,
+            error: &sent.error,
+            delay_ms: delay.as_millis() as u64,
+        }
+        .emit(&env.metrics);
+        tokio::select! {
+            biased;
+            _ = d.abandon.cancelled() => return Finished::Abandoned,
+            _ = tokio::time::sleep(delay) => {}
         }
     }
 }
@@ -274,11 +356,12 @@ async fn dead_letter(
     d: &Delivery,
     attempts: u32,
     retryable: bool,
-    sent: &request::Sent,
+    error: &str,
+    attempt: &Attempt,
 ) -> Finished {
     let failed_at = crate::core::time::format_rfc3339_ms(now_ms());
-    let http_status = match sent.attempt {
-        Attempt::Response { status, .. } => Some(status),
+    let http_status = match attempt {
+        Attempt::Response { status, .. } => Some(*status),
         _ => None,
     };
     let json = WebhookDeadLetter {
@@ -286,7 +369,7 @@ async fn dead_letter(
             index: ep.index,
             origin: &ep.origin,
         },
-        error: &sent.error,
+        error,
         http_status,
         attempts,
         retryable,
@@ -311,7 +394,7 @@ async fn dead_letter(
         })
         .insert(Header {
             key: HEADER_ERROR,
-            value: Some(dead_letter::truncate(&sent.error, 512)),
+            value: Some(dead_letter::truncate(error, 512)),
         })
         .insert(Header {
             key: HEADER_ATTEMPTS,
@@ -343,7 +426,7 @@ async fn dead_letter(
             WebhookDeadLettered {
                 at: attempted(ep, d),
                 attempts,
-                error: &dead_letter::truncate(&sent.error, 300),
+                error: &dead_letter::truncate(error, 300),
             }
             .emit(&env.metrics);
             Finished::Done

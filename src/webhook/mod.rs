@@ -3,10 +3,15 @@
 //!
 //! # Design
 //!
-//! - **Decoupled from URL generation.** The service is a separate consumer group
-//!   (`webhooks.group_id`, default `<group_id>-webhooks`) on `output_topic`, read_committed. It
-//!   runs as `aepiot-stream webhooks` or inside `run` (`run --webhooks`). A slow or dead receiver
-//!   only grows this group's lag (`aepiot_webhook_lag`); the pipeline never waits for it.
+//! - **Decoupled from URL generation, and each endpoint from the others.** Each endpoint reads
+//!   `output_topic` in a consumer group of its own (`<webhooks.group_id>-<name>`, the prefix
+//!   defaulting to `<group_id>-webhooks`; [`upgrade`] seeds a new one from the single group of
+//!   earlier versions), read_committed. It runs as `aepiot-stream webhooks` or inside `run`
+//!   (`run --webhooks`). A slow or dead receiver only grows its own group's lag
+//!   (`aepiot_webhook_lag{endpoint}`); the pipeline and the other endpoints never wait for it.
+//! - **Outages** ([`health`], pure; [`outage`]): after `down_after_failures` consecutive failures
+//!   an endpoint is down: one record probes it with backoff, the others wait (its reading pauses),
+//!   nothing is dead-lettered until `outage_max_secs`; rule 26 of `docs/delivery.md`.
 //! - **Per partition, in order** ([`partition`]): each assigned output partition has a reader that
 //!   reads in offset order, skips records that are not `success` (their offsets are committed
 //!   with the rest), and hands each `success` record to the endpoints whose `regions` filter
@@ -46,7 +51,9 @@
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod health;
 pub mod lane;
+pub mod outage;
 pub mod partition;
 pub mod payload;
 pub mod policy;
@@ -54,5 +61,6 @@ pub mod request;
 pub mod service;
 pub mod sign;
 pub mod startup;
+pub mod upgrade;
 
 pub use service::{run, WebhookHooks};

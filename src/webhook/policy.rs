@@ -82,9 +82,26 @@ impl RetryPolicy {
         if attempt >= self.max_attempts {
             return Verdict::GiveUp { retryable: true };
         }
+        Verdict::Retry(self.delay(attempt, retry_after, jitter))
+    }
+
+    /// The wait after failed attempt number `attempt` of a probe (an endpoint that is down):
+    /// the retry delay of a retryable failure, whatever `max_attempts` says.
+    pub fn probe_delay(&self, attempt: u32, result: &Attempt, jitter: f64) -> Duration {
+        let retry_after = match result {
+            Attempt::Response {
+                status,
+                retry_after,
+            } if honours_retry_after(*status) => *retry_after,
+            _ => None,
+        };
+        self.delay(attempt, retry_after, jitter)
+    }
+
+    fn delay(&self, attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
         match retry_after {
-            Some(d) => Verdict::Retry(d.min(self.retry_after_max)),
-            None => Verdict::Retry(self.backoff(attempt, jitter)),
+            Some(d) => d.min(self.retry_after_max),
+            None => self.backoff(attempt, jitter),
         }
     }
 
@@ -276,6 +293,29 @@ mod tests {
             p.decide(5, &ra(429, 1), 0.0),
             Verdict::GiveUp { retryable: true }
         );
+    }
+
+    #[test]
+    fn a_probe_backs_off_without_running_out_of_attempts() {
+        let p = policy();
+        assert_eq!(
+            p.probe_delay(1, &status(503), 1.0),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            p.probe_delay(50, &Attempt::Connection, 1.0),
+            Duration::from_secs(30)
+        );
+        let ra = Attempt::Response {
+            status: 503,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(p.probe_delay(50, &ra, 0.0), Duration::from_secs(7));
+        let ra_500 = Attempt::Response {
+            status: 500,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(p.probe_delay(1, &ra_500, 1.0), Duration::from_millis(500));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! `aepiot-stream webhooks` (and `run --webhooks`): wires the output-topic consumer, the partition
-//! readers, the endpoints' lanes, the dead-letter producer and (standalone) the metrics server,
-//! and shuts them down in order.
+//! `aepiot-stream webhooks` (and `run --webhooks`): wires one output-topic consumer per endpoint
+//! (each in a group of its own, so an endpoint that is down holds back no other), its partition
+//! readers and lanes, the dead-letter producer and (standalone) the metrics server, and shuts them
+//! down in order.
 //!
 //! Shutdown (SIGTERM/SIGINT, or the embedding `run` stopping): every reader stops reading, waits
 //! for its in-flight records within `drain_timeout_ms` and abandons the rest; the stored offsets
@@ -16,12 +17,14 @@ use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
 
 use super::consumer::WebhookConsumerCtx;
+use super::health::HealthPolicy;
 use super::lane::{self, LaneEnv};
 use super::partition::PartitionEnv;
 use super::policy::RetryPolicy;
 use super::request;
 use super::sign::Secret;
 use super::startup;
+use super::upgrade;
 use crate::config::Config;
 use crate::http::{self, Health};
 use crate::kafka::main_queue;
@@ -45,7 +48,7 @@ pub async fn run(
     config.validate_for_webhooks()?;
     let w = &config.webhooks;
     // URLs and secrets first: a misconfiguration fails before anything connects.
-    let targets = targets(w)?;
+    let targets = targets(&config)?;
 
     let metrics = hooks.metrics.clone().unwrap_or_default();
     let health = Arc::new(Health::default());
@@ -79,66 +82,49 @@ pub async fn run(
             max: Duration::from_millis(w.backoff_max_ms),
             retry_after_max: Duration::from_secs(w.retry_after_max_secs),
         },
+        health: HealthPolicy {
+            down_after: w.down_after_failures,
+            outage_max: Duration::from_secs(w.outage_max_secs),
+        },
         producer: producer.clone(),
         dead_letter_topic: w.dead_letter_topic.clone(),
         metrics: metrics.clone(),
         fatal: fatal.clone(),
     });
-    let endpoints = targets
-        .into_iter()
-        .enumerate()
-        .map(|(i, (url, regions, secret))| {
-            lane::start(lane_env.clone(), i, url, regions, secret, w.concurrency)
-        })
-        .collect();
-
-    let ctx = WebhookConsumerCtx::new(
-        tokio::runtime::Handle::current(),
-        metrics.clone(),
-        health.clone(),
-    );
-    let consumer: BaseConsumer<WebhookConsumerCtx> = startup::consumer_config(&config)
-        .create_with_context(ctx)
-        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
-    let consumer = Arc::new(consumer);
-    let offsets = Arc::downgrade(&consumer);
-    let offsets: std::sync::Weak<dyn crate::kafka::offsets::OffsetStore> = offsets;
-    let env = Arc::new(PartitionEnv {
-        consumer: offsets,
-        endpoints,
-        max_pending: w.max_pending_per_partition,
-        drain_timeout: Duration::from_millis(config.drain_timeout_ms),
-        fatal: fatal.clone(),
-    });
-    consumer.context().attach(Arc::downgrade(&consumer), env);
-    // Every output topic of the main cluster: each region's records, wherever they go.
-    let topics = config.output_topics();
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&names)
-        .map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
-    tracing::info!(
-        ?topics,
-        group = %config.webhooks_group_id(),
-        endpoints = w.endpoints.len(),
-        dead_letter_topic = %w.dead_letter_topic,
-        "delivering webhooks"
-    );
-
+    upgrade::seed_endpoint_groups(&config).await?;
     let stop = CancellationToken::new();
-    let poller = {
-        let stop = stop.clone();
-        let health = health.clone();
-        std::thread::Builder::new()
-            .name("aepiot-webhooks".into())
-            .spawn(move || poll_until_stopped(consumer, stop, health))?
-    };
+    let mut pollers = Vec::with_capacity(targets.len());
+    for (i, target) in targets.into_iter().enumerate() {
+        let endpoint = lane::start(
+            lane_env.clone(),
+            i,
+            &target.name,
+            target.url,
+            target.regions,
+            target.secret,
+            w.concurrency,
+        );
+        let env = Shared {
+            metrics: &metrics,
+            health: &health,
+            fatal: &fatal,
+            stop: &stop,
+        };
+        pollers.push(start_endpoint(&config, i, &target.group, endpoint, env)?);
+    }
+
     tokio::select! {
         _ = shutdown.cancelled() => tracing::info!("webhooks: shutting down, draining partitions"),
         _ = fatal.cancelled() => tracing::error!("webhooks: stopping after a fatal error"),
     }
     stop.cancel();
-    crate::kafka::shutdown::wait(poller, config.drain_timeout_ms, "webhook consumer").await?;
+    // The pollers drain at the same time, each within the drain deadline.
+    let waits = pollers
+        .into_iter()
+        .map(|p| crate::kafka::shutdown::wait(p, config.drain_timeout_ms, "webhook consumer"));
+    for r in futures::future::join_all(waits).await {
+        r?;
+    }
     let flushed =
         tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await?;
     if let Err(e) = flushed {
@@ -151,11 +137,18 @@ pub async fn run(
     Ok(())
 }
 
-/// An endpoint's URL, region filter and signing secret.
-type Target = (reqwest::Url, Vec<String>, Option<Secret>);
+/// One endpoint: its name and consumer group, URL, region filter and signing secret.
+struct Target {
+    name: String,
+    group: String,
+    url: reqwest::Url,
+    regions: Vec<String>,
+    secret: Option<Secret>,
+}
 
 /// Each endpoint's [`Target`] (its secret read from the environment or a file).
-fn targets(w: &super::config::WebhooksConfig) -> anyhow::Result<Vec<Target>> {
+fn targets(config: &Config) -> anyhow::Result<Vec<Target>> {
+    let w = &config.webhooks;
     let mut targets = Vec::with_capacity(w.endpoints.len());
     for (i, e) in w.endpoints.iter().enumerate() {
         let url = reqwest::Url::parse(&e.url)
@@ -164,9 +157,70 @@ fn targets(w: &super::config::WebhooksConfig) -> anyhow::Result<Vec<Target>> {
             std::env::var(k).ok()
         })
         .map_err(|m| anyhow::anyhow!("webhooks.endpoints[{i}]: {m}"))?;
-        targets.push((url, e.regions.clone(), secret));
+        targets.push(Target {
+            name: e.name(),
+            group: config.webhook_endpoint_group(e),
+            url,
+            regions: e.regions.clone(),
+            secret,
+        });
     }
     Ok(targets)
+}
+
+/// What every endpoint's consumer shares.
+struct Shared<'a> {
+    metrics: &'a Metrics,
+    health: &'a Arc<Health>,
+    fatal: &'a CancellationToken,
+    stop: &'a CancellationToken,
+}
+
+/// Starts one endpoint's consumer, in the endpoint's own group, subscribed to every output topic
+/// of the main cluster (each region's records, wherever they go); returns its polling thread.
+fn start_endpoint(
+    config: &Config,
+    index: usize,
+    group: &str,
+    endpoint: Arc<lane::Endpoint>,
+    shared: Shared<'_>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let ctx = WebhookConsumerCtx::new(
+        tokio::runtime::Handle::current(),
+        shared.metrics.clone(),
+        shared.health.clone(),
+    );
+    let consumer: BaseConsumer<WebhookConsumerCtx> = startup::consumer_config(config, group)
+        .create_with_context(ctx)
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
+    let consumer = Arc::new(consumer);
+    let offsets = Arc::downgrade(&consumer);
+    let offsets: std::sync::Weak<dyn crate::kafka::offsets::OffsetStore> = offsets;
+    let name = endpoint.health.name().to_owned();
+    let env = Arc::new(PartitionEnv {
+        consumer: offsets,
+        endpoints: vec![endpoint],
+        max_pending: config.webhooks.max_pending_per_partition,
+        drain_timeout: Duration::from_millis(config.drain_timeout_ms),
+        fatal: shared.fatal.clone(),
+    });
+    consumer.context().attach(Arc::downgrade(&consumer), env);
+    let topics = config.output_topics();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {topics:?}: {e}"))?;
+    tracing::info!(
+        ?topics,
+        endpoint = %name,
+        %group,
+        dead_letter_topic = %config.webhooks.dead_letter_topic,
+        "delivering webhooks"
+    );
+    let (stop, health) = (shared.stop.clone(), shared.health.clone());
+    Ok(std::thread::Builder::new()
+        .name(format!("aepiot-webhooks-{index}"))
+        .spawn(move || poll_until_stopped(consumer, stop, health))?)
 }
 
 /// The consumer's main-queue loop, on its own thread: serves rebalance callbacks and keeps the

@@ -14,12 +14,16 @@ use crate::config::Config;
 use crate::kafka::client::{base, group_consumer, overlay};
 use crate::kafka::startup::{metadata_until, LastError};
 
-/// The consumer of the output topic: its own group, read_committed (only records of committed
+/// One endpoint's consumer of the output topic: the endpoint's own group, read_committed (only records of committed
 /// transactions are delivered), offsets stored only once a record is finished and committed from
 /// the store every second and at every revoke and shutdown.
-pub fn consumer_config(config: &Config) -> ClientConfig {
-    let mut c = group_consumer(config, "webhooks-consumer", &config.webhooks_group_id());
-    c.set("isolation.level", "read_committed");
+pub fn consumer_config(config: &Config, group: &str) -> ClientConfig {
+    let mut c = group_consumer(config, "webhooks-consumer", group);
+    c.set("isolation.level", "read_committed")
+        // Prefetch bounded per partition, as the processor's input: a consumer per endpoint, and
+        // one whose endpoint is down reads nothing for as long as the outage lasts.
+        .set("queued.min.messages", "10000")
+        .set("queued.max.messages.kbytes", "4096");
     overlay(c, config)
 }
 
