@@ -369,7 +369,7 @@ impl ConsumerCtx {
         let mut renewed = false;
         let positions = loop {
             if renew {
-                tracing::warn!("the transaction coordinator fenced the producer (a transaction outlived transaction.timeout.ms); renewing it");
+                tracing::warn!("the transactional producer is unusable by the cluster's doing (fenced by the coordinator's time-out abort, or a lost sequence); renewing it");
                 match txn.renew(&|| self.stopping()) {
                     Ok(true) => {
                         tracing::info!("producer renewed; rewinding to the committed offsets")

@@ -28,8 +28,10 @@ pub enum Class {
     Abortable,
     /// The producer is unusable, but by the coordinator's doing, not another instance's: it
     /// aborted the transaction that outlived `transaction.timeout.ms` and bumped the producer's
-    /// epoch (`_FENCED` on a transactional id of this process's own), or answered
-    /// `INVALID_TXN_STATE`. A new producer with the same id, initialised, and a rewind go on.
+    /// epoch (`_FENCED` on a transactional id of this process's own), answered
+    /// `INVALID_TXN_STATE`, or a moved leader lost the producer's sequence
+    /// (`OUT_OF_ORDER_SEQUENCE_NUMBER`). A new producer with the same id, initialised, and a
+    /// rewind go on.
     Renew,
     /// An abort with no transaction open (librdkafka's `_STATE`: a new producer, or the commit
     /// went through before the call that failed): nothing to abort.
@@ -63,6 +65,13 @@ pub enum TxnId {
 pub fn producer_class(class: Class, code: Option<RDKafkaErrorCode>, id: TxnId) -> Class {
     match (class, code) {
         (Class::Fatal { .. }, Some(c)) if is_fenced(c) && id == TxnId::Derived => Class::Renew,
+        // A partition leader that moved lost the producer's sequence: fatal for this producer,
+        // but a new epoch starts clean, and its init aborts what the old one left open.
+        (Class::Fatal { .. }, Some(RDKafkaErrorCode::OutOfOrderSequenceNumber))
+            if id == TxnId::Derived =>
+        {
+            Class::Renew
+        }
         (Class::Fatal { .. }, Some(RDKafkaErrorCode::InvalidTransactionalState)) => Class::Renew,
         (_, Some(RDKafkaErrorCode::State)) => Class::NoTransaction,
         (class, _) => class,
@@ -243,6 +252,16 @@ mod tests {
             let state = producer_class(fatal(false), Some(InvalidTransactionalState), id);
             assert_eq!(state, Class::Renew);
         }
+        // A leader that lost the producer's sequence (seen when a coordinator's broker was killed).
+        let seq = Some(OutOfOrderSequenceNumber);
+        assert_eq!(
+            producer_class(fatal(false), seq, TxnId::Derived),
+            Class::Renew
+        );
+        assert_eq!(
+            producer_class(fatal(false), seq, TxnId::Configured),
+            fatal(false)
+        );
         // Other fatal errors stop; `_STATE` is no transaction; the rest keep their class.
         let auth = Some(TransactionalIdAuthorizationFailed);
         let derived = TxnId::Derived;
