@@ -3,8 +3,8 @@
 //! letter, a webhook endpoint going down or up) is one type here, and its `emit()` counts it and
 //! logs it together, so the metric and its log line cannot drift apart. A site builds the event
 //! and emits it; none increments an operational metric or writes its log line by hand. (Vector's
-//! `internal_events` has the same shape.) Per-record outcomes (`aepiot_events_total`, dead letters by kind) stay in
-//! [`crate::metrics`]: they are counted on the hot path and never logged.
+//! `internal_events` has the same shape.) Per-record outcomes (`aepiot_events_total`, dead letters
+//! by kind) stay in [`crate::metrics`]: they are counted on the hot path and never logged.
 //!
 //! Labels stay bounded (cluster, kind: never a device id, a URL or an error text). An event whose
 //! log could flood (one per record or per poll) logs through a [`LogLimit`] of its own.
