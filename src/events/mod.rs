@@ -1,17 +1,17 @@
 //! Operational events: each thing that happens to an instance that an operator watches (a producer
 //! error, a failed commit, a rebalance, a state eviction, a restore, a webhook retry or dead
-//! letter) is one type here, and its `emit()` counts it and logs it together, so the metric and
-//! its log line cannot drift apart. A site builds the event and emits it; none increments an
-//! operational metric or writes its log line by hand. (Vector's `internal_events` has the same
-//! shape.) Per-record outcomes (`aepiot_events_total`, dead letters by kind) stay in
-//! [`crate::metrics`]: they are counted on the hot path and never logged.
+//! letter, a webhook endpoint going down or up) is one type here, and its `emit()` counts it and
+//! logs it together, so the metric and its log line cannot drift apart. A site builds the event
+//! and emits it; none increments an operational metric or writes its log line by hand. (Vector's
+//! `internal_events` has the same shape.) Per-record outcomes (`aepiot_events_total`, dead letters
+//! by kind) stay in [`crate::metrics`]: they are counted on the hot path and never logged.
 //!
 //! Labels stay bounded (cluster, kind: never a device id, a URL or an error text). An event whose
 //! log could flood (one per record or per poll) logs through a [`LogLimit`] of its own.
 //!
 //! - [`kafka`]: client errors, commits, rebalances.
 //! - [`state`]: device state: evictions, restores.
-//! - [`webhook`]: webhook retries and dead letters.
+//! - [`webhook`]: webhook retries and dead letters, endpoints down and up again.
 
 pub mod kafka;
 pub mod state;

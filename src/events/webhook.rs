@@ -1,7 +1,11 @@
-//! Events of the webhook service's deliveries: an attempt that failed and will be retried, and a
-//! record an endpoint refused or kept failing, dead-lettered.
+//! Events of the webhook service's deliveries: an attempt that failed and will be retried, a
+//! record an endpoint refused or kept failing, dead-lettered, and an endpoint going down or coming
+//! back up.
 
 use std::fmt::Display;
+use std::time::Duration;
+
+use prometheus::{Gauge, IntCounter, IntGauge};
 
 use crate::metrics::Metrics;
 
@@ -56,6 +60,52 @@ impl WebhookDeadLettered<'_> {
             attempts = self.attempts,
             error = %self.error,
             "webhook undeliverable; record dead-lettered"
+        );
+    }
+}
+
+/// An endpoint, by its name (the label of its series) and its origin (a URL's path or query may
+/// carry a token, so neither is logged).
+#[derive(Clone, Copy)]
+pub struct Endpoint<'a> {
+    pub name: &'a str,
+    pub origin: &'a str,
+}
+
+/// An endpoint failed `down_after_failures` times in a row: its delivery pauses and one record
+/// probes it. The series are the endpoint's own (`aepiot_webhook_endpoint_up`,
+/// `aepiot_webhook_endpoint_outages_total`), already labelled with its name.
+pub struct EndpointDown<'a> {
+    pub endpoint: Endpoint<'a>,
+}
+
+impl EndpointDown<'_> {
+    pub fn emit(self, up: &IntGauge, outages: &IntCounter) {
+        up.set(0);
+        outages.inc();
+        tracing::warn!(
+            endpoint = %self.endpoint.name,
+            origin = %self.endpoint.origin,
+            "webhook endpoint down: its delivery pauses, one record probes it"
+        );
+    }
+}
+
+/// A down endpoint answered again: delivery resumes. Its time-down gauge goes back to 0.
+pub struct EndpointUp<'a> {
+    pub endpoint: Endpoint<'a>,
+    pub down_for: Duration,
+}
+
+impl EndpointUp<'_> {
+    pub fn emit(self, up: &IntGauge, down_seconds: &Gauge) {
+        up.set(1);
+        down_seconds.set(0.0);
+        tracing::info!(
+            endpoint = %self.endpoint.name,
+            origin = %self.endpoint.origin,
+            down_secs = self.down_for.as_secs(),
+            "webhook endpoint up again: delivery resumes"
         );
     }
 }

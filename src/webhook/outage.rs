@@ -10,6 +10,7 @@ use prometheus::{Gauge, IntCounter, IntGauge};
 use tokio::sync::Notify;
 
 use super::health::{Gate, Health, HealthPolicy, Transition};
+use crate::events::webhook::{Endpoint, EndpointDown, EndpointUp};
 use crate::metrics::Metrics;
 
 pub struct EndpointHealth {
@@ -90,26 +91,15 @@ impl EndpointHealth {
     }
 
     fn apply(&self, t: Option<Transition>) {
+        let endpoint = Endpoint {
+            name: &self.name,
+            origin: &self.origin,
+        };
         match t {
             None => {}
-            Some(Transition::Down) => {
-                self.up.set(0);
-                self.outages.inc();
-                tracing::warn!(
-                    endpoint = %self.name,
-                    origin = %self.origin,
-                    "webhook endpoint down: its delivery pauses, one record probes it"
-                );
-            }
+            Some(Transition::Down) => EndpointDown { endpoint }.emit(&self.up, &self.outages),
             Some(Transition::Up(down_for)) => {
-                self.up.set(1);
-                self.down_seconds.set(0.0);
-                tracing::info!(
-                    endpoint = %self.name,
-                    origin = %self.origin,
-                    down_secs = down_for.as_secs(),
-                    "webhook endpoint up again: delivery resumes"
-                );
+                EndpointUp { endpoint, down_for }.emit(&self.up, &self.down_seconds);
                 self.changed.notify_waiters();
             }
         }
