@@ -3,7 +3,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use aepiot_stream::config::{Config, Guarantee};
@@ -45,17 +45,7 @@ fn exactly_once_writes_one_output_per_input() {
 }
 
 fn spawn_eos(t: &Topics) -> std::process::Child {
-    Command::new(bin())
-        .args(["run", "--brokers", brokers(), "--input-topics", &t.input])
-        .args(["--output-topic", &t.output, "--dead-letter-topic", &t.dlq])
-        .args([
-            "--group-id",
-            &t.group,
-            "--emit-suppressed",
-            "--metrics-addr",
-            "",
-        ])
-        .env("AEPIOT_PROCESSING_GUARANTEE", "exactly_once")
+    exactly_once_run(t)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -108,17 +108,7 @@ fn exactly_once_rides_out_a_hung_broker() {
     // warnings and blocks the instance.
     let log_path = std::env::temp_dir().join(format!("{}.log", t.group));
     let mut child = Instance(
-        Command::new(bin())
-            .args(["run", "--brokers", brokers(), "--input-topics", &t.input])
-            .args(["--output-topic", &t.output, "--dead-letter-topic", &t.dlq])
-            .args([
-                "--group-id",
-                &t.group,
-                "--emit-suppressed",
-                "--metrics-addr",
-                "",
-            ])
-            .env("AEPIOT_PROCESSING_GUARANTEE", "exactly_once")
+        exactly_once_run(&t)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()

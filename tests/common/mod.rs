@@ -412,6 +412,23 @@ pub struct Topics {
     pub group: String,
 }
 
+/// `aepiot-stream run` on `t` under exactly-once, with `--emit-suppressed` (one output per valid
+/// input, so tests can count them) and no metrics server; stdout and stderr are the caller's.
+pub fn exactly_once_run(t: &Topics) -> Command {
+    let mut c = Command::new(bin());
+    c.args(["run", "--brokers", brokers(), "--input-topics", &t.input])
+        .args(["--output-topic", &t.output, "--dead-letter-topic", &t.dlq])
+        .args([
+            "--group-id",
+            &t.group,
+            "--emit-suppressed",
+            "--metrics-addr",
+            "",
+        ])
+        .env("AEPIOT_PROCESSING_GUARANTEE", "exactly_once");
+    c
+}
+
 pub fn topics(name: &str, partitions: i32) -> Topics {
     let t = Topics {
         input: unique(&format!("{name}-in")),
