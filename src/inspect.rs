@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::core::snapshot;
-use crate::kafka::client::admin_config;
+use crate::kafka::client::{admin_config, end_reader};
 use crate::status::device::{device_json, StateSource};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,12 +48,7 @@ pub fn device(config: &Config, device_id: &str) -> anyhow::Result<Option<Value>>
          GET /api/devices/{{device_id}} on its metrics address)"
     );
     let limits = config.engine_settings().limits;
-    let mut c = admin_config(config);
-    c.set("group.id", "aepiot-stream-inspect")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer = c
+    let consumer: BaseConsumer = end_reader(admin_config(config), "aepiot-stream-inspect")
         .create()
         .map_err(|e| anyhow::anyhow!("cannot create a Kafka client: {e}"))?;
     let mut found = Vec::new();

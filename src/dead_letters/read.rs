@@ -13,7 +13,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
-use crate::kafka::client::admin_config;
+use crate::kafka::client::{admin_config, end_reader};
 
 use super::letter::Raw;
 
@@ -34,14 +34,10 @@ impl Reader {
     /// Starts reading `topic`: from `group`'s committed offsets where it has some, else from the
     /// beginning (`group` `None`: from the beginning).
     pub fn open(config: &Config, topic: &str, group: Option<&str>) -> anyhow::Result<Reader> {
-        let mut c = admin_config(config);
-        c.set("group.id", group.unwrap_or("aepiot-dead-letters-stats"))
-            .set("enable.auto.commit", "false")
+        let name = group.unwrap_or("aepiot-dead-letters-stats");
+        let consumer: StreamConsumer = end_reader(admin_config(config), name)
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest");
-        let consumer: StreamConsumer = c
+            .set("auto.offset.reset", "earliest")
             .create()
             .map_err(|e| anyhow::anyhow!("cannot create a Kafka client: {e}"))?;
         let md = consumer

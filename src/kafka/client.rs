@@ -135,6 +135,17 @@ pub fn admin_config(config: &Config) -> ClientConfig {
     overlay(base(config, "admin"), config)
 }
 
+/// `c` as a consumer that reads the committed records of partitions it assigns itself up to their
+/// end (`enable.partition.eof`) and never commits by itself: the changelog restore, `inspect
+/// device` and `dead-letters` read a topic this way. The caller says where reading starts.
+pub fn end_reader(mut c: ClientConfig, group: &str) -> ClientConfig {
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed");
+    c
+}
+
 /// Admin clients of cluster `index` of `routes` (0: the main cluster, as [`admin_config`]).
 pub fn admin_config_on(config: &Config, routes: &Routes, index: usize) -> ClientConfig {
     if index == 0 {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::core::snapshot;
 use crate::core::state::DeviceStates;
 use crate::events::state::RestoreStarted;
+use crate::kafka::client::end_reader;
 use crate::kafka::replication;
 
 /// What a restore read.
@@ -171,13 +172,9 @@ fn restore_once(
     states: &mut DeviceStates,
     cancel: &CancellationToken,
 ) -> Result<Restored, KafkaError> {
-    let mut cfg = client.clone();
-    cfg.set("group.id", "aepiot-stream-restore")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest");
-    let consumer: BaseConsumer = cfg.create()?;
+    let consumer: BaseConsumer = end_reader(client.clone(), "aepiot-stream-restore")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
     let (low, high) =
         consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))?;
     let mut restored = Restored::default();
