@@ -7,8 +7,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aepiot_stream::config::{Config, Guarantee};
+use aepiot_stream::core::limiter::Limits;
+use aepiot_stream::core::snapshot;
+use aepiot_stream::core::state::DeviceStates;
+use aepiot_stream::processor::changelog;
 use common::*;
-use rdkafka::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message};
+use tokio_util::sync::CancellationToken;
 
 fn eos(t: &Topics) -> Config {
     Config {
@@ -234,4 +240,73 @@ fn state_survives_a_restart_at_least_once() {
 #[test]
 fn state_survives_a_restart_exactly_once() {
     state_survives_a_restart(Guarantee::ExactlyOnce);
+}
+
+/// A device's state as the changelog holds it: one success at `event_ms`.
+fn one_success(device: &str, event_ms: i64) -> Vec<u8> {
+    let mut states = DeviceStates::new(Limits::default(), 0);
+    states.decide(device, event_ms, 1, event_ms);
+    let mut bytes = Vec::new();
+    snapshot::encode(states.get(device).expect("a state"), &mut bytes);
+    bytes
+}
+
+/// Rule 11 (a restore's end): a restore reads to the end of the changelog partition as of its
+/// start, records of a transaction still open then included, and waits for that transaction. The
+/// previous owner's last committed transaction is open in this sense until the coordinator has
+/// written its markers (right after a hand-over or a rewind, for seconds when the coordinator's
+/// broker died), while the offsets committed with it already hold: a restore that ended at the
+/// last stable offset, which a read_committed client is told as the end, judged the replayed
+/// events without those successes (`kill_coordinators_exactly_once`: a device at 12 URLs an hour).
+#[test]
+fn a_restore_reads_to_the_end_as_of_its_start_past_an_open_transaction() {
+    let topic = unique("restore-end");
+    create_topics(&[(&topic, 1)]);
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("transactional.id", &topic)
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).unwrap();
+    let state = |device: &str| (device.to_owned(), one_success(device, 1_700_000_000_000));
+    let send = |(device, state): (String, Vec<u8>)| {
+        let r = BaseRecord::to(&topic)
+            .partition(0)
+            .key(device.as_bytes())
+            .payload(&state[..]);
+        send_waiting(&producer, r);
+    };
+    producer.begin_transaction().unwrap();
+    send(state("committed"));
+    producer.commit_transaction(timeout).unwrap();
+    producer.begin_transaction().unwrap();
+    send(state("open"));
+    producer.flush(timeout).unwrap();
+
+    let client = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .clone();
+    let end = changelog::restore_end(&client, &topic, 0).unwrap();
+    // 0: "committed", 1: its commit marker, 2: "open" (the last stable offset is 2).
+    assert_eq!(
+        end,
+        (0, 3),
+        "the end includes the open transaction's record"
+    );
+    let reader = {
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            let mut states = DeviceStates::new(Limits::default(), 0);
+            let cancel = CancellationToken::new();
+            changelog::read_to(&client, &topic, 0, end, &mut states, &cancel).unwrap();
+            ["committed", "open"].map(|d| states.get(d).is_some())
+        })
+    };
+    producer.commit_transaction(timeout).unwrap();
+    assert_eq!(
+        reader.join().unwrap(),
+        [true, true],
+        "both devices restored"
+    );
 }
