@@ -50,6 +50,41 @@ fn exactly_once_writes_one_output_per_input() {
     );
 }
 
+/// Rule 9 (the bound of what is kept while a transaction commits): past `max_deferred_bytes` a
+/// worker ends its batch and waits until the commit ends. With a bound of one byte, each of the
+/// three workers keeps at most one record's output and its batch's state record per commit;
+/// without the wait a batch read during a commit keeps all it reads (up to 256 records, the input
+/// being there already).
+#[test]
+fn a_full_deferral_holds_each_worker_to_one_record_per_commit() {
+    let t = topics("eos-bound", 3);
+    produce(&t.input, &generated(20_000, 1_000, 37));
+    let running = start(Config {
+        max_deferred_bytes: 1,
+        ..eos(&t)
+    });
+    wait_until(
+        "all input offsets committed",
+        Duration::from_secs(120),
+        || all_committed(&t.group, &t.input),
+    );
+    let deferred = running.metrics.transaction_deferred.get();
+    let commits = running.metrics.transaction_commit.get_sample_count();
+    running.shutdown();
+
+    let (total, sources) = all_sources(&t);
+    assert_eq!(sources, expected_sources(&t.input));
+    assert_eq!(total, sources.len(), "duplicates under exactly-once");
+    assert!(
+        deferred > 0,
+        "nothing was kept during a commit: the test did not exercise the bound"
+    );
+    assert!(
+        deferred <= 2 * 3 * commits,
+        "{deferred} records kept over {commits} commits: more than one record (and its state) per worker and commit"
+    );
+}
+
 fn spawn_eos(t: &Topics) -> std::process::Child {
     exactly_once_run(t)
         .stdout(Stdio::null())

@@ -177,7 +177,13 @@ impl Worker {
             // BENCHMARKS.md, "What changed since the interim figures").
             let clock = Clock::now();
             let full = || env.deferred.as_ref().is_some_and(|d| d.full());
-            while read < BATCH && !self.inflight.failed && !full() {
+            // Set when the batch ends at the deferral's bound with records left to read.
+            let mut held = false;
+            while read < BATCH && !self.inflight.failed {
+                if full() {
+                    held = true;
+                    break;
+                }
                 match queue.poll(Duration::ZERO) {
                     None => break,
                     Some(Ok(msg)) => {
@@ -205,7 +211,9 @@ impl Worker {
             devices.set(self.engine.states().device_count() as i64);
             cache.set(self.engine.states().cache_entries() as i64);
             self.count_evictions(clock.wall_ms);
-            if read == BATCH {
+            // Records are left: read on (after waiting for room, when held) instead of idling
+            // until the queue signals, which it does only when it goes from empty to non-empty.
+            if read == BATCH || held {
                 tokio::task::yield_now().await;
                 continue;
             }
