@@ -24,7 +24,7 @@ use super::worker;
 use super::worker_env::WorkerEnv;
 use crate::events::kafka as events;
 use crate::http::Health;
-use crate::kafka::assignments::{self, Assignments, PartitionHandle};
+use crate::kafka::assignments::{self, Assignments, Lingering, PartitionHandle};
 use crate::kafka::commit::count_commit;
 use crate::kafka::split::{SplitQueues, Tp};
 use crate::metrics::Metrics;
@@ -38,7 +38,7 @@ pub struct ConsumerCtx {
     workers: Assignments,
     /// The ends of workers that had not finished stopping by their deadline: a worker started for
     /// the same partition waits for its predecessor's (a partition is never read by two).
-    lingering: std::sync::Mutex<HashMap<Tp, tokio::sync::oneshot::Receiver<()>>>,
+    lingering: Lingering,
     /// Queues of partitions being assigned, split off before librdkafka starts fetching them.
     split: SplitQueues<ConsumerCtx>,
     rt: tokio::runtime::Handle,
@@ -118,7 +118,7 @@ impl ConsumerCtx {
         }
         match self.split.take(&consumer, &tp) {
             Some(queue) => {
-                let previous = self.lingering.lock().expect("lingering lock").remove(&tp);
+                let previous = self.lingering.predecessor(&tp);
                 let handle = worker::spawn(
                     env.clone(),
                     &self.rt,
@@ -159,15 +159,7 @@ impl ConsumerCtx {
             self.env.get().map(|e| e.drain_timeout),
             "workers did not finish in time; a new worker of their partition waits for them",
         );
-        let mut waiting = self.lingering.lock().expect("lingering lock");
-        // Ends already reached need no waiting for.
-        waiting.retain(|_, done| {
-            matches!(
-                done.try_recv(),
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
-            )
-        });
-        waiting.extend(lingering);
+        self.lingering.keep(lingering);
         positions
     }
 

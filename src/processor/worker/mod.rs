@@ -31,7 +31,7 @@ use super::state_writes::StateWrites;
 use super::worker_env::{Step, WorkerEnv};
 use crate::core::{Decision, Engine, Output, RecordError, RecordMeta, Source};
 use crate::events::state::StateEvicted;
-use crate::kafka::assignments::PartitionHandle;
+use crate::kafka::assignments::{self, PartitionHandle};
 use crate::kafka::clock::{now_ms, Clock};
 use crate::kafka::headers;
 use crate::metrics::OutcomeCounters;
@@ -133,16 +133,12 @@ impl Worker {
     ) {
         let (topic, partition) = (self.inflight.topic.clone(), self.inflight.partition);
         let env = self.inflight.env.clone();
-        if let Some(previous) = previous {
+        if previous.is_some() {
             tracing::info!(%topic, partition, "waiting for the partition's previous worker to stop");
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => {
-                    env.router.unregister(self.inflight.id);
-                    return;
-                }
-                _ = previous => {}
-            }
+        }
+        if !assignments::after_predecessor(previous, &stop).await {
+            env.router.unregister(self.inflight.id);
+            return;
         }
         let labels = [topic.as_str(), &partition.to_string()];
         let devices = env.metrics.state_devices.with_label_values(&labels);
