@@ -198,27 +198,19 @@ impl ConsumerCtx {
         }
     }
 
-    /// The group moved on without this instance (a session that expired while the cluster was
-    /// away): the partitions already have other owners, so their work is never committed as a
-    /// revoke's is. At-least-once: their workers stop and nothing is committed (the new owners
-    /// process again what was not committed before). Exactly-once: the open transaction holds
-    /// their outputs, so it is aborted and the partitions still owned rewind.
-    fn lose(&self, consumer: &BaseConsumer<ConsumerCtx>, partitions: &TopicPartitionList) {
-        match self.txn.get() {
-            None => {
-                self.stop_workers(Some(partitions));
-            }
-            Some(txn) => {
-                let _serial = txn.lock_commits();
-                let _gate = txn.gate.blocking_write();
-                self.stop_workers(Some(partitions));
-                self.commit_failed(
-                    consumer,
-                    txn,
-                    CommitError::Abort("the assignment was lost".into()),
-                );
-            }
-        }
+    /// Exactly-once: the group moved on without this instance (a session that expired while the
+    /// cluster was away), so the lost partitions' work, in the open transaction, is never
+    /// committed as a revoke's is ([`Handover::AbortAndRewind`]).
+    fn abort_lost(&self, consumer: &BaseConsumer<ConsumerCtx>, partitions: &TopicPartitionList) {
+        let Some(txn) = self.txn.get() else { return };
+        let _serial = txn.lock_commits();
+        let _gate = txn.gate.blocking_write();
+        self.stop_workers(Some(partitions));
+        self.commit_failed(
+            consumer,
+            txn,
+            CommitError::Abort("the assignment was lost".into()),
+        );
     }
 
     /// Exactly-once: commits the open transaction with every live worker's position, every
@@ -396,6 +388,29 @@ impl ConsumerCtx {
     }
 }
 
+/// What a revoke does with the work of the partitions it takes (rules 12 and 14 of
+/// `docs/delivery.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    /// Revoked: the partitions' outputs, then their offsets (under exactly-once the transaction
+    /// holding both) are committed before the revoke returns.
+    Commit,
+    /// Lost, at-least-once: the partitions already have other owners; their workers stop and
+    /// nothing of theirs is committed (the new owners process again what was not).
+    Drop,
+    /// Lost, exactly-once: the open transaction holds the lost partitions' outputs, so it is
+    /// aborted, and the partitions still owned rewind to their committed offsets.
+    AbortAndRewind,
+}
+
+fn handover(lost: bool, exactly_once: bool) -> Handover {
+    match (lost, exactly_once) {
+        (false, _) => Handover::Commit,
+        (true, false) => Handover::Drop,
+        (true, true) => Handover::AbortAndRewind,
+    }
+}
+
 /// The transactional producer's calls, with the consumer's group metadata.
 fn live(consumer: &BaseConsumer<ConsumerCtx>, txn: &Transactions) -> Live<ProducerCtx> {
     Live {
@@ -436,12 +451,18 @@ impl ConsumerContext for ConsumerCtx {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let partitions = tpl.count();
-                if consumer.assignment_lost() {
+                let lost = consumer.assignment_lost();
+                if lost {
                     events::Rebalance::Lost { partitions }.emit(&self.metrics);
-                    self.lose(consumer, tpl);
                 } else {
                     events::Rebalance::Revoked { partitions }.emit(&self.metrics);
-                    self.stop(consumer, Some(tpl));
+                }
+                match handover(lost, self.txn.get().is_some()) {
+                    Handover::Commit => self.stop(consumer, Some(tpl)),
+                    Handover::Drop => {
+                        self.stop_workers(Some(tpl));
+                    }
+                    Handover::AbortAndRewind => self.abort_lost(consumer, tpl),
                 }
             }
             Rebalance::Assign(tpl) => self.split_queues(tpl),
@@ -466,5 +487,19 @@ impl ConsumerContext for ConsumerCtx {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         count_commit(&self.metrics, result, "offset commit failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rule 14 of docs/delivery.md: a lost assignment is never committed as if revoked.
+    #[test]
+    fn a_lost_assignment_is_dropped_or_aborted_never_committed() {
+        assert_eq!(handover(false, false), Handover::Commit);
+        assert_eq!(handover(false, true), Handover::Commit);
+        assert_eq!(handover(true, false), Handover::Drop);
+        assert_eq!(handover(true, true), Handover::AbortAndRewind);
     }
 }
