@@ -18,6 +18,7 @@ use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
 use super::acks::ProducerCtx;
 use super::fatal::FatalCause;
+use super::handover::{handover, Handover};
 use super::transactions::{CommitError, Transactions};
 use super::txn_calls::{Live, LiveOffsets};
 use super::worker;
@@ -388,29 +389,6 @@ impl ConsumerCtx {
     }
 }
 
-/// What a revoke does with the work of the partitions it takes (rules 12 and 14 of
-/// `docs/delivery.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Handover {
-    /// Revoked: the partitions' outputs, then their offsets (under exactly-once the transaction
-    /// holding both) are committed before the revoke returns.
-    Commit,
-    /// Lost, at-least-once: the partitions already have other owners; their workers stop and
-    /// nothing of theirs is committed (the new owners process again what was not).
-    Drop,
-    /// Lost, exactly-once: the open transaction holds the lost partitions' outputs, so it is
-    /// aborted, and the partitions still owned rewind to their committed offsets.
-    AbortAndRewind,
-}
-
-fn handover(lost: bool, exactly_once: bool) -> Handover {
-    match (lost, exactly_once) {
-        (false, _) => Handover::Commit,
-        (true, false) => Handover::Drop,
-        (true, true) => Handover::AbortAndRewind,
-    }
-}
-
 /// The transactional producer's calls, with the consumer's group metadata.
 fn live(consumer: &BaseConsumer<ConsumerCtx>, txn: &Transactions) -> Live<ProducerCtx> {
     Live {
@@ -487,19 +465,5 @@ impl ConsumerContext for ConsumerCtx {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         count_commit(&self.metrics, result, "offset commit failed");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Rule 14 of docs/delivery.md: a lost assignment is never committed as if revoked.
-    #[test]
-    fn a_lost_assignment_is_dropped_or_aborted_never_committed() {
-        assert_eq!(handover(false, false), Handover::Commit);
-        assert_eq!(handover(false, true), Handover::Commit);
-        assert_eq!(handover(true, false), Handover::Drop);
-        assert_eq!(handover(true, true), Handover::AbortAndRewind);
     }
 }
