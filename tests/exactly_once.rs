@@ -31,23 +31,31 @@ fn exactly_once_writes_one_output_per_input() {
     let mut records = generated(40_000, 1_000, 31);
     records.push((Some(b"bad".to_vec()), Some(b"{not json".to_vec())));
     produce(&t.input, &records);
-    let running = start(eos(&t));
+    let (deferred, _) = one_output_per_input(&t, eos(&t));
+    assert!(
+        deferred > 0,
+        "no record was produced while a transaction committed: the test did not exercise that path"
+    );
+}
+
+/// Runs `config` on the input until every input offset is committed, checks that each input has
+/// exactly one output, and returns the records kept while a transaction committed and the commits.
+fn one_output_per_input(t: &Topics, config: Config) -> (u64, u64) {
+    let running = start(config);
     wait_until(
         "all input offsets committed",
         Duration::from_secs(120),
         || all_committed(&t.group, &t.input),
     );
     let deferred = running.metrics.transaction_deferred.get();
+    let commits = running.metrics.transaction_commit.get_sample_count();
     running.shutdown();
 
     // consume() reads with isolation.level=read_committed.
-    let (total, sources) = all_sources(&t);
+    let (total, sources) = all_sources(t);
     assert_eq!(sources, expected_sources(&t.input));
     assert_eq!(total, sources.len(), "duplicates under exactly-once");
-    assert!(
-        deferred > 0,
-        "no record was produced while a transaction committed: the test did not exercise that path"
-    );
+    (deferred, commits)
 }
 
 /// Rule 9 (the bound of what is kept while a transaction commits): past `max_deferred_bytes` a
@@ -58,23 +66,12 @@ fn exactly_once_writes_one_output_per_input() {
 #[test]
 fn a_full_deferral_holds_each_worker_to_one_record_per_commit() {
     let t = topics("eos-bound", 3);
-    produce(&t.input, &generated(20_000, 1_000, 37));
-    let running = start(Config {
+    let config = Config {
         max_deferred_bytes: 1,
         ..eos(&t)
-    });
-    wait_until(
-        "all input offsets committed",
-        Duration::from_secs(120),
-        || all_committed(&t.group, &t.input),
-    );
-    let deferred = running.metrics.transaction_deferred.get();
-    let commits = running.metrics.transaction_commit.get_sample_count();
-    running.shutdown();
-
-    let (total, sources) = all_sources(&t);
-    assert_eq!(sources, expected_sources(&t.input));
-    assert_eq!(total, sources.len(), "duplicates under exactly-once");
+    };
+    produce(&t.input, &generated(20_000, 1_000, 37));
+    let (deferred, commits) = one_output_per_input(&t, config);
     assert!(
         deferred > 0,
         "nothing was kept during a commit: the test did not exercise the bound"
