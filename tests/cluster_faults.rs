@@ -496,13 +496,13 @@ macro_rules! scenario {
 }
 
 // Issue 26 asks CI to run the rolling restart and the coordinators' SIGKILL under exactly-once.
-// Not yet (2026-12-07): instances no longer exit there (a producer the coordinator fenced, or
-// left in INVALID_TXN_STATE, is renewed), and the rolling restart passed its one run, but the
-// coordinators' SIGKILL gave a device 12 successes in an hour in one run (state after a renewal
-// and rewind, cause not found). CI runs the at-least-once rolling restart until both pass
-// repeatedly; then these two become `ci`.
-scenario!(opt rolling_brokers_exactly_once: ExactlyOnce, RollingBrokers);
-scenario!(ci rolling_brokers_at_least_once: AtLeastOnce, RollingBrokers);
+// The rolling restart passed twice in a row (2026-12-07) and runs in CI, in place of the
+// at-least-once one (CI's time). The coordinators' SIGKILL passed once (0 extra successes once a
+// restore read to the changelog's end as of its start), then stalled once: an instance stopped
+// processing and committing after its transaction coordinator's SIGKILL (docs/faults.md). It joins
+// CI once that is found.
+scenario!(ci rolling_brokers_exactly_once: ExactlyOnce, RollingBrokers);
+scenario!(opt rolling_brokers_at_least_once: AtLeastOnce, RollingBrokers);
 scenario!(opt kill_leader_at_least_once: AtLeastOnce, KillLeader);
 scenario!(opt kill_leader_exactly_once: ExactlyOnce, KillLeader);
 scenario!(opt kill_coordinators_at_least_once: AtLeastOnce, KillCoordinators);
