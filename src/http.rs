@@ -57,6 +57,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub struct Health {
     /// Connected to the brokers and joined the consumer group (an assignment was received).
     ready: AtomicBool,
+    /// Partitions waiting for the Schema Registry: not ready while any does.
+    pub registry_waits: Arc<crate::schema_registry::Waits>,
 }
 
 impl Health {
@@ -240,12 +242,17 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
-    if s.health.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
+    if !s.health.is_ready() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: not connected or not in the consumer group yet\n",
-        )
+            "not ready: not connected or not in the consumer group yet\n".to_string(),
+        );
+    }
+    match s.health.registry_waits.describe() {
+        None => (StatusCode::OK, "ready\n".to_string()),
+        Some(wait) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {wait}\n"),
+        ),
     }
 }

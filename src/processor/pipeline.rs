@@ -273,6 +273,12 @@ async fn consume(
             replication_factor: config.topics.replication_factor,
         }),
         status,
+        schema_registry: crate::schema_registry::RegistryInput::new(
+            &config.schema_registry,
+            config.input.max_record_bytes,
+            health.registry_waits.clone(),
+        )
+        .map_err(anyhow::Error::msg)?,
     });
     let exactly_once = txn.is_some();
     consumer
