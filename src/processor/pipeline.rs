@@ -273,12 +273,7 @@ async fn consume(
             replication_factor: config.topics.replication_factor,
         }),
         status,
-        schema_registry: crate::schema_registry::RegistryInput::new(
-            &config.schema_registry,
-            config.input.max_record_bytes,
-            health.registry_waits.clone(),
-        )
-        .map_err(anyhow::Error::msg)?,
+        schema_registry: config.registry_input(health.registry_waits.clone())?,
     });
     let exactly_once = txn.is_some();
     consumer

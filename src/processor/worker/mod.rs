@@ -160,10 +160,8 @@ impl Worker {
         // A record whose schema must be fetched first, and its schema id (see `schemas`).
         let (mut pending, mut waiting) = (None, None);
         while !self.inflight.failed && !stop.is_cancelled() {
-            if let Some(id) = waiting.take() {
-                if !self.wait_for_schema(id, &stop).await {
-                    break;
-                }
+            if !self.wait_for_schema(waiting.take(), &stop).await {
+                break;
             }
             // Exactly-once: while a commit runs with its deferred outputs at their bound, wait
             // for it to end (outside the gate: its end takes the write guard).
@@ -190,11 +188,7 @@ impl Worker {
             let clock = Clock::now();
             let full = || env.deferred.as_ref().is_some_and(|d| d.full());
             while read < BATCH && !self.inflight.failed && !full() {
-                match pending
-                    .take()
-                    .map(Ok)
-                    .or_else(|| queue.poll(Duration::ZERO))
-                {
+                match next(&mut pending, &queue) {
                     None => break,
                     Some(Ok(msg)) => {
                         let needs = self.schemas.as_mut().and_then(|s| s.needs(msg.payload()));
@@ -446,6 +440,17 @@ impl Worker {
         }
         .emit(&env.metrics);
     }
+}
+
+/// The record that waited for its schema, else the next of the queue.
+fn next<'q, C: ConsumerContext>(
+    pending: &mut Option<BorrowedMessage<'q>>,
+    queue: &'q PartitionQueue<C>,
+) -> Option<rdkafka::error::KafkaResult<BorrowedMessage<'q>>> {
+    pending
+        .take()
+        .map(Ok)
+        .or_else(|| queue.poll(Duration::ZERO))
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.

@@ -86,10 +86,14 @@ fn keep(local: &mut HashMap<u32, Resolved>, id: u32, resolved: Resolved) {
 }
 
 impl Worker {
-    /// Waits until schema `id` is resolved (a schema, or a problem its records are dead letters
-    /// for), taking acks and status queries meanwhile. `false`: told to stop first.
-    pub(super) async fn wait_for_schema(&mut self, id: u32, stop: &CancellationToken) -> bool {
-        let Some(schemas) = &self.schemas else {
+    /// Waits until schema `id` (if any) is resolved (a schema, or a problem its records are dead
+    /// letters for), taking acks and status queries meanwhile. `false`: told to stop first.
+    pub(super) async fn wait_for_schema(
+        &mut self,
+        id: Option<u32>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let (Some(id), Some(schemas)) = (id, &self.schemas) else {
             return true;
         };
         let input = schemas.input.clone();
