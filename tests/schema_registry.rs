@@ -87,14 +87,17 @@ fn produce_with(topic: &str, format: &str, schema: &str, events: &[Value]) -> u6
 fn events(n: usize, tag: &str) -> Vec<Value> {
     (0..n)
         .map(|i| {
+            let event_type = ["temperature_alert", "door_open", "pressure_drop"][i % 3];
+            let severity = ["low", "high"][i % 2];
+            let region = ["europe", "north_america", "asia_pacific", "global"][i % 4];
             let mut e = serde_json::json!({
                 "device_id": format!("{tag}-{i:03}"),
-                "event_type": ["temperature_alert", "door_open", "pressure_drop"][i % 3],
-                "severity": ["low", "high"][i % 2],
+                "event_type": event_type,
+                "severity": severity,
                 "location": format!("Plant {} / \"Line\" é{}", i % 4, i % 3),
                 "value": (i as f64) * 1.25 + 0.5,
                 "timestamp": format!("2026-11-26T08:{:02}:{:02}.{:03}Z", i % 60, (i * 7) % 60, i % 1000),
-                "region": ["europe", "north_america", "asia_pacific", "global"][i % 4],
+                "region": region,
             });
             if i % 5 == 0 {
                 e["dashboard_url"] = format!("https://grafana.example.com/d/{i}?x=1&y=2").into();

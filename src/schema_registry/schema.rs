@@ -26,6 +26,25 @@ impl SchemaType {
             Some(_) => None,
         }
     }
+
+    /// The type of a fetched schema. Absent means Avro in Confluent's API, but Apicurio's
+    /// Confluent-compatible API leaves it out for JSON Schema too: a schema without a type that
+    /// reads as a JSON Schema (an object with `$schema`, or `properties` and no Avro `fields`) is
+    /// one.
+    pub fn of(fetched: &Fetched) -> Option<SchemaType> {
+        if fetched.schema_type.is_none() {
+            if let Ok(serde_json::Value::Object(o)) =
+                serde_json::from_str::<serde_json::Value>(&fetched.text)
+            {
+                let json_schema = o.contains_key("$schema")
+                    || (o.contains_key("properties") && !o.contains_key("fields"));
+                if json_schema {
+                    return Some(SchemaType::Json);
+                }
+            }
+        }
+        SchemaType::named(fetched.schema_type.as_deref())
+    }
 }
 
 /// A schema fetched from the registry, with the schemas it references (import name, text).
@@ -58,7 +77,7 @@ impl Schema {
                 .map(|(_, text)| text.clone())
                 .collect()
         };
-        match SchemaType::named(fetched.schema_type.as_deref()) {
+        match SchemaType::of(fetched) {
             Some(SchemaType::Avro) => AvroSchema::parse(&fetched.text, &texts()).map(Schema::Avro),
             Some(SchemaType::Protobuf) => {
                 ProtoSchema::parse(&fetched.text, &fetched.references).map(Schema::Protobuf)
@@ -129,6 +148,28 @@ mod tests {
         assert!(e.message.starts_with("schema id 7: "), "{}", e.message);
         let p = Schema::parse(&fetched(Some("JSON"), "{nope")).unwrap_err();
         assert_eq!(p.kind, ErrorKind::InvalidJson);
+    }
+
+    #[test]
+    fn a_json_schema_without_its_type_is_told_from_avro() {
+        let json = r#"{"$schema":"http://json-schema.org/draft-07/schema#","type":"object"}"#;
+        assert!(matches!(
+            Schema::parse(&fetched(None, json)),
+            Ok(Schema::Json)
+        ));
+        let props = r#"{"type":"object","properties":{"device_id":{}}}"#;
+        assert!(matches!(
+            Schema::parse(&fetched(None, props)),
+            Ok(Schema::Json)
+        ));
+        let avro =
+            r#"{"type":"record","name":"E","fields":[{"name":"device_id","type":"string"}]}"#;
+        assert!(matches!(
+            Schema::parse(&fetched(None, avro)),
+            Ok(Schema::Avro(_))
+        ));
+        // A declared type wins.
+        assert!(Schema::parse(&fetched(Some("AVRO"), json)).is_err());
     }
 
     #[test]
