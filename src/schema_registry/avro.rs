@@ -223,11 +223,9 @@ fn fullname(n: &Name) -> String {
 
 fn collect_names<'s>(s: &'s Schema, names: &mut HashMap<String, &'s Schema>) {
     match s {
-        Schema::Record(r) => {
-            if names.insert(fullname(&r.name), s).is_none() {
-                for f in &r.fields {
-                    collect_names(&f.schema, names);
-                }
+        Schema::Record(r) if names.insert(fullname(&r.name), s).is_none() => {
+            for f in &r.fields {
+                collect_names(&f.schema, names);
             }
         }
         Schema::Enum(e) => {
