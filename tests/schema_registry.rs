@@ -108,6 +108,20 @@ fn events(n: usize, tag: &str) -> Vec<Value> {
         .collect()
 }
 
+/// (key, payload) records.
+type Records = Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>;
+
+/// Events as plain JSON records, keyed by device.
+fn as_json(events: &[Value]) -> Records {
+    events
+        .iter()
+        .map(|e| {
+            let key = e["device_id"].as_str().unwrap().as_bytes().to_vec();
+            (Some(key), Some(e.to_string().into_bytes()))
+        })
+        .collect()
+}
+
 fn wire_config(t: &Topics, url: &str) -> aepiot_stream::config::Config {
     let mut c = config(t, true);
     c.schema_registry.url = url.to_string();
@@ -141,15 +155,7 @@ fn the_same_events_in_every_encoding_give_the_same_url_records() {
     let mut topics: Vec<(&str, i32)> = inputs.iter().map(|t| (t.as_str(), 1)).collect();
     topics.extend([(out.as_str(), 1), (dlq.as_str(), 1)]);
     create_topics(&topics);
-    let json: Vec<_> = evs
-        .iter()
-        .map(|e| {
-            (
-                Some(e["device_id"].as_str().unwrap().as_bytes().to_vec()),
-                Some(e.to_string().into_bytes()),
-            )
-        })
-        .collect();
+    let json = as_json(evs.as_slice());
     produce(&inputs[0], &json);
     produce_with(&inputs[1], "avro", "v1", &evs);
     produce_with(&inputs[2], "protobuf", "v1", &evs);
@@ -409,15 +415,7 @@ fn a_registry_outage_mid_stream_loses_nothing_and_dead_letters_nothing() {
     }
     let v2_id = produce_with(&t.input, "avro", "v2", &v2);
     let plain = events(10, "out-c");
-    let plain_records: Vec<_> = plain
-        .iter()
-        .map(|e| {
-            (
-                Some(e["device_id"].as_str().unwrap().as_bytes().to_vec()),
-                Some(e.to_string().into_bytes()),
-            )
-        })
-        .collect();
+    let plain_records = as_json(&plain);
     produce(&t.input, &plain_records);
     wait_until(
         "a partition waiting for the registry",
