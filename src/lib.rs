@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`core`]: the pure engine. [`core::event`] decodes and validates an event,
 //!   [`core::limiter`] and [`core::state`] hold each device's rate limit and dedupe cache,
-//!   [`core::urls`] builds the URLs, [`core::record`] encodes URL records and dead letters, and
+//!   [`core::urls`] builds the URLs, [`core::record`] encodes URL records and dead letters (and
+//!   [`core::avro_record`] URL records in Avro, `output.format = "avro"`), and
 //!   [`core::engine`] runs them in that order for one partition.
 //! - [`config`]: the configuration (TOML, `AEPIOT_*` environment, flags) and its validation;
 //!   [`residency`] where each region's records go (a topic, optionally on another cluster);

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{Config, ConfigError, KafkaProperties, UnknownRegion};
+use crate::core::avro_record::RecordEncoding;
 use crate::core::urls::LinkHosts;
 use crate::core::{EngineSettings, Limits, UrlSettings};
 use crate::residency::{self, Routes};
@@ -95,6 +96,8 @@ impl Config {
             max_output_bytes: usize::MAX,
             max_devices: l.max_devices,
             unknown_region_dead_letter: self.unknown_region == UnknownRegion::DeadLetter,
+            // Set by `run` once the registry gave the URL record schema its id (output.format).
+            record_encoding: RecordEncoding::Json,
         }
     }
 

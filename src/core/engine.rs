@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::avro_record::RecordEncoding;
 use super::error::{ErrorKind, RecordError};
 use super::event::{parse_event_with_hosts, Event};
 use super::limiter::{cache_key, Decision, Limits};
@@ -37,6 +38,8 @@ pub struct EngineSettings {
     /// Strict data residency (`unknown_region = "dead_letter"`): an event with no or an unknown
     /// `region` is a dead letter instead of falling back to `global`.
     pub unknown_region_dead_letter: bool,
+    /// How URL records are encoded (`output.format`); dead letters are always JSON.
+    pub record_encoding: RecordEncoding,
 }
 
 impl Default for EngineSettings {
@@ -52,6 +55,7 @@ impl Default for EngineSettings {
             max_output_bytes: usize::MAX,
             max_devices: usize::MAX,
             unknown_region_dead_letter: false,
+            record_encoding: RecordEncoding::Json,
         }
     }
 }
@@ -363,7 +367,10 @@ impl Engine {
                 processed_at: &self.now_text.1,
                 source: meta.source,
             };
-            record.encode(&mut self.json);
+            match shared.settings.record_encoding {
+                RecordEncoding::Json => record.encode(&mut self.json),
+                RecordEncoding::Avro { schema_id } => record.encode_avro(schema_id, &mut self.json),
+            }
         }
         let size = self.json.len() + event.device_id.len() + self.event_type.len();
         let max_output_bytes = shared.settings.max_output_bytes;

@@ -10,7 +10,8 @@
 //!   one record, given its schema: the engine's input or a dead letter. All pure, no I/O.
 //! - [`client`]: the registry's HTTP API; [`registry`]: the bounded cache with one fetch at a time
 //!   per id; [`waits`]: which partitions wait for the registry, for `/readyz` and the status
-//!   page; [`config`]: `[schema_registry]`.
+//!   page; [`config`]: `[schema_registry]` (which `output.format = "avro"` registers the URL
+//!   record schema with too: `crate::processor::output_schema`).
 //!
 //! Where the fetch happens, and what waiting does to delivery: the partition worker looks up a
 //! record's schema before processing it (`crate::processor::worker`); a record whose schema is not
