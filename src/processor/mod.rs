@@ -14,6 +14,7 @@ pub mod fatal;
 pub mod handover;
 pub mod inflight;
 pub mod output_limit;
+pub mod output_schema;
 pub mod pipeline;
 pub mod progress;
 pub mod rebalance;
