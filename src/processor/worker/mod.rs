@@ -138,11 +138,7 @@ impl Worker {
     ) {
         let (topic, partition) = (self.inflight.topic.clone(), self.inflight.partition);
         let env = self.inflight.env.clone();
-        if previous.is_some() {
-            tracing::info!(%topic, partition, "waiting for the partition's previous worker to stop");
-        }
-        if !assignments::after_predecessor(previous, &stop).await {
-            env.router.unregister(self.inflight.id);
+        if !self.after_predecessor(previous, &stop).await {
             return;
         }
         let labels = [topic.as_str(), &partition.to_string()];
@@ -252,6 +248,24 @@ impl Worker {
         let _ = env.metrics.state_cache_entries.remove_label_values(&labels);
         env.router.unregister(self.inflight.id);
         tracing::info!(%topic, partition, "partition worker stopped");
+    }
+
+    /// Waits for the partition's previous worker, if it had not finished stopping (a partition is
+    /// never read by two workers); false, this worker let go, when stopped first.
+    async fn after_predecessor(
+        &mut self,
+        previous: Option<oneshot::Receiver<()>>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let (topic, partition) = (&self.inflight.topic, self.inflight.partition);
+        if previous.is_some() {
+            tracing::info!(%topic, partition, "waiting for the partition's previous worker to stop");
+        }
+        let go = assignments::after_predecessor(previous, stop).await;
+        if !go {
+            self.inflight.env.router.unregister(self.inflight.id);
+        }
+        go
     }
 
     /// After acks came in: dead letters for refused outputs, the state cut (at-least-once; a new
