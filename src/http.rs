@@ -59,6 +59,8 @@ pub struct Health {
     ready: AtomicBool,
     /// What the start waits for, while it waits (e.g. the Schema Registry), for `/readyz`.
     waiting: std::sync::Mutex<Option<String>>,
+    /// Partitions waiting for the Schema Registry for a record's schema: not ready while any does.
+    pub registry_waits: Arc<crate::schema_registry::Waits>,
 }
 
 impl Health {
@@ -254,7 +256,13 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
     if s.health.is_ready() {
-        (StatusCode::OK, "ready\n".to_string())
+        match s.health.registry_waits.describe() {
+            None => (StatusCode::OK, "ready\n".to_string()),
+            Some(wait) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {wait}\n"),
+            ),
+        }
     } else if let Some(waiting) = s.health.waiting() {
         (
             StatusCode::SERVICE_UNAVAILABLE,

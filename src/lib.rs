@@ -10,6 +10,9 @@
 //!   [`residency`] where each region's records go (a topic, optionally on another cluster);
 //!   [`security`] how clients connect (TLS, SASL), with passwords and keys held as
 //!   [`secret::Secret`]s, which never print.
+//! - [`schema_registry`]: records in a Schema Registry's wire format (Avro, Protobuf, JSON
+//!   Schema) beside JSON ones: schemas fetched by id and cached, each record decoded to the
+//!   event's fields for the same engine.
 //! - [`process`]: the offline adapter, JSON Lines in and out.
 //! - [`processor`]: the `run` command on Kafka: [`processor::pipeline`] (in phases: serve, start-up
 //!   checks, restore, consume, drain) wires a consumer whose

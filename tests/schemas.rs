@@ -932,6 +932,48 @@ fn hostile_cases() -> Vec<Case> {
     ]
 }
 
+/// Wire-format records (schema id 7, then the body; one not UTF-8) with the schema each resolves
+/// to, one for each dead-letter kind of Schema Registry input.
+fn registry_dead_letters() -> Vec<(Vec<u8>, aepiot_stream::schema_registry::schema::Resolved)> {
+    use aepiot_stream::schema_registry::avro::AvroSchema;
+    use aepiot_stream::schema_registry::protobuf::ProtoSchema;
+    use aepiot_stream::schema_registry::schema::{Problem, Schema};
+    use std::sync::Arc;
+    let framed = |body: &[u8]| [&[0, 0, 0, 0, 7][..], body].concat();
+    let avro = AvroSchema::parse(
+        r#"{"type":"record","name":"E","fields":[{"name":"device_id","type":"string"}]}"#,
+        &[],
+    )
+    .unwrap();
+    let proto = ProtoSchema::parse(
+        "syntax = \"proto3\";\nmessage E { string device_id = 1; }\n",
+        &[],
+    )
+    .unwrap();
+    vec![
+        (
+            framed(b"\x01"),
+            Err(Arc::new(Problem::new(
+                ErrorKind::UnknownSchema,
+                "not known",
+            ))),
+        ),
+        (
+            framed(&[0xff, 0xfe]),
+            Err(Arc::new(Problem::field(
+                ErrorKind::SchemaMismatch,
+                "device_id",
+                "no device_id",
+            ))),
+        ),
+        (framed(&[0x08, b'a']), Ok(Arc::new(Schema::Avro(avro)))),
+        (
+            framed(&[0, 0x0a, 0x05]),
+            Ok(Arc::new(Schema::Protobuf(proto))),
+        ),
+    ]
+}
+
 #[test]
 fn hostile_inputs_give_schema_valid_outputs_and_the_event_schema_agrees() {
     let v = validators();
@@ -1002,6 +1044,20 @@ fn hostile_inputs_give_schema_valid_outputs_and_the_event_schema_agrees() {
     );
     if let Seen::Dead(kind) = seen {
         kinds.insert(kind.as_str());
+    }
+    // The Schema Registry's kinds, through its dispatch (from real clients: tests/schema_registry.rs).
+    for (payload, schema) in registry_dead_letters() {
+        let mut buf = Vec::new();
+        let out = aepiot_stream::schema_registry::dispatch::process(
+            &mut engine,
+            &mut buf,
+            Some(&payload),
+            |_| Some(schema),
+            &meta,
+        );
+        if let Seen::Dead(kind) = check_output(&v, out, "schema registry") {
+            kinds.insert(kind.as_str());
+        }
     }
     // Every kind of dead letter was produced and validated.
     assert_eq!(kinds.len(), ErrorKind::ALL.len(), "{kinds:?}");

@@ -641,7 +641,7 @@ fn delivers_each_success_record_once_signed_filtered_and_in_device_order() {
         let device = r.json["device_id"].as_str().unwrap().to_string();
         let prev = last_offset.insert(device.clone(), r.offset);
         assert!(
-            prev.map_or(true, |p| p < r.offset),
+            prev.is_none_or(|p| p < r.offset),
             "device {device} out of order"
         );
     }

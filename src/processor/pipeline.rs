@@ -283,6 +283,7 @@ async fn consume(
             replication_factor: config.topics.replication_factor,
         }),
         status,
+        schema_registry: config.registry_input(health.registry_waits.clone())?,
     });
     let exactly_once = txn.is_some();
     consumer

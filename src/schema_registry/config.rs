@@ -68,15 +68,11 @@ impl SchemaRegistryConfig {
 
     /// Reads `password_file` and checks the settings; returns what to fix.
     pub fn resolve(&mut self) -> Result<(), String> {
-        if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                format!(
-                    "schema_registry.password_file: cannot read {}: {e}",
-                    path.display()
-                )
-            })?;
-            self.password = Secret::new(text.trim_end_matches(['\n', '\r']));
-        }
+        crate::security::read_secret_file(
+            &mut self.password,
+            &self.password_file,
+            "schema_registry.password_file",
+        )?;
         if !self.enabled() {
             return Ok(());
         }

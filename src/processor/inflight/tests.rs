@@ -54,6 +54,7 @@ fn inflight_storing(
         }),
         step: crate::processor::worker_env::Step::Engine,
         status: None,
+        schema_registry: None,
     });
     let (id, acks) = router.register();
     let stop = CancellationToken::new();
@@ -313,6 +314,7 @@ fn clone_env(env: &WorkerEnv) -> WorkerEnv {
         changelog: None,
         step: env.step,
         status: None,
+        schema_registry: None,
     }
 }
 
