@@ -502,3 +502,33 @@ fn a_registry_outage_mid_stream_loses_nothing_and_dead_letters_nothing() {
         0.0
     );
 }
+
+#[test]
+fn under_exactly_once_a_wait_holds_no_transaction_and_loses_nothing() {
+    let t = topics("sr-eos", 1);
+    let mut proxy = Proxy::new(registry_url());
+    proxy.stop();
+    let mut c = wire_config(&t, &proxy.url(registry_url()));
+    c.processing_guarantee = aepiot_stream::config::Guarantee::ExactlyOnce;
+    let before = events(10, "eos-a");
+    produce(&t.input, &as_json(&before));
+    let after = events(10, "eos-b");
+    produce_with(&t.input, "avro", "v1", &after);
+    let running = start(c);
+    // The JSON records before the waiting one are committed (read_committed readers see them):
+    // the wait holds no transaction open.
+    wait_until(
+        "the records before the wait committed",
+        Duration::from_secs(60),
+        || consume_all(&t.output, Duration::from_secs(5)).len() == before.len(),
+    );
+    assert!(metric(&running.metrics, "aepiot_schema_registry_errors_total") >= 1.0);
+    proxy.start();
+    wait_until("every record committed", Duration::from_secs(60), || {
+        consume_all(&t.output, Duration::from_secs(5)).len() >= before.len() + after.len()
+    });
+    running.shutdown();
+    let outputs = consume_all(&t.output, Duration::from_secs(10));
+    assert_eq!(outputs.len(), before.len() + after.len(), "each once");
+    assert_eq!(consume_all(&t.dlq, Duration::from_secs(5)).len(), 0);
+}
