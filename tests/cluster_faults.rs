@@ -497,10 +497,10 @@ macro_rules! scenario {
 
 // Issue 26 asks CI to run the rolling restart and the coordinators' SIGKILL under exactly-once.
 // The rolling restart passed twice in a row (2026-12-07) and runs in CI, in place of the
-// at-least-once one (CI's time). The coordinators' SIGKILL passed once (0 extra successes once a
-// restore read to the changelog's end as of its start), then stalled once: an instance stopped
-// processing and committing after its transaction coordinator's SIGKILL (docs/faults.md). It joins
-// CI once that is found.
+// at-least-once one (CI's time). The coordinators' SIGKILL passed twice in three runs (0 extra
+// successes once a restore read to the changelog's end as of its start); in the other an
+// instance stopped processing and committing after its transaction coordinator's SIGKILL
+// (docs/faults.md). It joins CI once that is found.
 scenario!(ci rolling_brokers_exactly_once: ExactlyOnce, RollingBrokers);
 scenario!(opt rolling_brokers_at_least_once: AtLeastOnce, RollingBrokers);
 scenario!(opt kill_leader_at_least_once: AtLeastOnce, KillLeader);
