@@ -60,7 +60,12 @@
 #   run-jemalloc (jemalloc through LD_PRELOAD, for Rust and librdkafka alike; needs the Debian
 #   package libjemalloc2, or JEMALLOC=/path/to/libjemalloc.so; how jemalloc was first measured
 #   against glibc malloc: the default build now links it in, so this matters only with
-#   AEPIOT_BIN set to a `--no-default-features` build).
+#   AEPIOT_BIN set to a `--no-default-features` build),
+#   run-trace001 / run-trace1 (`[tracing]` on, sample_ratio 0.01 / 1.0, spans exported to
+#   TRACE_OTLP_ENDPOINT, default scripts/jaeger.sh's http://127.0.0.1:21118/v1/traces: start it
+#   first), run-trace001-down / run-trace1-down (the same with the collector down: a closed port,
+#   TRACE_DOWN_PORT (21199); every span takes the drop path). `run` is tracing off (the default);
+#   the build without the feature is the commit before it, through AEPIOT_BIN.
 # memory   Fresh input (12); the processor is started and joined, RSS (VmRSS, /proc/PID/status)
 #          is taken 2 s later ("before"), then
 #            simulate --rate 0 --count MEM_COUNT --devices MEM_DEVICES --profile city --seed RUN
@@ -287,6 +292,11 @@ variant_env() { # VARIANT -> env assignments, one per line
       AEPIOT_KAFKA__QUEUED_MAX_MESSAGES_KBYTES=16384 AEPIOT_KAFKA__FETCH_QUEUE_BACKOFF_MS=100 ;;
     run-jemalloc) echo "LD_PRELOAD=${JEMALLOC:-/usr/lib/x86_64-linux-gnu/libjemalloc.so.2}" ;;
     run-appendtime) ;;
+    run-trace001|run-trace1|run-trace001-down|run-trace1-down)
+      local ratio=0.01 endpoint="${TRACE_OTLP_ENDPOINT:-http://127.0.0.1:21118/v1/traces}"
+      [[ "$1" == run-trace1* ]] && ratio=1.0
+      [[ "$1" == *-down ]] && endpoint="http://127.0.0.1:${TRACE_DOWN_PORT:-21199}/v1/traces"
+      printf '%s\n' "AEPIOT_TRACING__OTLP_ENDPOINT=$endpoint" "AEPIOT_TRACING__SAMPLE_RATIO=$ratio" ;;
     *) die "unknown variant $1" ;;
   esac
 }

@@ -19,6 +19,10 @@
 #                     signatures with it (tests/standard_webhooks_verify.py), an implementation
 #                     this project did not write
 #
+# and Jaeger (the traces' collector of tests/tracing.rs), built from the Go module proxy with the
+# Go toolchain into a cache once (scripts/jaeger.sh build; ~10 minutes on 2 cores the first time,
+# nothing after).
+#
 # Usage: scripts/install-ci-deps.sh [extra-debian-package ...]
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
@@ -50,9 +54,15 @@ python_deps() {
   }
 }
 
+# Jaeger, once Go is there (the machine's, as for Helm: scripts/install-helm.sh).
+jaeger() {
+  bash "$(dirname "$0")/jaeger.sh" build >/dev/null
+}
+
 if ((${#missing[@]} == 0)); then
   echo "install-ci-deps: all ${#PACKAGES[@]} packages already installed"
   python_deps
+  jaeger
   exit 0
 fi
 
@@ -110,4 +120,5 @@ if ((${#still[@]})); then
   exit 1
 fi
 python_deps
+jaeger
 echo "install-ci-deps: done"

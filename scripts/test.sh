@@ -12,8 +12,10 @@ bash scripts/install-ci-deps.sh
 # Brokers this script starts are stopped when it ends, pass or fail (one left running idles on a
 # core and skews whatever is timed next); a broker that was already running is left alone.
 started=()
+started_jaeger=0
 stop_started() {
   local b
+  if ((started_jaeger)); then bash scripts/jaeger.sh stop >/dev/null 2>&1 || true; fi
   for b in "${started[@]+"${started[@]}"}"; do env $b bash scripts/kafka.sh stop >/dev/null 2>&1 || true; done
   # The cluster of tests/cluster_faults.rs (its test process's watchdog stops it; this is for a
   # run interrupted before the watchdog could), and its black hole.
@@ -33,6 +35,13 @@ fi
 if [ -z "${KAFKA_BOOTSTRAP_EU:-}" ]; then
   start_broker "KAFKA_PORT=19696 KAFKA_DATA_DIR=/tmp/aepiot-kafka-eu"
   export KAFKA_BOOTSTRAP_EU="$(KAFKA_PORT=19696 bash scripts/kafka.sh bootstrap)"
+fi
+# Jaeger, the traces' collector of tests/tracing.rs (built once into a cache by
+# scripts/install-ci-deps.sh; ports 21115-21118 on 127.0.0.1). The tests fail, never skip, without it.
+if [ -z "${JAEGER_QUERY_URL:-}" ]; then
+  bash scripts/jaeger.sh status >/dev/null 2>&1 || started_jaeger=1
+  bash scripts/jaeger.sh start
+  eval "$(bash scripts/jaeger.sh env)"
 fi
 # `cargo test` includes the CI fault scenarios (tests/faults.rs, 1-2 minutes each): a rolling
 # restart of three instances mid-stream, under at_least_once and exactly_once, and the SIGKILL of

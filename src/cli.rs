@@ -36,6 +36,41 @@ fn group_id_table<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::E
     Webhooks { group_id: v }.serialize(s)
 }
 
+/// The `[tracing]` keys `run`'s and `webhooks`' flags set (serialized by [`tracing_table`]).
+#[derive(Args)]
+pub(crate) struct TracingSettings {
+    /// OTLP/HTTP traces endpoint (`[tracing] otlp_endpoint`), e.g.
+    /// http://collector:4318/v1/traces; empty turns tracing off.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+    /// Share of records without a sampled traceparent that start a trace (`[tracing]
+    /// sample_ratio`, 0 to 1).
+    #[arg(long)]
+    trace_sample_ratio: Option<f64>,
+}
+
+impl TracingSettings {
+    fn is_empty(&self) -> bool {
+        self.otlp_endpoint.is_none() && self.trace_sample_ratio.is_none()
+    }
+}
+
+/// `--otlp-endpoint E --trace-sample-ratio R` is `[tracing] otlp_endpoint = E, sample_ratio = R`.
+fn tracing_table<S: Serializer>(v: &TracingSettings, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Tracing<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        otlp_endpoint: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sample_ratio: &'a Option<f64>,
+    }
+    Tracing {
+        otlp_endpoint: &v.otlp_endpoint,
+        sample_ratio: &v.trace_sample_ratio,
+    }
+    .serialize(s)
+}
+
 #[derive(Parser)]
 #[command(
     name = "aepiot-stream",
@@ -220,6 +255,9 @@ pub(crate) struct RunSettings {
     #[arg(long)]
     #[serde(skip_serializing_if = "is_false")]
     create_topics: bool,
+    #[command(flatten)]
+    #[serde(serialize_with = "tracing_table", skip_serializing_if = "TracingSettings::is_empty")]
+    tracing: TracingSettings,
 }
 
 #[derive(Args)]
@@ -258,6 +296,9 @@ pub(crate) struct WebhooksSettings {
     #[arg(long)]
     #[serde(skip_serializing_if = "is_false")]
     create_topics: bool,
+    #[command(flatten)]
+    #[serde(serialize_with = "tracing_table", skip_serializing_if = "TracingSettings::is_empty")]
+    tracing: TracingSettings,
 }
 
 #[derive(Args)]

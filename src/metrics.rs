@@ -145,6 +145,10 @@ declare! {
             "Devices whose state was dropped to keep the instance within limits.max_devices"),
         delivery_failures: IntCounter = ("aepiot_delivery_failures_total",
             "Outputs the cluster did not take for a reason that is not the record's own (authorization, topic gone, retries exhausted); the instance stops"),
+        trace_spans_exported: IntCounter = ("aepiot_trace_spans_exported_total",
+            "Spans the OTLP collector accepted ([tracing])"),
+        trace_spans_dropped: IntCounter = ("aepiot_trace_spans_dropped_total",
+            "Spans dropped instead of exported: the export queue was full (collector slow) or the export failed or timed out (collector down or refusing); processing never waits for the collector"),
     }
 }
 

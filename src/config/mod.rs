@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{EngineSettings, HostChoice, Limits, UrlSettings};
 use crate::residency::{ClusterConfig, RegionOutput};
+pub use crate::otel::config::TracingConfig;
 pub use crate::webhook::config::{WebhookEndpointConfig, WebhooksConfig};
 
 mod derived;
@@ -228,6 +229,7 @@ pub struct Config {
     pub input: InputConfig,
     pub topics: TopicsConfig,
     pub webhooks: WebhooksConfig,
+    pub tracing: TracingConfig,
     pub security: crate::security::SecurityConfig,
     /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
     /// They override the processor's own client settings.
@@ -335,6 +337,7 @@ impl Default for Config {
             input: InputConfig::default(),
             topics: TopicsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            tracing: TracingConfig::default(),
             security: Default::default(),
             kafka: KafkaProperties::default(),
         }

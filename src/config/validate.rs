@@ -57,6 +57,7 @@ impl Config {
                     .into(),
             );
         }
+        self.tracing.validate().map_err(ConfigError::Invalid)?;
         self.check_guarantee_overrides()
             .map_err(ConfigError::Invalid)?;
         self.webhooks

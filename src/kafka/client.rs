@@ -124,10 +124,15 @@ pub fn transactional_id(config: &Config) -> String {
     if !config.transactional_id.is_empty() {
         return config.transactional_id.clone();
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{}-{}", config.group_id, hostname(), std::process::id())
+}
+
+/// The machine's host name (`host` when unreadable): with the pid, what tells this process from
+/// the group's others.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
-    format!("{}-{host}-{}", config.group_id, std::process::id())
+        .unwrap_or_else(|_| "host".into())
 }
 
 /// Clients for start-up checks and topic creation.

@@ -74,13 +74,19 @@ pub async fn run(
     config.validate_for_run()?;
     let metrics = hooks.metrics.clone().unwrap_or_default();
     let (served, _server) = serve(&config, listener, &metrics)?;
+    let otel = crate::otel::Otel::start(&config.tracing, &metrics)?;
     let Some(max_output_bytes) = check(&config, &hooks, &shutdown).await? else {
         tracing::info!("stopped during the start-up checks");
         return Ok(());
     };
     let ensured = restore_topics(&config).await?;
-    let consuming = consume(&config, &hooks, served, max_output_bytes, ensured).await?;
-    drain(consuming, &config, &shutdown).await
+    let start = (max_output_bytes, ensured, otel.clone());
+    let consuming = consume(&config, &hooks, served, start).await?;
+    let stopped = drain(consuming, &config, &shutdown).await;
+    if let Some(otel) = otel {
+        otel.shutdown().await;
+    }
+    stopped
 }
 
 /// What the metrics server shares with the pipeline.
@@ -187,8 +193,7 @@ async fn consume(
     config: &Config,
     hooks: &RunHooks,
     served: Served,
-    max_output_bytes: usize,
-    ensured: HashSet<String>,
+    (max_output_bytes, ensured, otel): (usize, HashSet<String>, Option<Arc<crate::otel::Otel>>),
 ) -> anyhow::Result<Consuming> {
     let Served {
         metrics,
@@ -273,6 +278,8 @@ async fn consume(
             replication_factor: config.topics.replication_factor,
         }),
         status,
+        otel,
+        group_id: config.group_id.clone(),
     });
     let exactly_once = txn.is_some();
     consumer

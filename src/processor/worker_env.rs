@@ -80,6 +80,10 @@ pub struct WorkerEnv {
     pub step: Step,
     /// The status page (recent records, device queries); `None` when it is off.
     pub status: Option<Arc<crate::status::StatusHub>>,
+    /// Traces (`[tracing]`); `None` when off, and then no record's headers are looked at.
+    pub otel: Option<Arc<crate::otel::Otel>>,
+    /// The consumer group, as the processing spans name it.
+    pub group_id: String,
 }
 
 impl WorkerEnv {

@@ -41,6 +41,7 @@ mod dead_letter;
 mod passthrough;
 mod restore;
 pub mod supervise;
+mod trace;
 
 use dead_letter::send_dead_letter;
 
@@ -299,6 +300,7 @@ impl Worker {
         };
         let seq = self.inflight.next_seq();
         let opaque = self.inflight.opaque(seq);
+        let mut hop = self.trace(msg);
         let poisoned = env.poison.as_ref().and_then(|p| {
             p.get(&(self.inflight.topic.clone(), self.inflight.partition, offset))
                 .map(|k| *k)
@@ -338,10 +340,11 @@ impl Worker {
                     }
                 }
                 let topic = &env.region_topics[region_index];
+                let meta = headers::url_record(status.as_str(), device_id, event_type);
                 let record = BaseRecord::with_opaque_to(topic, opaque)
                     .key(region.as_bytes())
                     .payload(json)
-                    .headers(headers::url_record(status.as_str(), device_id, event_type));
+                    .headers(trace::url_record(hop.as_mut(), meta, status, topic));
                 self.inflight.add_outputs(seq, 1);
                 let cluster = env.region_clusters[region_index];
                 match self.inflight.send_on(cluster, record).await {
@@ -354,17 +357,21 @@ impl Worker {
             }
             Output::Suppressed { status, .. } => {
                 self.counters.decision(status, 0);
+                trace::suppressed(hop.as_mut(), status);
                 None
             }
             Output::DeadLetter { error, json } => {
                 self.counters.invalid(error.kind);
+                trace::dead_lettered(hop.as_mut(), error);
                 self.inflight.add_outputs(seq, 1);
-                send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
+                let input = (Some(msg), hop.as_ref());
+                send_dead_letter(&mut self.inflight, seq, offset, input, error, json).await;
                 None
             }
         };
         if let Some((e, topic)) = refused {
-            self.refused_at_once(msg, seq, clock, e, &topic).await;
+            self.refused_at_once(msg, hop.as_mut(), seq, clock, (e, &topic))
+                .await;
         }
     }
 
@@ -375,10 +382,10 @@ impl Worker {
     async fn refused_at_once(
         &mut self,
         msg: &BorrowedMessage<'_>,
+        mut hop: Option<&mut crate::otel::Hop>,
         seq: u64,
         clock: &Clock,
-        e: rdkafka::error::KafkaError,
-        topic: &str,
+        (e, topic): (rdkafka::error::KafkaError, &str),
     ) {
         let kind = match classify(&e) {
             Failure::Record(kind) => kind,
@@ -405,7 +412,9 @@ impl Worker {
             unreachable!("reject makes a dead letter")
         };
         self.counters.invalid(error.kind);
-        send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
+        trace::dead_lettered(hop.as_deref_mut(), error);
+        let input = (Some(msg), hop.as_deref());
+        send_dead_letter(&mut self.inflight, seq, offset, input, error, json).await;
     }
 
     /// Reports this partition's new evictions.
