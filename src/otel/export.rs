@@ -141,7 +141,8 @@ async fn export_loop(
         }
         let until = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
-            let more = rx.recv_many(&mut batch, BATCH - batch.len());
+            let room = BATCH - batch.len();
+            let more = rx.recv_many(&mut batch, room);
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
