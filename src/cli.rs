@@ -256,7 +256,10 @@ pub(crate) struct RunSettings {
     #[serde(skip_serializing_if = "is_false")]
     create_topics: bool,
     #[command(flatten)]
-    #[serde(serialize_with = "tracing_table", skip_serializing_if = "TracingSettings::is_empty")]
+    #[serde(
+        serialize_with = "tracing_table",
+        skip_serializing_if = "TracingSettings::is_empty"
+    )]
     tracing: TracingSettings,
 }
 
@@ -297,7 +300,10 @@ pub(crate) struct WebhooksSettings {
     #[serde(skip_serializing_if = "is_false")]
     create_topics: bool,
     #[command(flatten)]
-    #[serde(serialize_with = "tracing_table", skip_serializing_if = "TracingSettings::is_empty")]
+    #[serde(
+        serialize_with = "tracing_table",
+        skip_serializing_if = "TracingSettings::is_empty"
+    )]
     tracing: TracingSettings,
 }
 

@@ -35,7 +35,11 @@ fn jaeger() -> &'static (String, SocketAddr) {
     JAEGER.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/jaeger.sh");
         if std::env::var("JAEGER_QUERY_URL").is_err() {
-            let out = Command::new("bash").arg(&script).arg("start").output().unwrap();
+            let out = Command::new("bash")
+                .arg(&script)
+                .arg("start")
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "no Jaeger: `scripts/jaeger.sh start` failed (it builds Jaeger with Go the first \
@@ -43,7 +47,11 @@ fn jaeger() -> &'static (String, SocketAddr) {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let out = Command::new("bash").arg(&script).arg("env").output().unwrap();
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("env")
+            .output()
+            .unwrap();
         let vars = String::from_utf8(out.stdout).unwrap();
         let var = |name: &str| {
             std::env::var(name).unwrap_or_else(|_| {
@@ -73,7 +81,10 @@ fn jaeger_trace(trace_id: &str, spans: usize) -> Vec<Value> {
                 return false;
             }
             let v: Value = serde_json::from_str(&body).unwrap();
-            got = v["data"][0]["spans"].as_array().cloned().unwrap_or_default();
+            got = v["data"][0]["spans"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             got.len() >= spans
         },
     );
@@ -151,7 +162,9 @@ fn receiver(rt: &tokio::runtime::Runtime) -> (Arc<Mutex<Vec<Option<String>>>>, S
         axum::routing::post(move |headers: HeaderMap| {
             let s = s.clone();
             async move {
-                let tp = headers.get("traceparent").map(|v| v.to_str().unwrap().to_string());
+                let tp = headers
+                    .get("traceparent")
+                    .map(|v| v.to_str().unwrap().to_string());
                 s.lock().unwrap().push(tp);
                 "ok"
             }
@@ -214,9 +227,17 @@ fn a_traced_event_is_one_trace_from_the_producer_to_the_receiver() {
     produce_traced(
         &t.input,
         &[
-            ("d-traced", traced.as_str(), Some(format!("00-{trace}-{producer_span}-01"))),
+            (
+                "d-traced",
+                traced.as_str(),
+                Some(format!("00-{trace}-{producer_span}-01")),
+            ),
             ("d-plain", plain.as_str(), None),
-            ("d-bad", "not json", Some(format!("00-{dl_trace}-{dl_producer_span}-01"))),
+            (
+                "d-bad",
+                "not json",
+                Some(format!("00-{dl_trace}-{dl_producer_span}-01")),
+            ),
         ],
     );
 
@@ -234,11 +255,17 @@ fn a_traced_event_is_one_trace_from_the_producer_to_the_receiver() {
     let (dead_trace, dead_processing) = parse(header(&dead[0], "traceparent").unwrap());
     assert_eq!(dead_trace, dl_trace);
 
-    wait_until("the receiver got both records", Duration::from_secs(30), || {
-        seen.lock().unwrap().len() >= 2
-    });
+    wait_until(
+        "the receiver got both records",
+        Duration::from_secs(30),
+        || seen.lock().unwrap().len() >= 2,
+    );
     let requests = seen.lock().unwrap().clone();
-    assert_eq!(requests.iter().filter(|tp| tp.is_none()).count(), 1, "{requests:?}");
+    assert_eq!(
+        requests.iter().filter(|tp| tp.is_none()).count(),
+        1,
+        "{requests:?}"
+    );
     let request_tp = requests.iter().flatten().next().unwrap();
     let (request_trace, delivery) = parse(request_tp);
     assert_eq!(request_trace, trace);
@@ -249,7 +276,10 @@ fn a_traced_event_is_one_trace_from_the_producer_to_the_receiver() {
     assert_eq!(parent_of(process), producer_span);
     assert_eq!(tag(process, "messaging.system"), "kafka");
     assert_eq!(tag(process, "messaging.destination.name"), t.input.as_str());
-    assert_eq!(tag(process, "messaging.consumer.group.name"), t.group.as_str());
+    assert_eq!(
+        tag(process, "messaging.consumer.group.name"),
+        t.group.as_str()
+    );
     assert_eq!(tag(process, "aepiot.status"), "success");
     let deliver = span(&spans, "deliver receiver");
     assert_eq!(deliver["spanID"], delivery.as_str());
@@ -292,12 +322,16 @@ fn a_collector_that_is_down_costs_spans_not_records() {
     let out = consume(&t.output, N, Duration::from_secs(60));
     assert_eq!(out.len(), N);
     assert!(out.iter().all(|m| header(m, "traceparent").is_some()));
-    wait_until("every input offset committed", Duration::from_secs(30), || {
-        all_committed(&t.group, &t.input)
-    });
-    wait_until("every span dropped and counted", Duration::from_secs(30), || {
-        running.metrics.trace_spans_dropped.get() >= N as u64
-    });
+    wait_until(
+        "every input offset committed",
+        Duration::from_secs(30),
+        || all_committed(&t.group, &t.input),
+    );
+    wait_until(
+        "every span dropped and counted",
+        Duration::from_secs(30),
+        || running.metrics.trace_spans_dropped.get() >= N as u64,
+    );
     assert_eq!(running.metrics.trace_spans_exported.get(), 0);
     running.shutdown();
 }

@@ -12,8 +12,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::core::{EngineSettings, HostChoice, Limits, UrlSettings};
-use crate::residency::{ClusterConfig, RegionOutput};
 pub use crate::otel::config::TracingConfig;
+use crate::residency::{ClusterConfig, RegionOutput};
 pub use crate::webhook::config::{WebhookEndpointConfig, WebhooksConfig};
 
 mod derived;

@@ -69,7 +69,9 @@ impl TracingConfig {
             return Err("tracing.service_name must not be empty".into());
         }
         if self.max_queue_spans == 0 || self.export_timeout_ms == 0 {
-            return Err("tracing.max_queue_spans and tracing.export_timeout_ms must be at least 1".into());
+            return Err(
+                "tracing.max_queue_spans and tracing.export_timeout_ms must be at least 1".into(),
+            );
         }
         Ok(())
     }
@@ -89,7 +91,10 @@ mod tests {
             sample_ratio: ratio,
             ..TracingConfig::default()
         };
-        assert_eq!(on("http://127.0.0.1:4318/v1/traces", 1.0).validate(), Ok(()));
+        assert_eq!(
+            on("http://127.0.0.1:4318/v1/traces", 1.0).validate(),
+            Ok(())
+        );
         assert!(on("127.0.0.1:4318", 0.5).validate().is_err());
         assert!(on("grpc://collector:4317", 0.5).validate().is_err());
         assert!(on("", 1.5).validate().unwrap_err().contains("sample_ratio"));

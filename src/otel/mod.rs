@@ -60,7 +60,11 @@ impl Otel {
         }
         config.validate().map_err(anyhow::Error::msg)?;
         let instance = if config.instance_id.is_empty() {
-            format!("{}-{}", crate::kafka::client::hostname(), std::process::id())
+            format!(
+                "{}-{}",
+                crate::kafka::client::hostname(),
+                std::process::id()
+            )
         } else {
             config.instance_id.clone()
         };
@@ -241,16 +245,26 @@ mod tests {
         assert!(never.parent(Some(other.as_borrowed())).is_none());
 
         let h = headers(SAMPLED);
-        let cx = never.parent(Some(h.as_borrowed())).expect("a sampled parent");
+        let cx = never
+            .parent(Some(h.as_borrowed()))
+            .expect("a sampled parent");
         let hop = never.consumed(&cx, "in", 3, 42, "g");
         assert!(hop.span.is_recording());
         let tp = hop.traceparent();
-        assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{tp}");
-        assert!(tp.ends_with("-01") && !tp.contains("00f067aa0ba902b7"), "{tp}");
+        assert!(
+            tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{tp}"
+        );
+        assert!(
+            tp.ends_with("-01") && !tp.contains("00f067aa0ba902b7"),
+            "{tp}"
+        );
         assert_eq!(hop.tracestate().as_deref(), Some("vendor=1"));
 
         let h = headers(NOT_SAMPLED);
-        let cx = never.parent(Some(h.as_borrowed())).expect("an unsampled parent");
+        let cx = never
+            .parent(Some(h.as_borrowed()))
+            .expect("an unsampled parent");
         let hop = never.consumed(&cx, "in", 3, 43, "g");
         assert!(!hop.span.is_recording());
         let tp = hop.traceparent();
@@ -260,7 +274,9 @@ mod tests {
         let root = always.parent(None).expect("a root");
         let hop = always.consumed(&root, "in", 0, 0, "g");
         assert!(hop.span.is_recording() && hop.traceparent().ends_with("-01"));
-        assert!(!hop.traceparent().contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert!(!hop
+            .traceparent()
+            .contains("4bf92f3577b34da6a3ce929d0e0e4736"));
         assert_eq!(hop.tracestate(), None);
         never.shutdown().await;
         always.shutdown().await;

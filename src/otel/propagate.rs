@@ -100,7 +100,10 @@ mod tests {
             "garbage",
             "",
         ] {
-            assert!(read(insert(OwnedHeaders::new(), bad, None)).is_none(), "{bad}");
+            assert!(
+                read(insert(OwnedHeaders::new(), bad, None)).is_none(),
+                "{bad}"
+            );
         }
         let none = OwnedHeaders::new().insert(Header {
             key: "other",

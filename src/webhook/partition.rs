@@ -171,7 +171,8 @@ impl Reader {
                 return true;
             }
             Err(e) => {
-                let trace_id = crate::otel::trace_id_of(trace.as_ref()).map(tracing::field::display);
+                let trace_id =
+                    crate::otel::trace_id_of(trace.as_ref()).map(tracing::field::display);
                 tracing::warn!(topic = %self.topic, partition = self.partition, offset, trace_id, error = %e, "skipping a record that is not a URL record");
                 self.tracker.push(offset, 0, ());
                 return true;

@@ -49,7 +49,10 @@ impl DeliverySpan {
                 KeyValue::new("aepiot.webhook.origin", at.origin.to_owned()),
                 KeyValue::new("messaging.system", "kafka"),
                 KeyValue::new("messaging.destination.name", at.topic.to_owned()),
-                KeyValue::new("messaging.destination.partition.id", at.partition.to_string()),
+                KeyValue::new(
+                    "messaging.destination.partition.id",
+                    at.partition.to_string(),
+                ),
                 KeyValue::new("messaging.kafka.offset", at.offset),
             ],
         );
@@ -104,7 +107,10 @@ impl DeliverySpan {
             i64::from(self.attempts),
         ));
         if let Some(status) = self.status {
-            hop.set(KeyValue::new("http.response.status_code", i64::from(status)));
+            hop.set(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
         }
         if result != "delivered" {
             hop.fail(result);

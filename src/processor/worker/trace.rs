@@ -45,7 +45,10 @@ pub(super) fn suppressed(hop: Option<&mut Hop>, status: Decision) {
 pub(super) fn dead_lettered(hop: Option<&mut Hop>, error: &RecordError) {
     if let Some(hop) = hop {
         hop.set(KeyValue::new("aepiot.status", "invalid"));
-        hop.set(KeyValue::new("aepiot.dead_letter.kind", error.kind.as_str()));
+        hop.set(KeyValue::new(
+            "aepiot.dead_letter.kind",
+            error.kind.as_str(),
+        ));
         hop.fail(error.kind.as_str());
     }
 }
