@@ -12,9 +12,11 @@ bash scripts/install-ci-deps.sh
 # Brokers this script starts are stopped when it ends, pass or fail (one left running idles on a
 # core and skews whatever is timed next); a broker that was already running is left alone.
 started=()
+started_registry=0
 started_jaeger=0
 stop_started() {
   local b
+  if ((started_registry)); then bash scripts/registry.sh stop >/dev/null 2>&1 || true; fi
   if ((started_jaeger)); then bash scripts/jaeger.sh stop >/dev/null 2>&1 || true; fi
   for b in "${started[@]+"${started[@]}"}"; do env $b bash scripts/kafka.sh stop >/dev/null 2>&1 || true; done
   # The cluster of tests/cluster_faults.rs (its test process's watchdog stops it; this is for a
@@ -35,6 +37,13 @@ fi
 if [ -z "${KAFKA_BOOTSTRAP_EU:-}" ]; then
   start_broker "KAFKA_PORT=19696 KAFKA_DATA_DIR=/tmp/aepiot-kafka-eu"
   export KAFKA_BOOTSTRAP_EU="$(KAFKA_PORT=19696 bash scripts/kafka.sh bootstrap)"
+fi
+# The Schema Registry of the Avro / Protobuf tests (tests/avro_output.rs and the Schema Registry
+# input tests), Apicurio from scripts/registry.sh, stopped afterwards if started here.
+if [ -z "${SCHEMA_REGISTRY_URL:-}" ]; then
+  bash scripts/registry.sh status >/dev/null 2>&1 || started_registry=1
+  bash scripts/registry.sh start
+  export SCHEMA_REGISTRY_URL="$(bash scripts/registry.sh url)"
 fi
 # Jaeger, the traces' collector of tests/tracing.rs (built once into a cache by
 # scripts/install-ci-deps.sh; ports 21115-21118 on 127.0.0.1). The tests fail, never skip, without it.
