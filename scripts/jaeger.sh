@@ -40,15 +40,22 @@ LOG_FILE="$RUN_DIR/jaeger.log"
 
 die() { echo "jaeger.sh: error: $*" >&2; exit 1; }
 log() { echo "jaeger.sh: $*" >&2; }
+# live_pid, wait_gone
+# shellcheck source=lib/daemon.sh
+source "$ROOT/scripts/lib/daemon.sh"
 
 [[ -n "$VERSION" ]] || die "no jaeger version in $MODULE/go.mod"
 
 built() { [[ -x "$BIN" && -f "$STAMP" && "$(cat "$STAMP")" == "$(sha256sum "$MODULE/go.sum" | cut -d' ' -f1)" ]]; }
 
 cmd_build() {
+  mkdir -p "$CACHE_DIR"
+  # One build at a time; one that waited finds the binary built.
+  local fd
+  exec {fd}>"$CACHE_DIR/.lock"
+  flock -w 1800 "$fd" || die "timed out waiting for the build lock $CACHE_DIR/.lock"
   if ! built; then
     command -v go >/dev/null || die "Go is needed to build Jaeger (https://go.dev/dl/)"
-    mkdir -p "$CACHE_DIR"
     log "building jaeger $VERSION with $(go version | awk '{print $3}') into $CACHE_DIR (first time only; ~10 minutes on 2 cores)"
     local start; start=$(date +%s)
     # The module's `tool` directive pins Jaeger and every dependency (go.sum); CGO off: a static
@@ -59,10 +66,11 @@ cmd_build() {
     sha256sum "$MODULE/go.sum" | cut -d' ' -f1 >"$STAMP"
     log "built in $(( $(date +%s) - start )) s"
   fi
+  exec {fd}>&-
   echo "$BIN"
 }
 
-pid() { [[ -f "$PID_FILE" ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null && cat "$PID_FILE"; }
+pid() { live_pid "$PID_FILE" "$BIN"; }
 
 query_ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$JAEGER_QUERY_PORT/api/services"; }
 
@@ -96,13 +104,14 @@ cmd_stop() {
   local p
   p="$(pid)" || { rm -f "$PID_FILE"; log "not running"; return 0; }
   kill "$p"
-  for _ in $(seq 1 50); do
-    kill -0 "$p" 2>/dev/null || { rm -f "$PID_FILE"; log "stopped"; return 0; }
-    sleep 0.2
-  done
-  kill -9 "$p" 2>/dev/null || true
+  if wait_gone "$p" 10; then
+    log "stopped"
+  else
+    kill -9 "$p" 2>/dev/null || true
+    wait_gone "$p" 10 || true
+    log "killed after 10 s"
+  fi
   rm -f "$PID_FILE"
-  log "killed after 10 s"
 }
 
 cmd_status() {
