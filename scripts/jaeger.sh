@@ -72,7 +72,7 @@ cmd_build() {
 
 pid() { live_pid "$PID_FILE" "$BIN"; }
 
-query_ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$JAEGER_QUERY_PORT/api/services"; }
+query_ready() { curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$JAEGER_QUERY_PORT/api/services"; }
 
 cmd_start() {
   if pid >/dev/null; then
