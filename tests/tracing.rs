@@ -335,3 +335,31 @@ fn a_collector_that_is_down_costs_spans_not_records() {
     assert_eq!(running.metrics.trace_spans_exported.get(), 0);
     running.shutdown();
 }
+
+/// `[tracing]` from the environment, as the Helm chart sets it: a decimal ratio is a number, and
+/// a value that only looks like one (`1.2.3`) stays a string.
+#[test]
+fn tracing_settings_from_the_environment() {
+    let env = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let c = Config::load(
+        None,
+        env(&[
+            ("AEPIOT_TRACING__OTLP_ENDPOINT", "http://c:4318/v1/traces"),
+            ("AEPIOT_TRACING__SAMPLE_RATIO", "0.25"),
+            ("AEPIOT_OUTPUT_TOPIC", "1.2.3"),
+        ]),
+        toml::Table::new(),
+    )
+    .unwrap();
+    assert!(c.tracing.enabled());
+    assert_eq!(c.tracing.sample_ratio, 0.25);
+    assert_eq!(c.output_topic, "1.2.3");
+    let bad = env(&[("AEPIOT_TRACING__SAMPLE_RATIO", "1.5")]);
+    let e = Config::load(None, bad, toml::Table::new()).unwrap_err();
+    assert!(e.to_string().contains("tracing.sample_ratio"), "{e}");
+}

@@ -463,30 +463,27 @@ fn webhook_endpoints_have_names_and_groups_of_their_own() {
     assert!(load("[webhooks]\noutage_max_secs = 0", &[]).is_err());
 }
 
-/// `[tracing]` from the environment, as the Helm chart sets it: a decimal ratio is a number, and
-/// a value that only looks like one (`1.2.3`) stays a string.
 #[test]
-fn tracing_from_the_environment() {
-    let env = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<Vec<_>>()
-    };
-    let c = Config::load(
-        None,
-        env(&[
-            ("AEPIOT_TRACING__OTLP_ENDPOINT", "http://c:4318/v1/traces"),
-            ("AEPIOT_TRACING__SAMPLE_RATIO", "0.25"),
-            ("AEPIOT_OUTPUT_TOPIC", "1.2.3"),
-        ]),
-        toml::Table::new(),
+fn the_schema_registry_from_file_environment_and_flags_with_its_password_redacted() {
+    let c = load(
+        "[schema_registry]\nurl = \"http://registry:8081\"\nusername = \"svc\"\n",
+        &[
+            ("AEPIOT_SCHEMA_REGISTRY__PASSWORD", "123456"),
+            ("AEPIOT_SCHEMA_REGISTRY__RETRY_BACKOFF_MAX_MS", "2000"),
+        ],
     )
     .unwrap();
-    assert!(c.tracing.enabled());
-    assert_eq!(c.tracing.sample_ratio, 0.25);
-    assert_eq!(c.output_topic, "1.2.3");
-    let bad = env(&[("AEPIOT_TRACING__SAMPLE_RATIO", "1.5")]);
-    let e = Config::load(None, bad, toml::Table::new()).unwrap_err();
-    assert!(e.to_string().contains("tracing.sample_ratio"), "{e}");
+    assert_eq!(c.schema_registry.password.expose(), "123456");
+    assert_eq!(c.schema_registry.retry_backoff_max_ms, 2000);
+    let shown = c.to_redacted_toml();
+    assert!(shown.contains("[schema_registry]"), "{shown}");
+    assert!(!shown.contains("123456"), "{shown}");
+    let mut flags = toml::Table::new();
+    let mut registry = toml::Table::new();
+    registry.insert("url".into(), "https://flag:8081".into());
+    flags.insert("schema_registry".into(), registry.into());
+    let c = Config::load(None, Vec::new(), flags).unwrap();
+    assert_eq!(c.schema_registry.url, "https://flag:8081");
+    let e = load("[schema_registry]\nurl = \"registry\"\n", &[]).unwrap_err();
+    assert!(e.to_string().contains("schema_registry.url"), "{e}");
 }

@@ -47,14 +47,20 @@ pub struct Otel {
     /// Kept so the provider (and its span queue) lives as long as the tracer's users.
     _provider: SdkTracerProvider,
     ratio: f64,
+    /// The processor's consumer group, as its processing spans name it.
+    group: String,
     propagator: TraceContextPropagator,
     export: Mutex<Option<export::Exporting>>,
 }
 
 impl Otel {
-    /// The tracer for `config`, with its export task on the current runtime; `None` when tracing
-    /// is off.
-    pub fn start(config: &TracingConfig, metrics: &Metrics) -> anyhow::Result<Option<Arc<Otel>>> {
+    /// The tracer for `config` (of the consumer group `group`), with its export task on the
+    /// current runtime; `None` when tracing is off.
+    pub fn start(
+        config: &TracingConfig,
+        group: &str,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Option<Arc<Otel>>> {
         if !config.enabled() {
             return Ok(None);
         }
@@ -90,6 +96,7 @@ impl Otel {
             tracer: provider.tracer("aepiot-stream"),
             _provider: provider,
             ratio: config.sample_ratio,
+            group: group.to_owned(),
             propagator: TraceContextPropagator::new(),
             export: Mutex::new(Some(exporting)),
         })))
@@ -128,14 +135,7 @@ impl Otel {
 
     /// The span of one Kafka record being processed (`process <topic>`), with the messaging
     /// attributes of the record it consumed.
-    pub fn consumed(
-        &self,
-        parent: &Context,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        group: &str,
-    ) -> Hop {
+    pub fn consumed(&self, parent: &Context, topic: &str, partition: i32, offset: i64) -> Hop {
         self.span(
             parent,
             format!("process {topic}"),
@@ -146,7 +146,7 @@ impl Otel {
                 KeyValue::new("messaging.destination.name", topic.to_owned()),
                 KeyValue::new("messaging.destination.partition.id", partition.to_string()),
                 KeyValue::new("messaging.kafka.offset", offset),
-                KeyValue::new("messaging.consumer.group.name", group.to_owned()),
+                KeyValue::new("messaging.consumer.group.name", self.group.clone()),
             ],
         )
     }
@@ -206,6 +206,15 @@ impl Hop {
     }
 }
 
+/// `result`, once the spans still queued are exported (within `tracing.export_timeout_ms`): how a
+/// service ends with tracing on.
+pub async fn finish<T>(otel: Option<Arc<Otel>>, result: T) -> T {
+    if let Some(otel) = otel {
+        otel.shutdown().await;
+    }
+    result
+}
+
 /// The trace id of a record's context, for its log lines (none when not traced).
 pub fn trace_id_of(cx: Option<&Context>) -> Option<TraceId> {
     cx.map(|cx| cx.span().span_context().trace_id())
@@ -225,7 +234,7 @@ mod tests {
             sample_ratio: ratio,
             ..TracingConfig::default()
         };
-        Otel::start(&config, &Metrics::new()).unwrap().unwrap()
+        Otel::start(&config, "g", &Metrics::new()).unwrap().unwrap()
     }
 
     fn headers(traceparent: &str) -> OwnedHeaders {
@@ -248,7 +257,7 @@ mod tests {
         let cx = never
             .parent(Some(h.as_borrowed()))
             .expect("a sampled parent");
-        let hop = never.consumed(&cx, "in", 3, 42, "g");
+        let hop = never.consumed(&cx, "in", 3, 42);
         assert!(hop.span.is_recording());
         let tp = hop.traceparent();
         assert!(
@@ -265,14 +274,14 @@ mod tests {
         let cx = never
             .parent(Some(h.as_borrowed()))
             .expect("an unsampled parent");
-        let hop = never.consumed(&cx, "in", 3, 43, "g");
+        let hop = never.consumed(&cx, "in", 3, 43);
         assert!(!hop.span.is_recording());
         let tp = hop.traceparent();
         assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && tp.ends_with("-00"));
 
         let always = otel(1.0);
         let root = always.parent(None).expect("a root");
-        let hop = always.consumed(&root, "in", 0, 0, "g");
+        let hop = always.consumed(&root, "in", 0, 0);
         assert!(hop.span.is_recording() && hop.traceparent().ends_with("-01"));
         assert!(!hop
             .traceparent()

@@ -37,7 +37,7 @@ use super::transactions::{call_timeout, MakeProducer, Transactions};
 use super::txn_calls::TxnId;
 use super::worker_env::{ChangelogEnv, Step, WorkerEnv};
 use crate::config::{Config, Guarantee, OffsetReset};
-use crate::core::Shared;
+use crate::core::{EngineSettings, Shared};
 use crate::http::{self, Health};
 use crate::kafka::client::{
     admin_config, consumer_config, producer_config, regional_producer_config,
@@ -74,19 +74,24 @@ pub async fn run(
     config.validate_for_run()?;
     let metrics = hooks.metrics.clone().unwrap_or_default();
     let (served, _server) = serve(&config, listener, &metrics)?;
-    let otel = crate::otel::Otel::start(&config.tracing, &metrics)?;
+    let otel = crate::otel::Otel::start(&config.tracing, &config.group_id, &metrics)?;
     let Some(max_output_bytes) = check(&config, &hooks, &shutdown).await? else {
         tracing::info!("stopped during the start-up checks");
         return Ok(());
     };
+    let Some(encoding) =
+        super::output_schema::record_encoding(&config, &served.health, &shutdown).await?
+    else {
+        tracing::info!("stopped while waiting for the Schema Registry");
+        return Ok(());
+    };
     let ensured = restore_topics(&config).await?;
-    let start = (max_output_bytes, ensured, otel.clone());
-    let consuming = consume(&config, &hooks, served, start).await?;
-    let stopped = drain(consuming, &config, &shutdown).await;
-    if let Some(otel) = otel {
-        otel.shutdown().await;
-    }
-    stopped
+    let settings = EngineSettings {
+        record_encoding: encoding,
+        ..config.run_engine_settings(max_output_bytes)
+    };
+    let consuming = consume(&config, &hooks, served, settings, (ensured, otel.clone())).await?;
+    crate::otel::finish(otel, drain(consuming, &config, &shutdown).await).await
 }
 
 /// What the metrics server shares with the pipeline.
@@ -193,7 +198,8 @@ async fn consume(
     config: &Config,
     hooks: &RunHooks,
     served: Served,
-    (max_output_bytes, ensured, otel): (usize, HashSet<String>, Option<Arc<crate::otel::Otel>>),
+    settings: EngineSettings,
+    (ensured, otel): (HashSet<String>, Option<Arc<crate::otel::Otel>>),
 ) -> anyhow::Result<Consuming> {
     let Served {
         metrics,
@@ -250,7 +256,7 @@ async fn consume(
         producers: producers.clone(),
         region_clusters: routes.region_clusters,
         router,
-        shared: Shared::new(config.run_engine_settings(max_output_bytes)),
+        shared: Shared::new(settings),
         metrics: metrics.clone(),
         output_topic: config.output_topic.clone(),
         written: region_topics
@@ -278,8 +284,8 @@ async fn consume(
             replication_factor: config.topics.replication_factor,
         }),
         status,
+        schema_registry: config.registry_input(health.registry_waits.clone())?,
         otel,
-        group_id: config.group_id.clone(),
     });
     let exactly_once = txn.is_some();
     consumer

@@ -65,7 +65,7 @@ pub async fn run(
     }
     let _server_guard = server_stop.drop_guard();
 
-    let otel = crate::otel::Otel::start(&config.tracing, &metrics)?;
+    let otel = crate::otel::Otel::start(&config.tracing, &config.group_id, &metrics)?;
     startup::check(&config).await?;
 
     let producer: FutureProducer = startup::producer_config(&config)
@@ -133,9 +133,7 @@ pub async fn run(
     if let Err(e) = flushed {
         tracing::warn!(error = %e, "dead-letter producer flush did not complete");
     }
-    if let Some(otel) = otel {
-        otel.shutdown().await;
-    }
+    crate::otel::finish(otel, ()).await;
     if fatal.is_cancelled() {
         anyhow::bail!("webhooks stopped: a webhook dead letter could not be written to Kafka (see the log); offsets were not committed past it");
     }

@@ -54,8 +54,8 @@ fn inflight_storing(
         }),
         step: crate::processor::worker_env::Step::Engine,
         status: None,
+        schema_registry: None,
         otel: None,
-        group_id: "g".into(),
     });
     let (id, acks) = router.register();
     let stop = CancellationToken::new();
@@ -315,8 +315,8 @@ fn clone_env(env: &WorkerEnv) -> WorkerEnv {
         changelog: None,
         step: env.step,
         status: None,
+        schema_registry: None,
         otel: None,
-        group_id: env.group_id.clone(),
     }
 }
 

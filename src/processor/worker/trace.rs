@@ -16,7 +16,7 @@ impl Worker {
         let otel = env.otel.as_ref()?;
         let parent = otel.parent(msg.headers())?;
         let (topic, partition) = (&self.inflight.topic, self.inflight.partition);
-        Some(otel.consumed(&parent, topic, partition, msg.offset(), &env.group_id))
+        Some(otel.consumed(&parent, topic, partition, msg.offset()))
     }
 }
 
