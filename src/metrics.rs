@@ -117,6 +117,8 @@ declare! {
             "Devices with rate-limit or dedupe state, per assigned partition", ["topic", "partition"]),
         state_cache_entries: IntGaugeVec = ("aepiot_state_cache_entries",
             "Dedupe cache entries, per assigned partition", ["topic", "partition"]),
+        consumer_prefetch_bytes: IntGauge = ("aepiot_consumer_prefetch_bytes",
+            "Input bytes fetched and not yet read by the partition workers, over all partitions (librdkafka's statistics, every 5 s); bounded by input.prefetch_budget_bytes"),
         assigned_partitions: IntGauge = ("aepiot_assigned_partitions",
             "Input partitions assigned to this instance"),
         rebalances: IntCounterVec = ("aepiot_rebalances_total",

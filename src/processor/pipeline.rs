@@ -226,13 +226,15 @@ async fn consume(
     };
 
     let earliest = config.auto_offset_reset == OffsetReset::Earliest;
+    let (partitions, _) = crate::kafka::prefetch::input_share(config, admin_config(config)).await?;
     let ctx = ConsumerCtx::new(
         tokio::runtime::Handle::current(),
         metrics.clone(),
         health.clone(),
         earliest,
+        partitions,
     );
-    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(config)
+    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(config, partitions)
         .create_with_context(ctx)
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
@@ -271,6 +273,7 @@ async fn consume(
             ensured: std::sync::Mutex::new(ensured),
             interval: Duration::from_millis(config.commit_interval_ms),
             replication_factor: config.topics.replication_factor,
+            restores: tokio::sync::Semaphore::new(super::worker_env::RESTORES_AT_ONCE),
         }),
         status,
     });
