@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::local::LocalIntCounter;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::message::BorrowedMessage;
@@ -53,7 +54,10 @@ struct Worker {
     /// Next offset to process (-1 until the first record), shared with the rebalance handler:
     /// the lag metric, and under exactly-once the offset committed with the transaction.
     position: Arc<AtomicI64>,
+    /// The outcome counters and records written per region, counted here and added to the shared
+    /// metrics once per batch ([`Worker::flush_counts`]): no shared atomics per record.
     counters: OutcomeCounters,
+    written: Vec<LocalIntCounter>,
     inflight: Inflight,
     state: Option<StateWrites>,
     /// Evictions of this partition's state already counted in the metric.
@@ -96,6 +100,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
     let worker = Worker {
         engine,
         counters: env.metrics.outcome_counters(),
+        written: env.written.iter().map(|c| c.local()).collect(),
         notify,
         position: position.clone(),
         status_link: WorkerLink::new(env.status.as_ref(), topic, partition),
@@ -172,6 +177,7 @@ impl Worker {
                 },
             };
             let mut read = 0;
+            self.inflight.batch_started();
             // One clock reading per batch: a batch takes well under a millisecond, so every record
             // of it may share one reading, and clock reads stay off the per-record path (see
             // BENCHMARKS.md, "What changed since the interim figures").
@@ -198,10 +204,12 @@ impl Worker {
                 state.cut(self.engine.states_mut(), &mut self.inflight, None);
                 state.write_when_acked(&mut self.inflight, true).await;
             }
+            self.inflight.batch_ended();
             drop(guard);
             self.inflight.take_acks();
             self.after_acks(Some(&clock)).await;
             self.status_link.answer_waiting(&self.engine);
+            self.flush_counts();
             devices.set(self.engine.states().device_count() as i64);
             cache.set(self.engine.states().cache_entries() as i64);
             self.count_evictions(clock.wall_ms);
@@ -229,6 +237,7 @@ impl Worker {
         if env.gate.is_none() {
             self.drain().await;
         }
+        self.flush_counts();
         let _ = env.metrics.state_devices.remove_label_values(&labels);
         let _ = env.metrics.state_cache_entries.remove_label_values(&labels);
         env.router.unregister(self.inflight.id);
@@ -346,7 +355,7 @@ impl Worker {
                 let cluster = env.region_clusters[region_index];
                 match self.inflight.send_on(cluster, record).await {
                     Ok(()) => {
-                        env.written[region_index].inc();
+                        self.written[region_index].inc();
                         None
                     }
                     Err((e, _)) => Some((e, topic.clone())),
@@ -406,6 +415,14 @@ impl Worker {
         };
         self.counters.invalid(error.kind);
         send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
+    }
+
+    /// Adds what this worker counted since the last time to the shared metrics.
+    fn flush_counts(&self) {
+        self.counters.flush();
+        for w in &self.written {
+            w.flush();
+        }
     }
 
     /// Reports this partition's new evictions.
