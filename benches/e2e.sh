@@ -197,14 +197,10 @@ for t in python3 kcat; do command -v "$t" >/dev/null || die "$t is needed"; done
 ((PERF)) && { command -v perf >/dev/null || die "perf is needed for --perf"; }
 
 # ------------------------------------------------------------------ binary, broker
-mkdir -p "$WORK"
-SRC_BIN="${AEPIOT_BIN:-$ROOT/target/release/aepiot-stream}"
-if [[ ! -x "$SRC_BIN" ]]; then
-  log "building $SRC_BIN (cargo build --release; minutes the first time)"
-  (cd "$ROOT" && cargo build --release)
-fi
-BIN="$WORK/aepiot-stream"
-cp "$SRC_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+# bench_binary, bench_begin, load1, wait_quiet, create_topic, delete_topic, describe, stop_process,
+# df_check, machine_json
+source "$ROOT/benches/support/lib.sh"
+bench_binary
 "$BIN" passthrough --help >/dev/null 2>&1 || die "$SRC_BIN has no passthrough subcommand (rebuild)"
 PROFILING_BIN="$WORK/aepiot-stream-profiling"
 if ((PERF)); then
@@ -227,21 +223,7 @@ if ((CLUSTER)); then  # the brokers' CPU is the sum over the nodes
 else
   BROKER_PID="$(cat "$KAFKA_DATA_DIR/kafka.pid")"
 fi
-STAMP="$(date +%s)"
-RUNS_FILE="$WORK/runs-$STAMP.jsonl"
-: >"$RUNS_FILE"
-
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
-  if [[ "$STOP_BROKER" == true ]]; then "${KAFKA[@]}" stop >&2 || true; fi
-}
-trap cleanup EXIT
-
-# ------------------------------------------------------------------ helpers
-# load1, wait_quiet, create_topic, delete_topic, describe, stop_process, df_check, machine_json
-source "$ROOT/benches/support/lib.sh"
+bench_begin
 
 variant_env() { # VARIANT -> env assignments, one per line
   case "$1" in
@@ -284,15 +266,8 @@ start_process() { # VARIANT INPUT OUTPUT DLQ GROUP LOG
   PIDS+=("$LAST_PID")
 }
 
-# Appends one run record: the JSON objects given as arguments merged left to right.
-record() {
-  python3 -c 'import json,sys
-d={}
-for a in sys.argv[1:]: d.update(json.loads(a))
-print(json.dumps(d))' "$@" >>"$RUNS_FILE"
-  tail -n1 "$RUNS_FILE" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("e2e.sh: result", json.dumps({k: d.get(k) for k in ("bench","variant","run","ok","seconds","events_per_s","steady_events_per_s","load_before","rss_growth_bytes","state_devices")}))' >&2
-  write_results
-}
+# The fields of each run that `record` logs.
+RECORD_KEYS="bench variant run ok seconds events_per_s steady_events_per_s load_before rss_growth_bytes state_devices"
 
 MACHINE="$(machine_json)"
 PARAMS="$(python3 -c 'import json,sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \

@@ -132,14 +132,10 @@ for t in python3 kcat; do command -v "$t" >/dev/null || die "$t is needed"; done
 ((PLOT)) && { command -v gnuplot >/dev/null || die "gnuplot is needed for --plot (scripts/install-ci-deps.sh)"; }
 
 # ------------------------------------------------------------------ binary, broker
-mkdir -p "$WORK"
-SRC_BIN="${AEPIOT_BIN:-$ROOT/target/release/aepiot-stream}"
-if [[ ! -x "$SRC_BIN" ]]; then
-  log "building $SRC_BIN (cargo build --release; minutes the first time)"
-  (cd "$ROOT" && cargo build --release)
-fi
-BIN="$WORK/aepiot-stream"
-cp "$SRC_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+# bench_binary, bench_begin, load1, wait_quiet, create_topic, delete_topic, describe, stop_process,
+# df_check, machine_json
+source "$ROOT/benches/support/lib.sh"
+bench_binary
 "$BIN" simulate --help | grep -q -- --event-bytes || die "$SRC_BIN has no simulate --event-bytes (rebuild)"
 
 STOP_BROKER=false
@@ -149,20 +145,7 @@ fi
 "${KAFKA[@]}" start >&2
 BROKERS="$("${KAFKA[@]}" bootstrap)"
 BROKER_PID="$(cat "$KAFKA_DATA_DIR/kafka.pid")"
-STAMP="$(date +%s)"
-RUNS_FILE="$WORK/runs-$STAMP.jsonl"
-: >"$RUNS_FILE"
-
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
-  if [[ "$STOP_BROKER" == true ]]; then "${KAFKA[@]}" stop >&2 || true; fi
-}
-trap cleanup EXIT
-
-# load1, wait_quiet, create_topic, delete_topic, describe, df_check, machine_json
-source "$ROOT/benches/support/lib.sh"
+bench_begin
 
 MACHINE="$(machine_json)"
 PARAMS="$(python3 -c 'import json,sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \
@@ -175,15 +158,8 @@ write_results() {
   python3 "$SCALE" summary "$RUNS_FILE" --machine "$MACHINE" --params "$PARAMS" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 }
 
-# Appends one run record: the JSON objects given as arguments merged left to right.
-record() {
-  python3 -c 'import json,sys
-d={}
-for a in sys.argv[1:]: d.update(json.loads(a))
-print(json.dumps(d))' "$@" >>"$RUNS_FILE"
-  tail -n1 "$RUNS_FILE" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("scale.sh: result", json.dumps({k: d.get(k) for k in ("curve","x","run","ok","steady_events_per_s","cpu_us_per_event","rss_idle_mb","rss_drain_peak_mb","restore_s","settle_max_s")}))' >&2
-  write_results
-}
+# The fields of each run that `record` logs.
+RECORD_KEYS="curve x run ok steady_events_per_s cpu_us_per_event rss_idle_mb rss_drain_peak_mb restore_s settle_max_s"
 
 url() { echo "http://127.0.0.1:$((METRICS_PORT + $1))"; }
 join_by_comma() { local IFS=,; echo "$*"; }

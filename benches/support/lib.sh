@@ -1,7 +1,48 @@
 # benches/support/lib.sh — shell helpers the end-to-end benchmarks share (benches/e2e.sh,
 # benches/scale.sh): sourced, never run. The sourcing script sets, before calling them:
-#   KAFKA (array: the scripts/kafka.sh command), BROKERS, KAFKA_DATA_DIR, KAFKA_KIND, ROOT,
-#   MAX_LOAD, QUIET_WAIT, BUSY_WAIT, and defines log (a line to stderr) and die (log, exit 1).
+#   KAFKA (array: the scripts/kafka.sh command), BROKERS, KAFKA_DATA_DIR, KAFKA_KIND, ROOT, WORK,
+#   MAX_LOAD, QUIET_WAIT, BUSY_WAIT, STOP_BROKER, RECORD_KEYS, and defines log (a line to
+#   stderr), die (log, exit 1) and write_results.
+
+# BIN: a copy under WORK of AEPIOT_BIN (default target/release/aepiot-stream, built if missing),
+# so that a concurrent rebuild cannot change it mid-benchmark; SRC_BIN: where it came from.
+bench_binary() {
+  mkdir -p "$WORK"
+  SRC_BIN="${AEPIOT_BIN:-$ROOT/target/release/aepiot-stream}"
+  if [[ ! -x "$SRC_BIN" ]]; then
+    log "building $SRC_BIN (cargo build --release; minutes the first time)"
+    (cd "$ROOT" && cargo build --release)
+  fi
+  BIN="$WORK/aepiot-stream"
+  cp "$SRC_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+}
+
+# STAMP, an empty RUNS_FILE under WORK, and PIDS (the processes started): on exit each gets a
+# SIGTERM, and the broker is stopped if STOP_BROKER is true.
+bench_begin() {
+  STAMP="$(date +%s)"
+  RUNS_FILE="$WORK/runs-$STAMP.jsonl"
+  : >"$RUNS_FILE"
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  local p
+  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
+  if [[ "$STOP_BROKER" == true ]]; then "${KAFKA[@]}" stop >&2 || true; fi
+}
+
+# Appends one run record to RUNS_FILE: the JSON objects given as arguments merged left to right;
+# logs its fields named in RECORD_KEYS (space-separated) as "<script>: result", then calls
+# write_results (the sourcing script's: the results document from RUNS_FILE).
+record() {
+  python3 -c 'import json,sys
+d={}
+for a in sys.argv[1:]: d.update(json.loads(a))
+print(json.dumps(d))' "$@" >>"$RUNS_FILE"
+  tail -n1 "$RUNS_FILE" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(sys.argv[1] + ": result", json.dumps({k: d.get(k) for k in sys.argv[2].split()}))' "$(basename "$0")" "$RECORD_KEYS" >&2
+  write_results
+}
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
