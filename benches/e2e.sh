@@ -121,6 +121,9 @@
 #   AEPIOT_BIN: binary to use; default target/release/aepiot-stream (built with
 #       `cargo build --release` if missing); copied to BENCH_WORK_DIR first so that a concurrent
 #       rebuild cannot change it mid-benchmark.
+#   AEPIOT_BIN_B: a second binary, for an A/B in one run: variant `run-b` is `run` with it
+#       (for example `--drain-variants "run run-b"` with AEPIOT_BIN_B an older build: the two
+#       alternate run by run, so the machine's drift falls on both alike). Copied like AEPIOT_BIN.
 #   AEPIOT_PROFILING_BIN: the binary of the --perf run; default target/profiling/aepiot-stream
 #       (built with `cargo build --profile profiling` if missing), copied like AEPIOT_BIN.
 #   METRICS_PORT=19610: where the measured process serves /metrics.
@@ -202,6 +205,10 @@ for t in python3 kcat; do command -v "$t" >/dev/null || die "$t is needed"; done
 source "$ROOT/benches/support/lib.sh"
 bench_binary
 "$BIN" passthrough --help >/dev/null 2>&1 || die "$SRC_BIN has no passthrough subcommand (rebuild)"
+BIN_B="$WORK/aepiot-stream-b"
+if [[ -n "${AEPIOT_BIN_B:-}" ]]; then
+  cp "$AEPIOT_BIN_B" "$BIN_B.tmp" && mv "$BIN_B.tmp" "$BIN_B"
+fi
 PROFILING_BIN="$WORK/aepiot-stream-profiling"
 if ((PERF)); then
   SRC_PROFILING_BIN="${AEPIOT_PROFILING_BIN:-$ROOT/target/profiling/aepiot-stream}"
@@ -227,7 +234,7 @@ bench_begin
 
 variant_env() { # VARIANT -> env assignments, one per line
   case "$1" in
-    run|passthrough) ;;
+    run|run-b|passthrough) ;;
     run-eos|passthrough-eos) echo "AEPIOT_PROCESSING_GUARANTEE=exactly_once" ;;
     run-no-changelog) echo "AEPIOT_STATE_CHANGELOG=false" ;;
     run-linger0) echo "AEPIOT_KAFKA__LINGER_MS=0" ;;
@@ -257,7 +264,12 @@ start_process() { # VARIANT INPUT OUTPUT DLQ GROUP LOG
         >"$6" 2>&1 &
       ;;
     *)
-      env "${envs[@]+"${envs[@]}"}" RUST_LOG=info "$BIN" run --brokers "$BROKERS" \
+      local bin="$BIN"
+      if [[ "$variant" == run-b ]]; then
+        [[ -x "$BIN_B" ]] || die "variant run-b needs AEPIOT_BIN_B"
+        bin="$BIN_B"
+      fi
+      env "${envs[@]+"${envs[@]}"}" RUST_LOG=info "$bin" run --brokers "$BROKERS" \
         --input-topics "$2" --output-topic "$3" --dead-letter-topic "$4" --group-id "$5" \
         --metrics-addr "127.0.0.1:$METRICS_PORT" >"$6" 2>&1 &
       ;;

@@ -175,6 +175,12 @@ expect_failure "group_protocol in config with static membership" "is set by the 
   --set kafka.staticMembership=true --set-string 'config=group_protocol = "consumer"'
 expect_failure "brokers repeated in config" "is set by the chart" \
   --set-string 'config=brokers = "x:9092"'
+expect_failure "a [schema_registry] table in config beside schemaRegistry.url" \
+  "either schemaRegistry.url or a \[schema_registry\] table" --set schemaRegistry.url=http://r:8081 \
+  --set-string 'config=[schema_registry]
+url = "http://other:8081"'
+expect_failure "schemaRegistry.existingSecret without a url" "existingSecret needs schemaRegistry.url" \
+  --set schemaRegistry.existingSecret=creds
 
 # And config check has teeth: an unknown key in `config` renders, but must not pass the check.
 "$HELM" template aepiot "$CHART" --set-string 'config=no_such_key = 1' --show-only templates/configmap.yaml \

@@ -15,10 +15,17 @@
 #   gnuplot-nox   plots of the scale curves (benches/scale.sh --plot; CI draws the smoke's)
 #   python3       (only if there is none) for the package below
 #
-# and one Python package from PyPI, with pip:
+# and Python packages from PyPI, with pip (no virtualenv: the machine's python3, as the tests
+# call it):
 #   standardwebhooks  the Standard Webhooks reference library: tests verify the webhook
 #                     signatures with it (tests/standard_webhooks_verify.py), an implementation
 #                     this project did not write
+#   confluent-kafka[avro,protobuf,json] (pinned)  Confluent's own Schema Registry serializers
+#                     and deserializer: tests/fixtures/sr_clients.py produces and reads records
+#                     in the wire format with them
+#
+# and the Schema Registry the tests run (scripts/registry.sh fetch: Apicurio Registry from Maven
+# Central into its cache, once; needs mvn, like scripts/kafka.sh).
 #
 # Usage: scripts/install-ci-deps.sh [extra-debian-package ...]
 # Needs root (or sudo) only when something is missing.
@@ -36,19 +43,33 @@ for p in "${PACKAGES[@]}"; do
   installed "$p" || missing+=("$p")
 done
 
-# The Python package, once python3 is there (pip; Debian's externally managed Python needs
-# --break-system-packages, which older pips do not know).
-python_deps() {
-  if python3 -c 'import standardwebhooks' 2>/dev/null; then
+# confluent-kafka's version, and the import that proves its extras (fastavro, protobuf,
+# jsonschema) are there too.
+CONFLUENT_KAFKA=2.16.2
+CONFLUENT_CHECK="import confluent_kafka, fastavro, google.protobuf, jsonschema, importlib.metadata
+v = importlib.metadata.version('confluent-kafka')
+assert v == '$CONFLUENT_KAFKA', v"
+
+# A Python package, once python3 is there (pip; Debian's externally managed Python needs
+# --break-system-packages, which older pips do not know). pip_dep IMPORT-CHECK REQUIREMENT
+pip_dep() {
+  if python3 -c "$1" 2>/dev/null; then
     return 0
   fi
-  echo "install-ci-deps: installing standardwebhooks (PyPI)"
-  python3 -m pip install --quiet --disable-pip-version-check standardwebhooks \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages standardwebhooks
-  python3 -c 'import standardwebhooks' || {
-    echo "install-ci-deps: python3 cannot import standardwebhooks after installing it" >&2
+  echo "install-ci-deps: installing $2 (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "$2" \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$2"
+  python3 -c "$1" || {
+    echo "install-ci-deps: python3 cannot import $2 after installing it" >&2
     exit 1
   }
+}
+
+python_deps() {
+  pip_dep 'import standardwebhooks' standardwebhooks
+  pip_dep "$CONFLUENT_CHECK" "confluent-kafka[avro,protobuf,json]==$CONFLUENT_KAFKA"
+  # the registry's cache (a no-op once filled)
+  bash "$(dirname "${BASH_SOURCE[0]}")/registry.sh" fetch >/dev/null
 }
 
 if ((${#missing[@]} == 0)); then

@@ -132,7 +132,6 @@ LOG_DIRS="$DATA_DIR/data"
 LOG_FILE="$DATA_DIR/kafka.log"
 PID_FILE="$DATA_DIR/kafka.pid"
 
-if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA="java"; fi
 # short-lived CLI tools: small heap, C1 only, serial GC -> fastest start-up
 TOOL_JVM_OPTS=(-Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto
   -Djava.awt.headless=true "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2-tools.properties")
@@ -142,23 +141,13 @@ pom_hash() { sha256sum "$POM" | cut -d' ' -f1; }
 
 cache_ok() { [[ -f "$STAMP_FILE" && -f "$CP_FILE" && "$(cat "$STAMP_FILE")" == "$(pom_hash)" ]]; }
 
-ensure_cache() {
-  cache_ok && return 0
-  mkdir -p "$CACHE_DIR"
-  local fd
-  exec {fd}>"$CACHE_DIR/.lock"
-  flock -w 900 "$fd" || die "timed out waiting for the cache lock $CACHE_DIR/.lock"
-  if cache_ok; then exec {fd}>&-; return 0; fi   # another process filled it meanwhile
-  command -v mvn >/dev/null || die "mvn not found: Maven is needed once to fetch Kafka $KAFKA_VERSION into $CACHE_DIR"
-  log "fetching Kafka $KAFKA_VERSION and its runtime dependencies from Maven Central into $CACHE_DIR ..."
-  local tmp="$CACHE_DIR/libs.tmp.$$" mvn_log="$CACHE_DIR/mvn.log"
+ensure_cache() { ensure_filled cache_ok fill_cache "Kafka $KAFKA_VERSION and its runtime dependencies"; }
+
+fill_cache() {
+  local tmp="$CACHE_DIR/libs.tmp.$$"
   rm -rf "$tmp"
-  if ! mvn -B -q -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
-    cat "$mvn_log" >&2
-    rm -rf "$tmp"
-    die "Maven could not fetch Kafka $KAFKA_VERSION (log: $mvn_log)"
-  fi
+  mvn_fetch "$CACHE_DIR/mvn.log" "$tmp" "Kafka $KAFKA_VERSION" -f "$POM" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp"
   [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "Maven ran but kafka_2.13-$KAFKA_VERSION.jar is missing in $tmp"
   rm -rf "$LIB_DIR"
   mv "$tmp" "$LIB_DIR"
@@ -166,7 +155,6 @@ ensure_cache() {
   find "$LIB_DIR" -maxdepth 1 -name '*.jar' | LC_ALL=C sort | paste -sd: - >"$CP_FILE.tmp"
   mv "$CP_FILE.tmp" "$CP_FILE"
   pom_hash >"$STAMP_FILE"
-  exec {fd}>&-
   log "cached $(find "$LIB_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIB_DIR" | cut -f1))"
 }
 
@@ -178,57 +166,14 @@ run_tool() { # CLASS ARGS...
   "$JAVA" "${TOOL_JVM_OPTS[@]}" -cp "$(classpath)" "$cls" "$@"
 }
 
-check_java() {
-  command -v "$JAVA" >/dev/null || die "java not found (set JAVA_HOME or put Java 17+ on PATH)"
-  local v
-  v="$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)"
-  [[ -n "$v" && "$v" -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, found: $("$JAVA" -version 2>&1 | head -n1)"
-}
-
 # ---------------------------------------------------------------- process helpers
-port_open() { # PORT
-  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
-}
+# check_java, port_open, proc_dead, live_pid, wait_gone, with_lock, log_tail, detach, stop_pid
+LOCK_NAME=.kafka-sh.lock
+# shellcheck source=lib/daemon.sh
+source "$SCRIPT_DIR/lib/daemon.sh"
 
-# pid of the broker of this data dir, or nothing. Verifies the command line,
-# so a stale pid file whose pid was reused never points at another process.
-broker_pid() {
-  [[ -f "$PID_FILE" ]] || return 1
-  local pid
-  pid="$(tr -dc '0-9' <"$PID_FILE")"
-  [[ -n "$pid" ]] || return 1
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  local cmdline
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-  [[ "$cmdline" == *"kafka.Kafka $PROPS "* ]] || return 1
-  ! proc_dead "$pid" || return 1
-  echo "$pid"
-}
-
-# true when PID is gone, or is a zombie whose threads have all exited. After
-# SIGKILL the JVM's main thread turns zombie ("Z") while its other threads are
-# still tearing down and still hold the listening sockets: not dead yet.
-proc_dead() {
-  [[ -d "/proc/$1" ]] || return 0
-  [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" == "Z" ]] || return 1
-  local tasks
-  tasks="$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)"
-  [[ "$tasks" -le 1 ]]
-}
-
-LOCK_FD=""
-with_lock() { # run the rest of the command under the per-data-dir lock
-  [[ -z "$LOCK_FD" ]] || return 0   # already held (restart = stop + start)
-  mkdir -p "$DATA_DIR"
-  exec {LOCK_FD}>"$DATA_DIR/.kafka-sh.lock"
-  flock -w $((START_TIMEOUT + STOP_TIMEOUT + 60)) "$LOCK_FD" || die "timed out waiting for $DATA_DIR/.kafka-sh.lock"
-}
-
-log_tail() {
-  echo "----- last 60 lines of $LOG_FILE -----" >&2
-  tail -n 60 "$LOG_FILE" >&2 2>/dev/null || true
-  echo "-----" >&2
-}
+# pid of the broker of this data dir, or nothing.
+broker_pid() { live_pid "$PID_FILE" "kafka.Kafka $PROPS "; }
 
 # ---------------------------------------------------------------- config + storage
 extra_props() {
@@ -374,7 +319,7 @@ cmd_start() {
   for i in 1 2 3 4 5 6 7 8 9 10; do port_open "$PORT" || break; sleep 0.3; done
   if port_open "$PORT"; then die "port $PORT on $HOST is in use by another process (not a broker of $DATA_DIR)"; fi
   if port_open "$CONTROLLER_PORT"; then die "controller port $CONTROLLER_PORT on $HOST is in use by another process"; fi
-  check_java
+  check_java "Kafka $KAFKA_VERSION"
   ensure_cache
   mkdir -p "$DATA_DIR"
   write_config
@@ -384,33 +329,16 @@ cmd_start() {
   local offset
   offset="$(stat -c %s "$LOG_FILE")"
   echo "===== kafka.sh start $(date -u +%FT%TZ): Kafka $KAFKA_VERSION on $HOST:$PORT (controller $CONTROLLER_PORT) =====" >>"$LOG_FILE"
-  # setsid: own session, so the broker outlives this shell and its terminal;
-  # the inner shell writes its own pid, closes every inherited descriptor
-  # above 2 (our lock, a caller's pipes), then becomes java via exec.
-  # shellcheck disable=SC2016,SC2086
-  setsid bash -c 'echo $$ >"$1"; shift
-    for f in /proc/$$/fd/*; do f=${f##*/}; [[ $f -gt 2 ]] && eval "exec $f>&-" 2>/dev/null; done
-    exec "$@"' _ "$PID_FILE" \
+  # shellcheck disable=SC2086
+  detach "$PID_FILE" \
     "$JAVA" $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2-broker.properties" ${KAFKA_JVM_OPTS:-} \
-    -cp "$(classpath)" kafka.Kafka "$PROPS" \
-    </dev/null >>"$LOG_FILE" 2>&1 {LOCK_FD}>&- &
-  local launcher=$!
-  for i in $(seq 50); do [[ -s "$PID_FILE" ]] && break; sleep 0.1; done
-  pid="$(tr -dc '0-9' <"$PID_FILE" 2>/dev/null || true)"
-  [[ -n "$pid" ]] || pid="$launcher"
+    -cp "$(classpath)" kafka.Kafka "$PROPS"
+  pid="$DETACHED"
   log "started broker pid $pid, waiting up to ${START_TIMEOUT}s for $HOST:$PORT (log: $LOG_FILE)"
   wait_ready "$pid" "$offset" kill-on-timeout
   log "Kafka $KAFKA_VERSION ready on $HOST:$PORT (pid $pid, data $DATA_DIR)"
-}
-
-wait_gone() { # PID SECONDS
-  local pid="$1" deadline=$((SECONDS + $2))
-  until proc_dead "$pid"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
 }
 
 cmd_stop() {
@@ -421,13 +349,7 @@ cmd_stop() {
     log "not running ($DATA_DIR)"
     return 0
   fi
-  log "stopping broker pid $pid (SIGTERM, up to ${STOP_TIMEOUT}s)"
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
-    log "still alive after ${STOP_TIMEOUT}s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 10 || die "pid $pid survived SIGKILL"
-  fi
+  stop_pid "$pid" broker
   rm -f "$PID_FILE"
   log "stopped"
 }
@@ -560,7 +482,7 @@ cluster_start() { # [--fresh]
   echo "$count" >"$CLUSTER_DIR/nodes"
   # every node is formatted with the same cluster id
   [[ -s "$CLUSTER_DIR/cluster.id" ]] || new_cluster_id >"$CLUSTER_DIR/cluster.id"
-  check_java
+  check_java "Kafka $KAFKA_VERSION"
   ensure_cache
   # The nodes start together: none serves clients before a quorum of controllers is up. Nodes
   # this command started are stopped again if any fails, or if it is interrupted.
@@ -699,8 +621,6 @@ cmd_cluster() {
     *) usage >&2; die "unknown cluster command: ${sub:-(none)}" ;;
   esac
 }
-
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift

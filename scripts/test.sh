@@ -12,8 +12,10 @@ bash scripts/install-ci-deps.sh
 # Brokers this script starts are stopped when it ends, pass or fail (one left running idles on a
 # core and skews whatever is timed next); a broker that was already running is left alone.
 started=()
+started_registry=0
 stop_started() {
   local b
+  if ((started_registry)); then bash scripts/registry.sh stop >/dev/null 2>&1 || true; fi
   for b in "${started[@]+"${started[@]}"}"; do env $b bash scripts/kafka.sh stop >/dev/null 2>&1 || true; done
   # The cluster of tests/cluster_faults.rs (its test process's watchdog stops it; this is for a
   # run interrupted before the watchdog could), and its black hole.
@@ -33,6 +35,13 @@ fi
 if [ -z "${KAFKA_BOOTSTRAP_EU:-}" ]; then
   start_broker "KAFKA_PORT=19696 KAFKA_DATA_DIR=/tmp/aepiot-kafka-eu"
   export KAFKA_BOOTSTRAP_EU="$(KAFKA_PORT=19696 bash scripts/kafka.sh bootstrap)"
+fi
+# The Schema Registry of the Avro / Protobuf tests (tests/avro_output.rs and the Schema Registry
+# input tests), Apicurio from scripts/registry.sh, stopped afterwards if started here.
+if [ -z "${SCHEMA_REGISTRY_URL:-}" ]; then
+  bash scripts/registry.sh status >/dev/null 2>&1 || started_registry=1
+  bash scripts/registry.sh start
+  export SCHEMA_REGISTRY_URL="$(bash scripts/registry.sh url)"
 fi
 # `cargo test` includes the CI fault scenarios (tests/faults.rs, 1-2 minutes each): a rolling
 # restart of three instances mid-stream, under at_least_once and exactly_once, and the SIGKILL of

@@ -36,6 +36,15 @@ fn group_id_table<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::E
     Webhooks { group_id: v }.serialize(s)
 }
 
+/// `--schema-registry-url U` is `[schema_registry] url = U`.
+fn registry_url_table<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct SchemaRegistry<'a> {
+        url: &'a Option<String>,
+    }
+    SchemaRegistry { url: v }.serialize(s)
+}
+
 #[derive(Parser)]
 #[command(
     name = "aepiot-stream",
@@ -220,6 +229,14 @@ pub(crate) struct RunSettings {
     #[arg(long)]
     #[serde(skip_serializing_if = "is_false")]
     create_topics: bool,
+    /// Schema Registry base URL: records starting with byte 0 are read in its wire format.
+    #[arg(long, value_name = "URL")]
+    #[serde(
+        rename = "schema_registry",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "registry_url_table"
+    )]
+    schema_registry_url: Option<String>,
 }
 
 #[derive(Args)]

@@ -57,9 +57,24 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub struct Health {
     /// Connected to the brokers and joined the consumer group (an assignment was received).
     ready: AtomicBool,
+    /// What the start waits for, while it waits (e.g. the Schema Registry), for `/readyz`.
+    waiting: std::sync::Mutex<Option<String>>,
+    /// Partitions waiting for the Schema Registry for a record's schema: not ready while any does.
+    pub registry_waits: Arc<crate::schema_registry::Waits>,
 }
 
 impl Health {
+    pub fn set_waiting(&self, waiting: Option<String>) {
+        *self.waiting.lock().unwrap_or_else(|e| e.into_inner()) = waiting;
+    }
+
+    fn waiting(&self) -> Option<String> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
@@ -241,11 +256,22 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
     if s.health.is_ready() {
-        (StatusCode::OK, "ready\n")
+        match s.health.registry_waits.describe() {
+            None => (StatusCode::OK, "ready\n".to_string()),
+            Some(wait) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {wait}\n"),
+            ),
+        }
+    } else if let Some(waiting) = s.health.waiting() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {waiting}\n"),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: not connected or not in the consumer group yet\n",
+            "not ready: not connected or not in the consumer group yet\n".to_string(),
         )
     }
 }

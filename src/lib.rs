@@ -3,12 +3,16 @@
 //! # Layout
 //! - [`core`]: the pure engine. [`core::event`] decodes and validates an event,
 //!   [`core::limiter`] and [`core::state`] hold each device's rate limit and dedupe cache,
-//!   [`core::urls`] builds the URLs, [`core::record`] encodes URL records and dead letters, and
+//!   [`core::urls`] builds the URLs, [`core::record`] encodes URL records and dead letters (and
+//!   [`core::avro_record`] URL records in Avro, `output.format = "avro"`), and
 //!   [`core::engine`] runs them in that order for one partition.
 //! - [`config`]: the configuration (TOML, `AEPIOT_*` environment, flags) and its validation;
 //!   [`residency`] where each region's records go (a topic, optionally on another cluster);
 //!   [`security`] how clients connect (TLS, SASL), with passwords and keys held as
 //!   [`secret::Secret`]s, which never print.
+//! - [`schema_registry`]: records in a Schema Registry's wire format (Avro, Protobuf, JSON
+//!   Schema) beside JSON ones: schemas fetched by id and cached, each record decoded to the
+//!   event's fields for the same engine.
 //! - [`process`]: the offline adapter, JSON Lines in and out.
 //! - [`processor`]: the `run` command on Kafka: [`processor::pipeline`] (in phases: serve, start-up
 //!   checks, restore, consume, drain) wires a consumer whose
@@ -60,6 +64,7 @@ pub mod process;
 pub mod processor;
 pub mod replay;
 pub mod residency;
+pub mod schema_registry;
 pub mod secret;
 pub mod security;
 pub mod signals;

@@ -149,8 +149,23 @@ declare! {
             "Devices whose state was dropped to keep the instance within limits.max_devices"),
         delivery_failures: IntCounter = ("aepiot_delivery_failures_total",
             "Outputs the cluster did not take for a reason that is not the record's own (authorization, topic gone, retries exhausted); the instance stops"),
+        schema_registry_errors: IntCounterVec = ("aepiot_schema_registry_errors_total",
+            "Schema Registry requests that got no answer to use, by reason (unreachable, timeout, http_5xx, http_4xx, invalid_response); the partition that needed the schema waits and asks again", ["reason"]),
+        schema_registry_waiting: IntGauge = ("aepiot_schema_registry_waiting_partitions",
+            "Partitions holding a record whose schema the Schema Registry has not answered for yet"),
+        schema_registry_schemas: IntGauge = ("aepiot_schema_registry_schemas",
+            "Schema ids kept in memory (parsed schemas, unknown ids, fetches under way), at most schema_registry.max_cached_schemas"),
     }
 }
+
+/// Reason label values of `aepiot_schema_registry_errors_total`.
+pub const REGISTRY_ERROR_REASONS: [&str; 5] = [
+    "unreachable",
+    "timeout",
+    "http_5xx",
+    "http_4xx",
+    "invalid_response",
+];
 
 declare! {
     /// The webhook service's metrics (`aepiot-stream webhooks`, `run --webhooks`).
@@ -219,6 +234,9 @@ impl Metrics {
         }
         for r in WEBHOOK_RESULTS {
             m.webhook.requests.with_label_values(&[r]);
+        }
+        for r in REGISTRY_ERROR_REASONS {
+            m.schema_registry_errors.with_label_values(&[r]);
         }
         m
     }

@@ -196,7 +196,13 @@ impl SecurityConfig {
     }
 }
 
-fn read_secret_file(secret: &mut Secret, file: &Option<PathBuf>, name: &str) -> Result<(), String> {
+/// Reads `file`, if set, into `secret` (trailing newline ignored); `name` is its key, for the
+/// message.
+pub(crate) fn read_secret_file(
+    secret: &mut Secret,
+    file: &Option<PathBuf>,
+    name: &str,
+) -> Result<(), String> {
     let Some(path) = file else { return Ok(()) };
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{name}: cannot read {}: {e}", path.display()))?;

@@ -443,8 +443,9 @@ fn every_test_named_in_the_delivery_rules_exists() {
 /// file increments one by hand.
 #[test]
 fn operational_metrics_are_counted_only_by_their_events() {
-    const EVENT_METRICS: [&str; 10] = [
+    const EVENT_METRICS: [&str; 11] = [
         "producer_errors",
+        "schema_registry_errors",
         "delivery_failures",
         "commit_failures",
         "state_evictions",

@@ -166,14 +166,8 @@ fn suite() -> MutexGuard<'static, ()> {
             "cluster-faults: cluster {addr} (data {dir}) started in {:.1?}",
             t.elapsed()
         );
-        // Every common helper reads KAFKA_BOOTSTRAP once; nothing in this process has read it
-        // yet (this runs first, under the suite lock).
-        std::env::set_var("KAFKA_BOOTSTRAP", &addr);
-        assert_eq!(
-            brokers(),
-            addr,
-            "common::brokers() was initialised too early"
-        );
+        // This runs first, under the suite lock.
+        use_brokers(&addr);
         addr
     });
     guard

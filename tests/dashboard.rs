@@ -350,7 +350,7 @@ fn dashboard_covers_every_metric_and_uses_the_datasource_variable() {
                 p["title"]
             );
             assert!(
-                !p["targets"].as_array().map_or(true, |t| t.is_empty()),
+                !p["targets"].as_array().is_none_or(|t| t.is_empty()),
                 "panel {} has no query",
                 p["title"]
             );

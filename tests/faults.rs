@@ -211,15 +211,9 @@ fn suite(fault: Fault) -> MutexGuard<'static, ()> {
             "faults: own broker on {addr} (data {}) started in {took:.1?}",
             data_dir()
         );
-        // Every common helper (topics, consume_all, end_offsets, committed_offsets) reads
-        // KAFKA_BOOTSTRAP once; nothing in this process has read it yet (this runs first, under
-        // the suite lock), so they all use this broker, whatever the caller's environment says.
-        std::env::set_var("KAFKA_BOOTSTRAP", &addr);
-        assert_eq!(
-            brokers(),
-            addr,
-            "common::brokers() was initialised too early"
-        );
+        // This runs first, under the suite lock: every common helper then uses this broker,
+        // whatever the caller's environment says.
+        use_brokers(&addr);
         addr
     });
     // A scenario that needs other broker settings than the running broker's (CI runs rolling

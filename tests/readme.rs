@@ -37,6 +37,8 @@ fn every_config_key_is_in_the_readme_table() {
             "security.ssl_certificate_location",
             "security.ssl_key_location",
             "security.ssl_key_password_file",
+            "schema_registry.password_file",
+            "schema_registry.ssl_ca_location",
             // `[clusters.<name>]` tables: none by default.
             "clusters.<name>.brokers",
             "clusters.<name>.security",

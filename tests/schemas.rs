@@ -134,6 +134,124 @@ fn check_descriptions(schema: &Value, at: &str, missing: &mut Vec<String>) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The Avro schema of URL records (output.format = "avro") is derived from the JSON Schema.
+
+/// Avro names the JSON Schema has no word for: the record, and the records of `source`'s kinds.
+const AVRO_NAMES: [(&str, &str); 4] = [
+    ("#", "UrlRecord"),
+    ("status", "Status"),
+    ("source/0", "KafkaSource"),
+    ("source/1", "LineSource"),
+];
+
+fn avro_name(at: &str) -> &'static str {
+    AVRO_NAMES
+        .iter()
+        .find(|(k, _)| *k == at)
+        .unwrap_or_else(|| panic!("no Avro name for {at}: add one to AVRO_NAMES"))
+        .1
+}
+
+/// `#/$defs/x` of `root`.
+fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => {
+            let name = r.strip_prefix("#/$defs/").expect("local $defs refs only");
+            &root["$defs"][name]
+        }
+        None => schema,
+    }
+}
+
+/// The Avro type of a JSON Schema property: strings, nullable strings, string enums, arrays,
+/// integers (`int` when bounded by i32, else `long`), objects as records and `oneOf` as a union.
+fn avro_type(root: &Value, schema: &Value, at: &str) -> Value {
+    let schema = resolve(root, schema);
+    if let Some(symbols) = schema["enum"].as_array() {
+        return json!({"type": "enum", "name": avro_name(at), "symbols": symbols});
+    }
+    if let Some(branches) = schema["oneOf"].as_array() {
+        return Value::Array(
+            branches
+                .iter()
+                .enumerate()
+                .map(|(i, b)| avro_type(root, b, &format!("{at}/{i}")))
+                .collect(),
+        );
+    }
+    match &schema["type"] {
+        Value::String(t) if t == "string" => json!("string"),
+        Value::Array(ts) if ts == &[json!("string"), json!("null")] => json!(["null", "string"]),
+        Value::String(t) if t == "integer" => {
+            if schema["maximum"]
+                .as_i64()
+                .is_some_and(|m| m <= i32::MAX as i64)
+            {
+                json!("int")
+            } else {
+                json!("long")
+            }
+        }
+        Value::String(t) if t == "array" => {
+            json!({"type": "array", "items": avro_type(root, &schema["items"], at)})
+        }
+        Value::String(t) if t == "object" => {
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let fields: Vec<Value> = schema["properties"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(name, p)| {
+                    let at = if at == "#" {
+                        name.clone()
+                    } else {
+                        format!("{at}/{name}")
+                    };
+                    let t = avro_type(root, p, &at);
+                    if required.contains(&name.as_str()) {
+                        json!({"name": name, "type": t})
+                    } else {
+                        let mut union = vec![json!("null")];
+                        match t {
+                            Value::Array(ts) => union.extend(ts),
+                            t => union.push(t),
+                        }
+                        json!({"name": name, "type": union, "default": null})
+                    }
+                })
+                .collect();
+            json!({"type": "record", "name": avro_name(at), "fields": fields})
+        }
+        other => panic!("{at}: no Avro type for JSON Schema type {other}"),
+    }
+}
+
+#[test]
+fn the_avro_url_record_schema_is_the_json_schema_s() {
+    let json_schema = load_schema("url-record.schema.json");
+    let mut derived = avro_type(&json_schema, &json_schema, "#");
+    derived["namespace"] = json!("dev.aepiot_stream");
+    let path = root().join("schemas").join("url-record.avsc");
+    let mut avsc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(avsc["doc"].as_str().is_some_and(|d| !d.is_empty()));
+    avsc.as_object_mut().unwrap().remove("doc");
+    assert_eq!(
+        avsc,
+        derived,
+        "schemas/url-record.avsc no longer matches url-record.schema.json; derived:\n{}",
+        serde_json::to_string_pretty(&derived).unwrap()
+    );
+    // The code writes the file it embeds.
+    assert_eq!(
+        aepiot_stream::core::avro_record::URL_RECORD_AVSC,
+        std::fs::read_to_string(&path).unwrap()
+    );
+}
+
 #[test]
 fn every_error_kind_is_in_the_dead_letter_schema() {
     let schema = load_schema("dead-letter.schema.json");
@@ -814,6 +932,48 @@ fn hostile_cases() -> Vec<Case> {
     ]
 }
 
+/// Wire-format records (schema id 7, then the body; one not UTF-8) with the schema each resolves
+/// to, one for each dead-letter kind of Schema Registry input.
+fn registry_dead_letters() -> Vec<(Vec<u8>, aepiot_stream::schema_registry::schema::Resolved)> {
+    use aepiot_stream::schema_registry::avro::AvroSchema;
+    use aepiot_stream::schema_registry::protobuf::ProtoSchema;
+    use aepiot_stream::schema_registry::schema::{Problem, Schema};
+    use std::sync::Arc;
+    let framed = |body: &[u8]| [&[0, 0, 0, 0, 7][..], body].concat();
+    let avro = AvroSchema::parse(
+        r#"{"type":"record","name":"E","fields":[{"name":"device_id","type":"string"}]}"#,
+        &[],
+    )
+    .unwrap();
+    let proto = ProtoSchema::parse(
+        "syntax = \"proto3\";\nmessage E { string device_id = 1; }\n",
+        &[],
+    )
+    .unwrap();
+    vec![
+        (
+            framed(b"\x01"),
+            Err(Arc::new(Problem::new(
+                ErrorKind::UnknownSchema,
+                "not known",
+            ))),
+        ),
+        (
+            framed(&[0xff, 0xfe]),
+            Err(Arc::new(Problem::field(
+                ErrorKind::SchemaMismatch,
+                "device_id",
+                "no device_id",
+            ))),
+        ),
+        (framed(&[0x08, b'a']), Ok(Arc::new(Schema::Avro(avro)))),
+        (
+            framed(&[0, 0x0a, 0x05]),
+            Ok(Arc::new(Schema::Protobuf(proto))),
+        ),
+    ]
+}
+
 #[test]
 fn hostile_inputs_give_schema_valid_outputs_and_the_event_schema_agrees() {
     let v = validators();
@@ -884,6 +1044,20 @@ fn hostile_inputs_give_schema_valid_outputs_and_the_event_schema_agrees() {
     );
     if let Seen::Dead(kind) = seen {
         kinds.insert(kind.as_str());
+    }
+    // The Schema Registry's kinds, through its dispatch (from real clients: tests/schema_registry.rs).
+    for (payload, schema) in registry_dead_letters() {
+        let mut buf = Vec::new();
+        let out = aepiot_stream::schema_registry::dispatch::process(
+            &mut engine,
+            &mut buf,
+            Some(&payload),
+            |_| Some(schema),
+            &meta,
+        );
+        if let Seen::Dead(kind) = check_output(&v, out, "schema registry") {
+            kinds.insert(kind.as_str());
+        }
     }
     // Every kind of dead letter was produced and validated.
     assert_eq!(kinds.len(), ErrorKind::ALL.len(), "{kinds:?}");

@@ -38,8 +38,8 @@ impl Broker {
         let _ = std::fs::remove_dir_all(DATA_DIR);
         let b = Broker { port };
         let addr = start_broker(port, DATA_DIR);
-        // Every helper of tests/common reads it: this test binary has this one test.
-        std::env::set_var("KAFKA_BOOTSTRAP", &addr);
+        // This test binary has this one test, so nothing has read the address yet.
+        use_brokers(&addr);
         b
     }
 
@@ -65,27 +65,6 @@ impl Drop for Broker {
         let _ = Command::new("kill").args(["-CONT", &self.pid()]).status();
         kafka_sh(self.port, DATA_DIR, "stop");
     }
-}
-
-/// A key and a payload.
-type Record = (Option<Vec<u8>>, Option<Vec<u8>>);
-
-/// `produce`, waiting out the hang (its own flush gives up after 30 s).
-fn produce_patiently(topic: &str, records: &[Record]) {
-    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-    let p: ThreadedProducer<_> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    for (k, v) in records {
-        let r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
-            .key(k.as_deref().unwrap_or_default())
-            .payload(v.as_deref().unwrap_or_default());
-        send_waiting(&p, r);
-    }
-    p.flush(Duration::from_secs(120)).unwrap();
 }
 
 /// The processor under test, killed if the test fails before it stops it.
@@ -128,7 +107,12 @@ fn exactly_once_rides_out_a_hung_broker() {
         std::thread::spawn(move || {
             let mut seed = 100;
             while more.load(std::sync::atomic::Ordering::SeqCst) {
-                produce_patiently(&input, &generated(2_000, 2_000, seed));
+                // Waits out the hang (the usual flush gives up after 30 s).
+                produce_within(
+                    &input,
+                    &generated(2_000, 2_000, seed),
+                    Duration::from_secs(120),
+                );
                 seed += 1;
                 std::thread::sleep(Duration::from_millis(200));
             }

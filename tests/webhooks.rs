@@ -641,7 +641,7 @@ fn delivers_each_success_record_once_signed_filtered_and_in_device_order() {
         let device = r.json["device_id"].as_str().unwrap().to_string();
         let prev = last_offset.insert(device.clone(), r.offset);
         assert!(
-            prev.map_or(true, |p| p < r.offset),
+            prev.is_none_or(|p| p < r.offset),
             "device {device} out of order"
         );
     }
@@ -668,6 +668,90 @@ fn delivers_each_success_record_once_signed_filtered_and_in_device_order() {
         0
     );
     service.shutdown(&rt);
+}
+
+/// The wire-format Avro twin of a JSON URL record (`output.format = "avro"`).
+fn avro_twin(v: &serde_json::Value) -> Vec<u8> {
+    use aepiot_stream::core::record::{Source, UrlRecord};
+    use aepiot_stream::core::Decision;
+    let s = |k: &str| v[k].as_str();
+    let urls: Option<Vec<&str>> = v["urls"]
+        .as_array()
+        .map(|a| a.iter().map(|u| u.as_str().unwrap()).collect());
+    let status = match s("status").unwrap() {
+        "success" => Decision::Success,
+        "cached" => Decision::Cached,
+        _ => Decision::RateLimited,
+    };
+    let record = UrlRecord {
+        device_id: s("device_id").unwrap(),
+        event_type: s("event_type"),
+        severity: s("severity"),
+        region: s("region").unwrap(),
+        status,
+        urls: urls.as_ref().map(|u| u.iter().copied()),
+        regional_url: s("regional_url"),
+        urls_json_safe: false,
+        event_time: s("event_time").unwrap(),
+        processed_at: s("processed_at").unwrap(),
+        source: Some(Source::Kafka {
+            topic: v["source"]["topic"].as_str().unwrap(),
+            partition: v["source"]["partition"].as_i64().unwrap() as i32,
+            offset: v["source"]["offset"].as_i64().unwrap(),
+        }),
+    };
+    let mut out = Vec::new();
+    record.encode_avro(77, &mut out);
+    out
+}
+
+#[test]
+fn avro_url_records_are_posted_with_the_bodies_of_their_json_twins() {
+    let rt = runtime();
+    let (json_out, avro_out) = (unique("wh-json-out"), unique("wh-avro-out"));
+    let (json_dlq, avro_dlq) = (unique("wh-json-dlq"), unique("wh-avro-dlq"));
+    create_topics(&[
+        (&json_out, 2),
+        (&avro_out, 2),
+        (&json_dlq, 1),
+        (&avro_dlq, 1),
+    ]);
+    let records = produce_url_records(&json_out, 12, 3);
+    // The same records in Avro, each to the same partition in the same order: same offsets.
+    for p in 0..2 {
+        let twins: Vec<(Vec<u8>, Vec<u8>)> = records
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| {
+                (
+                    r.json["region"].as_str().unwrap().into(),
+                    avro_twin(&r.json),
+                )
+            })
+            .collect();
+        produce_to(&avro_out, p, &twins);
+    }
+    let mut bodies = Vec::new();
+    for (out, dlq) in [(&json_out, &json_dlq), (&avro_out, &avro_dlq)] {
+        let (r, addr) = receiver(&rt, Behaviour::Ok);
+        let c = config(out, dlq, vec![endpoint(addr)]);
+        let service = start_webhooks(&rt, c.clone());
+        wait_webhooks_done(&c, Duration::from_secs(60));
+        service.shutdown(&rt);
+        assert_eq!(end_offsets(dlq).values().sum::<i64>(), 0);
+        // `<topic>-<partition>-<offset>` → body, the topic left out
+        let by_place: BTreeMap<String, Bytes> = r
+            .log
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .map(|s| (s.key[out.len()..].to_string(), s.body.clone()))
+            .collect();
+        bodies.push(by_place);
+    }
+    assert_eq!(bodies[0].len(), success_keys(&records).len());
+    assert_eq!(bodies[1], bodies[0], "the same bodies, byte for byte");
 }
 
 #[test]

@@ -1,13 +1,27 @@
 //! What each service takes from the configuration: the engine's settings, the output routes and
 //! each cluster's client access, librdkafka properties, group ids.
 
-use super::{Config, KafkaProperties, UnknownRegion};
+use std::sync::Arc;
+
+use super::{Config, ConfigError, KafkaProperties, UnknownRegion};
+use crate::core::avro_record::RecordEncoding;
 use crate::core::urls::LinkHosts;
 use crate::core::{EngineSettings, Limits, UrlSettings};
 use crate::residency::{self, Routes};
+use crate::schema_registry::{RegistryInput, Waits};
 use crate::security::SecurityConfig;
 
 impl Config {
+    /// `[schema_registry]` as the partition workers take it (`None` without a registry); `waits`
+    /// is where they say what they wait for.
+    pub fn registry_input(
+        &self,
+        waits: Arc<Waits>,
+    ) -> Result<Option<Arc<RegistryInput>>, ConfigError> {
+        RegistryInput::new(&self.schema_registry, self.input.max_record_bytes, waits)
+            .map_err(ConfigError::Invalid)
+    }
+
     /// Every topic of the main cluster URL records go to: `output_topic` first, then the
     /// regions' own, each once. Topics on other clusters: [`Config::routes`].
     pub fn output_topics(&self) -> Vec<String> {
@@ -82,6 +96,8 @@ impl Config {
             max_output_bytes: usize::MAX,
             max_devices: l.max_devices,
             unknown_region_dead_letter: self.unknown_region == UnknownRegion::DeadLetter,
+            // Set by `run` once the registry gave the URL record schema its id (output.format).
+            record_encoding: RecordEncoding::Json,
         }
     }
 

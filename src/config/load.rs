@@ -63,6 +63,10 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
         config.security.resolve().map_err(ConfigError::Invalid)?;
+        config
+            .schema_registry
+            .resolve()
+            .map_err(ConfigError::Invalid)?;
         for (name, c) in config.clusters.iter_mut() {
             c.security
                 .resolve_at(&format!("clusters.{name}.security"))

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{EngineSettings, HostChoice, Limits, UrlSettings};
 use crate::residency::{ClusterConfig, RegionOutput};
+pub use crate::schema_registry::SchemaRegistryConfig;
 pub use crate::webhook::config::{WebhookEndpointConfig, WebhooksConfig};
 
 mod derived;
@@ -226,8 +227,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub urls: UrlsConfig,
     pub input: InputConfig,
+    pub output: OutputConfig,
     pub topics: TopicsConfig,
     pub webhooks: WebhooksConfig,
+    pub schema_registry: SchemaRegistryConfig,
     pub security: crate::security::SecurityConfig,
     /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
     /// They override the processor's own client settings.
@@ -306,6 +309,25 @@ pub struct InputConfig {
     pub prefetch_budget_bytes: usize,
 }
 
+/// How URL records are written.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// URL records as `json` (`schemas/url-record.schema.json`) or `avro`: the Schema Registry
+    /// wire format of `schemas/url-record.avsc`, registered under `<output topic>-value` of every
+    /// output topic at start (needs `schema_registry.url`). Dead letters are JSON either way.
+    pub format: OutputFormat,
+}
+
+/// See [`OutputConfig::format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    #[default]
+    Json,
+    Avro,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -338,8 +360,10 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             urls: UrlsConfig::default(),
             input: InputConfig::default(),
+            output: OutputConfig::default(),
             topics: TopicsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            schema_registry: SchemaRegistryConfig::default(),
             security: Default::default(),
             kafka: KafkaProperties::default(),
         }

@@ -462,3 +462,28 @@ fn webhook_endpoints_have_names_and_groups_of_their_own() {
     assert!(load("[webhooks]\nmax_attempts = 3\ndown_after_failures = 4", &[]).is_err());
     assert!(load("[webhooks]\noutage_max_secs = 0", &[]).is_err());
 }
+
+#[test]
+fn the_schema_registry_from_file_environment_and_flags_with_its_password_redacted() {
+    let c = load(
+        "[schema_registry]\nurl = \"http://registry:8081\"\nusername = \"svc\"\n",
+        &[
+            ("AEPIOT_SCHEMA_REGISTRY__PASSWORD", "123456"),
+            ("AEPIOT_SCHEMA_REGISTRY__RETRY_BACKOFF_MAX_MS", "2000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.schema_registry.password.expose(), "123456");
+    assert_eq!(c.schema_registry.retry_backoff_max_ms, 2000);
+    let shown = c.to_redacted_toml();
+    assert!(shown.contains("[schema_registry]"), "{shown}");
+    assert!(!shown.contains("123456"), "{shown}");
+    let mut flags = toml::Table::new();
+    let mut registry = toml::Table::new();
+    registry.insert("url".into(), "https://flag:8081".into());
+    flags.insert("schema_registry".into(), registry.into());
+    let c = Config::load(None, Vec::new(), flags).unwrap();
+    assert_eq!(c.schema_registry.url, "https://flag:8081");
+    let e = load("[schema_registry]\nurl = \"registry\"\n", &[]).unwrap_err();
+    assert!(e.to_string().contains("schema_registry.url"), "{e}");
+}

@@ -1,6 +1,6 @@
 //! Validation: impossible settings are refused at start with a message that says what to change.
 
-use super::{Config, ConfigError, GroupProtocol, Guarantee};
+use super::{Config, ConfigError, GroupProtocol, Guarantee, OutputFormat};
 use crate::core::urls::{check_link, LinkHosts, FALLBACK_REGION};
 use crate::residency;
 
@@ -66,6 +66,13 @@ impl Config {
             .validate(self.urls.regions.keys())
             .map_err(ConfigError::Invalid)?;
         self.check_residency()?;
+        if self.output.format == OutputFormat::Avro && self.schema_registry.url.is_empty() {
+            return bad(
+                "output.format = \"avro\" needs schema_registry.url: the URL record schema is \
+                 registered there at start"
+                    .into(),
+            );
+        }
         if !self.group_instance_id.is_empty() && self.group_protocol != GroupProtocol::Classic {
             // Measured (benches/soak.sh): under the `consumer` protocol a crashed static member
             // that restarts is refused with a fatal UNRELEASED_INSTANCE_ID until the broker

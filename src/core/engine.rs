@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::avro_record::RecordEncoding;
 use super::error::{ErrorKind, RecordError};
 use super::event::{parse_event_with_hosts, Event};
 use super::limiter::{cache_key, Decision, Limits};
@@ -37,6 +38,8 @@ pub struct EngineSettings {
     /// Strict data residency (`unknown_region = "dead_letter"`): an event with no or an unknown
     /// `region` is a dead letter instead of falling back to `global`.
     pub unknown_region_dead_letter: bool,
+    /// How URL records are encoded (`output.format`); dead letters are always JSON.
+    pub record_encoding: RecordEncoding,
 }
 
 impl Default for EngineSettings {
@@ -52,6 +55,7 @@ impl Default for EngineSettings {
             max_output_bytes: usize::MAX,
             max_devices: usize::MAX,
             unknown_region_dead_letter: false,
+            record_encoding: RecordEncoding::Json,
         }
     }
 }
@@ -177,15 +181,43 @@ impl Engine {
 
     /// Processes one record's payload.
     pub fn process(&mut self, payload: Option<&[u8]>, meta: &RecordMeta<'_>) -> Output<'_> {
+        self.process_as(payload, payload, None, meta)
+    }
+
+    /// Processes an event that came in another encoding (a Schema Registry record) and was
+    /// decoded to `event`, its fields as a JSON object: judged by exactly the rules of a JSON
+    /// record. A dead letter carries `payload`, the record as it came, and names `schema_id`.
+    pub fn process_decoded(
+        &mut self,
+        event: &[u8],
+        payload: &[u8],
+        schema_id: u32,
+        meta: &RecordMeta<'_>,
+    ) -> Output<'_> {
+        self.process_as(Some(event), Some(payload), Some(schema_id), meta)
+    }
+
+    fn process_as(
+        &mut self,
+        event: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        schema_id: Option<u32>,
+        meta: &RecordMeta<'_>,
+    ) -> Output<'_> {
         format_cached(&mut self.now_text, meta.now_ms);
         let len = payload.map_or(0, <[u8]>::len);
         let s = &self.shared.settings;
-        match parse_event_with_hosts(payload, s.max_record_bytes, &s.urls.link_hosts) {
-            Ok(event) => match self.admit(&event, meta) {
-                Ok(event_ms) => self.judge(&event, event_ms, payload, meta),
-                Err(error) => self.reject(error, payload, len, meta),
-            },
-            Err(error) => self.reject(error, payload, len, meta),
+        let judged = parse_event_with_hosts(event, s.max_record_bytes, &s.urls.link_hosts)
+            .and_then(|e| self.admit(&e, meta).map(|ms| (e, ms)));
+        match judged {
+            Ok((e, event_ms)) => {
+                let expands = event.map_or(0, <[u8]>::len);
+                self.judge(&e, event_ms, payload, expands, meta)
+            }
+            Err(mut error) => {
+                error.schema_id = schema_id;
+                self.reject(error, payload, len, meta)
+            }
         }
     }
 
@@ -281,11 +313,13 @@ impl Engine {
         self.shared.settings.max_record_bytes
     }
 
+    /// `expands`: the size of the event's text, which bounds its URL record's.
     fn judge(
         &mut self,
         event: &Event<'_>,
         event_ms: i64,
         payload: Option<&[u8]>,
+        expands: usize,
         meta: &RecordMeta<'_>,
     ) -> Output<'_> {
         let shared = self.shared.clone();
@@ -293,8 +327,8 @@ impl Engine {
         let len = payload.map_or(0, <[u8]>::len);
         // A large payload may make a URL record the sink refuses: keep the device's state to put
         // it back, so an event that yields no URL record does not use up a URL set.
-        let before =
-            (len > shared.safe_payload_bytes).then(|| self.states.get(&event.device_id).cloned());
+        let before = (expands > shared.safe_payload_bytes)
+            .then(|| self.states.get(&event.device_id).cloned());
         let (status, judged_at) = self
             .states
             .decide(&event.device_id, event_ms, key, meta.now_ms);
@@ -333,7 +367,10 @@ impl Engine {
                 processed_at: &self.now_text.1,
                 source: meta.source,
             };
-            record.encode(&mut self.json);
+            match shared.settings.record_encoding {
+                RecordEncoding::Json => record.encode(&mut self.json),
+                RecordEncoding::Avro { schema_id } => record.encode_avro(schema_id, &mut self.json),
+            }
         }
         let size = self.json.len() + event.device_id.len() + self.event_type.len();
         let max_output_bytes = shared.settings.max_output_bytes;

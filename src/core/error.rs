@@ -30,10 +30,19 @@ pub enum ErrorKind {
     /// A valid event whose URL record the broker refused for a reason of its own (e.g.
     /// `INVALID_RECORD`): a failure of this record alone, not of the cluster.
     OutputRejected,
+    /// A Schema Registry record whose schema id the registry does not know.
+    UnknownSchema,
+    /// A Schema Registry record whose bytes do not decode as Avro with their schema.
+    InvalidAvro,
+    /// A Schema Registry record whose bytes do not decode as Protobuf with their schema.
+    InvalidProtobuf,
+    /// A Schema Registry record whose schema cannot carry an event (no `device_id`, or one that is
+    /// not text).
+    SchemaMismatch,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::NullPayload,
         ErrorKind::TooLarge,
         ErrorKind::NotUtf8,
@@ -45,6 +54,10 @@ impl ErrorKind {
         ErrorKind::InvalidField,
         ErrorKind::OutputTooLarge,
         ErrorKind::OutputRejected,
+        ErrorKind::UnknownSchema,
+        ErrorKind::InvalidAvro,
+        ErrorKind::InvalidProtobuf,
+        ErrorKind::SchemaMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +73,10 @@ impl ErrorKind {
             ErrorKind::InvalidField => "invalid_field",
             ErrorKind::OutputTooLarge => "output_too_large",
             ErrorKind::OutputRejected => "output_rejected",
+            ErrorKind::UnknownSchema => "unknown_schema",
+            ErrorKind::InvalidAvro => "invalid_avro",
+            ErrorKind::InvalidProtobuf => "invalid_protobuf",
+            ErrorKind::SchemaMismatch => "schema_mismatch",
         }
     }
 }
@@ -71,6 +88,9 @@ pub struct RecordError {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'static str>,
+    /// The Schema Registry id of the record's schema, for a record in the registry's wire format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_id: Option<u32>,
 }
 
 /// Longest error message kept: messages quote input (a bad field's value), and a dead letter must
@@ -83,6 +103,7 @@ impl RecordError {
             kind,
             message: bounded(message.into()),
             field: None,
+            schema_id: None,
         }
     }
 
@@ -91,7 +112,14 @@ impl RecordError {
             kind,
             message: bounded(message.into()),
             field: Some(field),
+            schema_id: None,
         }
+    }
+
+    /// This error, naming the schema the record was written with.
+    pub fn with_schema_id(mut self, id: u32) -> Self {
+        self.schema_id = Some(id);
+        self
     }
 }
 

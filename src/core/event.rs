@@ -24,6 +24,19 @@ use super::raw_fields::{json_kind, parse_raw, RawFields};
 use super::render::{render, RenderError};
 use super::time::parse_rfc3339_ms;
 
+/// The fields an event may have (others are ignored), as `schemas/iot-event.schema.json` names them.
+pub const FIELDS: [&str; 9] = [
+    "device_id",
+    "event_type",
+    "severity",
+    "location",
+    "description",
+    "dashboard_url",
+    "region",
+    "value",
+    "timestamp",
+];
+
 /// Longest accepted `device_id`, in bytes: it becomes a Kafka key and a state key.
 pub const MAX_DEVICE_ID_BYTES: usize = 256;
 

@@ -1,6 +1,7 @@
 //! The pure core: no I/O, no clock, no Kafka. Everything here is a function of its inputs
 //! (time included), so it is tested alone and replays deterministically.
 
+pub mod avro_record;
 pub mod engine;
 pub mod error;
 pub mod event;

@@ -11,9 +11,11 @@
 //!
 //! - [`kafka`]: client errors, commits, rebalances.
 //! - [`state`]: device state: evictions, restores.
+//! - [`registry`]: partitions waiting for the Schema Registry.
 //! - [`webhook`]: webhook retries and dead letters, endpoints down and up again.
 
 pub mod kafka;
+pub mod registry;
 pub mod state;
 pub mod webhook;
 

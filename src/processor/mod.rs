@@ -13,6 +13,7 @@ pub mod failure;
 pub mod fatal;
 pub mod inflight;
 pub mod output_limit;
+pub mod output_schema;
 pub mod pipeline;
 pub mod progress;
 pub mod rebalance;

@@ -37,7 +37,7 @@ use super::transactions::{call_timeout, MakeProducer, Transactions};
 use super::txn_calls::TxnId;
 use super::worker_env::{ChangelogEnv, Step, WorkerEnv};
 use crate::config::{Config, Guarantee, OffsetReset};
-use crate::core::Shared;
+use crate::core::{EngineSettings, Shared};
 use crate::http::{self, Health};
 use crate::kafka::client::{
     admin_config, consumer_config, producer_config, regional_producer_config,
@@ -78,8 +78,18 @@ pub async fn run(
         tracing::info!("stopped during the start-up checks");
         return Ok(());
     };
+    let Some(encoding) =
+        super::output_schema::record_encoding(&config, &served.health, &shutdown).await?
+    else {
+        tracing::info!("stopped while waiting for the Schema Registry");
+        return Ok(());
+    };
     let ensured = restore_topics(&config).await?;
-    let consuming = consume(&config, &hooks, served, max_output_bytes, ensured).await?;
+    let settings = EngineSettings {
+        record_encoding: encoding,
+        ..config.run_engine_settings(max_output_bytes)
+    };
+    let consuming = consume(&config, &hooks, served, settings, ensured).await?;
     drain(consuming, &config, &shutdown).await
 }
 
@@ -187,7 +197,7 @@ async fn consume(
     config: &Config,
     hooks: &RunHooks,
     served: Served,
-    max_output_bytes: usize,
+    settings: EngineSettings,
     ensured: HashSet<String>,
 ) -> anyhow::Result<Consuming> {
     let Served {
@@ -247,7 +257,7 @@ async fn consume(
         producers: producers.clone(),
         region_clusters: routes.region_clusters,
         router,
-        shared: Shared::new(config.run_engine_settings(max_output_bytes)),
+        shared: Shared::new(settings),
         metrics: metrics.clone(),
         output_topic: config.output_topic.clone(),
         written: region_topics
@@ -276,6 +286,7 @@ async fn consume(
             restores: tokio::sync::Semaphore::new(super::worker_env::RESTORES_AT_ONCE),
         }),
         status,
+        schema_registry: config.registry_input(health.registry_waits.clone())?,
     });
     let exactly_once = txn.is_some();
     consumer

@@ -88,6 +88,9 @@ pub struct WorkerEnv {
     pub step: Step,
     /// The status page (recent records, device queries); `None` when it is off.
     pub status: Option<Arc<crate::status::StatusHub>>,
+    /// `[schema_registry]`: how records in the registry's wire format are read; `None` when no
+    /// registry is configured (every record is JSON).
+    pub schema_registry: Option<Arc<crate::schema_registry::RegistryInput>>,
 }
 
 impl WorkerEnv {

@@ -149,6 +149,7 @@ impl StatusHub {
             "now": now_ms(),
             "uptime_secs": self.started.elapsed().as_secs(),
             "ready": self.health.is_ready(),
+            "schema_registry_waits": self.health.registry_waits.list(),
             "processed": processed,
             "events": events,
             "urls_generated": m.urls_generated.get(),

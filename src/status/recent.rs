@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
+use crate::core::avro_record;
+
 /// Records kept per region.
 pub const KEPT: usize = 20;
 /// A worker's sampling budget: this many records per tick.
@@ -83,7 +85,7 @@ impl Recent {
         for slot in &self.slots {
             let slot = slot.lock().unwrap_or_else(|e| e.into_inner());
             for s in &slot.kept {
-                if let Ok(v) = serde_json::from_slice::<Value>(&s.json) {
+                if let Some(v) = decode(&s.json) {
                     all.push((s.seq, view(&v)));
                 }
             }
@@ -91,6 +93,16 @@ impl Recent {
         all.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         all.into_iter().map(|(_, v)| v).collect()
     }
+}
+
+/// A kept URL record, JSON or Avro (`output.format = "avro"`, by its first byte).
+fn decode(record: &[u8]) -> Option<Value> {
+    if record.first() == Some(&avro_record::MAGIC) {
+        let mut json = Vec::new();
+        avro_record::avro_to_json(record, &mut json).ok()?;
+        return serde_json::from_slice(&json).ok();
+    }
+    serde_json::from_slice(record).ok()
 }
 
 /// The fields of a URL record the page shows.
@@ -160,5 +172,38 @@ mod tests {
         assert_eq!(r[1]["device_id"], "e19");
         assert_eq!(r[0]["url"], "https://a/1");
         assert_eq!(r[0]["partition"], 1);
+    }
+
+    #[test]
+    fn avro_records_show_as_their_json_twins() {
+        use crate::core::record::{Source, UrlRecord};
+        use crate::core::Decision;
+        let urls = ["https://a/1", "https://a/2"];
+        let r = UrlRecord {
+            device_id: "d1",
+            event_type: None,
+            severity: None,
+            region: "europe",
+            status: Decision::Success,
+            urls: Some(urls.iter().copied()),
+            regional_url: Some("https://a/3"),
+            urls_json_safe: true,
+            event_time: "x",
+            processed_at: "x",
+            source: Some(Source::Kafka {
+                topic: "t",
+                partition: 1,
+                offset: 7,
+            }),
+        };
+        let mut avro = Vec::new();
+        r.encode_avro(3, &mut avro);
+        let recent = Recent::new(vec!["europe".into()]);
+        Sampler::default().offer(&recent, "europe", &avro, 0);
+        let shown = recent.records();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(shown[0]["device_id"], "d1");
+        assert_eq!(shown[0]["url"], "https://a/1");
+        assert_eq!(shown[0]["offset"], 7);
     }
 }

@@ -1,4 +1,5 @@
-//! From a URL record (the output topic's JSON) to the webhook request body. Pure.
+//! From a URL record (the output topic's JSON, or Avro with `output.format = "avro"`: told apart
+//! by the first byte) to the webhook request body. Pure.
 //!
 //! Body (the original design's `send_webhook` fields, then extras):
 //! `{"aepiot_url": urls[0], "device_id", "event_type", "timestamp": event_time, "regional_url", "urls"}`.
@@ -9,6 +10,8 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+
+use crate::core::avro_record;
 
 /// A `success` record, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,17 @@ struct Body<'a> {
 /// warning: the output topic is only written by this program).
 pub fn parse(payload: Option<&[u8]>) -> Result<Parsed, String> {
     let payload = payload.ok_or("empty record (tombstone)")?;
+    // An Avro record becomes the JSON the other format would have written: one body either way.
+    let decoded;
+    let payload = if payload.first() == Some(&avro_record::MAGIC) {
+        let mut json = Vec::new();
+        avro_record::avro_to_json(payload, &mut json)
+            .map_err(|e| format!("not an Avro URL record: {e}"))?;
+        decoded = json;
+        &decoded[..]
+    } else {
+        payload
+    };
     let r: UrlRecord<'_> =
         serde_json::from_slice(payload).map_err(|e| format!("not a URL record: {e}"))?;
     if r.status != "success" {
@@ -109,6 +123,49 @@ mod tests {
     use super::*;
 
     const SUCCESS: &str = r#"{"device_id":"press-7","event_type":"temperature_alert","severity":"high","region":"europe","status":"success","urls":["https://aepiot.com/backlink.html?title=a","https://headlines-world.com/backlink.html?title=a"],"regional_url":"https://eu.aepiot.com/backlink.html?title=b","event_time":"2026-11-26T08:05:01.000Z","processed_at":"2026-11-26T08:05:01.012Z","source":{"topic":"in","partition":3,"offset":1042}}"#;
+
+    #[test]
+    fn an_avro_record_gives_the_body_of_its_json_twin_byte_for_byte() {
+        use crate::core::record::{Source, UrlRecord};
+        use crate::core::Decision;
+        let urls = [
+            "https://aepiot.com/backlink.html?title=a",
+            "https://headlines-world.com/backlink.html?title=a",
+        ];
+        let record = UrlRecord {
+            device_id: "press-7",
+            event_type: Some("temperature_alert"),
+            severity: Some("high"),
+            region: "europe",
+            status: Decision::Success,
+            urls: Some(urls.iter().copied()),
+            regional_url: Some("https://eu.aepiot.com/backlink.html?title=b"),
+            urls_json_safe: true,
+            event_time: "2026-11-26T08:05:01.000Z",
+            processed_at: "2026-11-26T08:05:01.012Z",
+            source: Some(Source::Kafka {
+                topic: "in",
+                partition: 3,
+                offset: 1042,
+            }),
+        };
+        let mut avro = Vec::new();
+        record.encode_avro(42, &mut avro);
+        assert_eq!(
+            parse(Some(&avro)).unwrap(),
+            parse(Some(SUCCESS.as_bytes())).unwrap()
+        );
+        let cached = UrlRecord {
+            status: Decision::Cached,
+            urls: None,
+            regional_url: None,
+            ..record
+        };
+        cached.encode_avro(42, &mut avro);
+        assert_eq!(parse(Some(&avro)).unwrap(), Parsed::Skip);
+        let err = parse(Some(&avro[..avro.len() - 1])).unwrap_err();
+        assert!(err.starts_with("not an Avro URL record"), "{err}");
+    }
 
     #[test]
     fn success_records_become_the_seed_body_plus_extras() {

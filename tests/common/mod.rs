@@ -23,6 +23,18 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::HashSet;
 use tokio_util::sync::CancellationToken;
 
+/// Points every helper here at a broker the test binary started itself (a fault test's own broker
+/// or cluster). Each helper reads `KAFKA_BOOTSTRAP` once, through [`brokers`], so this must run
+/// before anything has asked for it: the assertion catches a caller that came too late.
+pub fn use_brokers(addr: &str) {
+    std::env::set_var("KAFKA_BOOTSTRAP", addr);
+    assert_eq!(
+        brokers(),
+        addr,
+        "common::brokers() was initialised too early"
+    );
+}
+
 /// The broker's bootstrap address: `KAFKA_BOOTSTRAP`, or the project's broker, started on demand.
 pub fn brokers() -> &'static str {
     static BROKERS: OnceLock<String> = OnceLock::new();
@@ -151,6 +163,16 @@ pub fn create_topics_on(bootstrap: &str, topics: &[(&str, i32)]) {
 
 /// Produces `(key, payload)` records (payload `None` = tombstone) and waits for all acks.
 pub fn produce(topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+    produce_within(topic, records, Duration::from_secs(30));
+}
+
+/// [`produce`], waiting up to `flush` for the acknowledgements (a test whose broker it is about to
+/// hang, or a cluster that is still electing leaders, needs more than the usual 30 s).
+pub fn produce_within(
+    topic: &str,
+    records: &[(Option<Vec<u8>>, Option<Vec<u8>>)],
+    flush: Duration,
+) {
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("enable.idempotence", "true")
@@ -167,7 +189,7 @@ pub fn produce(topic: &str, records: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
         }
         send_waiting(&p, r);
     }
-    p.flush(Duration::from_secs(30)).unwrap();
+    p.flush(flush).unwrap();
     assert_eq!(p.in_flight_count(), 0);
 }
 

@@ -77,6 +77,12 @@ Checks that make a bad release fail at render time rather than in the cluster.
 {{- fail (printf "`%s` is set by the chart (kafka.*, metrics.port, drainTimeoutMs values): remove it from `config`" .) }}
 {{- end }}
 {{- end }}
+{{- if and .Values.schemaRegistry.url (regexMatch "(?m)^[ \\t]*\\[schema_registry\\]" (.Values.config | default "")) }}
+{{- fail "use either schemaRegistry.url or a [schema_registry] table in `config`, not both" }}
+{{- end }}
+{{- if and .Values.schemaRegistry.existingSecret (not .Values.schemaRegistry.url) }}
+{{- fail "schemaRegistry.existingSecret needs schemaRegistry.url" }}
+{{- end }}
 {{- if and .Values.kafka.properties (regexMatch "(?m)^[ \\t]*\\[kafka\\]" (.Values.config | default "")) }}
 {{- fail "use either kafka.properties or a [kafka] table in `config`, not both" }}
 {{- end }}
@@ -102,6 +108,15 @@ group_protocol = "classic"
 {{- end }}
 
 {{ .Values.config | default "" | trimSuffix "\n" }}
+{{- with .Values.schemaRegistry.url }}
+
+# schemaRegistry.url; credentials from schemaRegistry.existingSecret (AEPIOT_SCHEMA_REGISTRY__*).
+[schema_registry]
+url = {{ . | toString | toJson }}
+{{- with $.Values.schemaRegistry.sslCaLocation }}
+ssl_ca_location = {{ . | toString | toJson }}
+{{- end }}
+{{- end }}
 {{- with .Values.kafka.properties }}
 
 [kafka]

@@ -55,6 +55,7 @@ fn inflight_storing(
         }),
         step: crate::processor::worker_env::Step::Engine,
         status: None,
+        schema_registry: None,
     });
     let (id, acks) = router.register();
     let stop = CancellationToken::new();
@@ -314,6 +315,7 @@ fn clone_env(env: &WorkerEnv) -> WorkerEnv {
         changelog: None,
         step: env.step,
         status: None,
+        schema_registry: None,
     }
 }
 

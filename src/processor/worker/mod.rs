@@ -41,6 +41,7 @@ use crate::status::link::WorkerLink;
 mod dead_letter;
 mod passthrough;
 mod restore;
+mod schemas;
 pub mod supervise;
 
 use dead_letter::send_dead_letter;
@@ -66,6 +67,8 @@ struct Worker {
     dead_letters_resent: HashSet<u64>,
     /// Recent records and device queries for the status page (see [`crate::status::link`]).
     status_link: WorkerLink,
+    /// With a Schema Registry: the schemas at hand, for records in its wire format.
+    schemas: Option<schemas::Schemas>,
 }
 
 /// Starts the worker of one partition on the runtime. `position` is the offset it starts from,
@@ -94,6 +97,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
         .as_ref()
         .map(|cl| StateWrites::new(cl.topic_for(topic), cl.interval));
     let mut engine = Engine::new(env.shared.clone());
+    let schemas = env.schema_registry.clone().map(schemas::Schemas::new);
     if let Some(p) = crate::allocator::placement() {
         engine.states_mut().set_placement(p);
     }
@@ -108,6 +112,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
         state,
         evictions_counted: 0,
         dead_letters_resent: HashSet::new(),
+        schemas,
     };
     let watch = supervise::Watch {
         topic: topic.to_owned(),
@@ -157,7 +162,12 @@ impl Worker {
             env.router.unregister(self.inflight.id);
             return;
         }
+        // A record whose schema must be fetched first, and its schema id (see `schemas`).
+        let (mut pending, mut waiting) = (None, None);
         while !self.inflight.failed && !stop.is_cancelled() {
+            if !self.wait_for_schema(waiting.take(), &stop).await {
+                break;
+            }
             // Exactly-once: while a commit runs with its deferred outputs at their bound, wait
             // for it to end (outside the gate: its end takes the write guard).
             if let Some(deferred) = &env.deferred {
@@ -184,9 +194,14 @@ impl Worker {
             let clock = Clock::now();
             let full = || env.deferred.as_ref().is_some_and(|d| d.full());
             while read < BATCH && !self.inflight.failed && !full() {
-                match queue.poll(Duration::ZERO) {
+                match next(&mut pending, &queue) {
                     None => break,
                     Some(Ok(msg)) => {
+                        let needs = self.schemas.as_mut().and_then(|s| s.needs(msg.payload()));
+                        if needs.is_some() {
+                            (pending, waiting) = (Some(msg), needs);
+                            break;
+                        }
                         read += 1;
                         self.handle(&msg, &clock).await;
                         if !self.inflight.failed {
@@ -213,7 +228,7 @@ impl Worker {
             devices.set(self.engine.states().device_count() as i64);
             cache.set(self.engine.states().cache_entries() as i64);
             self.count_evictions(clock.wall_ms);
-            if read == BATCH {
+            if read == BATCH || waiting.is_some() {
                 tokio::task::yield_now().await;
                 continue;
             }
@@ -312,9 +327,10 @@ impl Worker {
             p.get(&(self.inflight.topic.clone(), self.inflight.partition, offset))
                 .map(|k| *k)
         });
-        let out = match poisoned {
-            None => self.engine.process(msg.payload(), &meta),
-            Some(kind) => {
+        let out = match (poisoned, &mut self.schemas) {
+            (None, None) => self.engine.process(msg.payload(), &meta),
+            (None, Some(schemas)) => schemas.process(&mut self.engine, msg.payload(), &meta),
+            (Some(kind), _) => {
                 let error = RecordError::new(
                     kind,
                     "the broker refused this event's URL record, so the transaction holding it was aborted; this dead letter replaces it",
@@ -441,6 +457,17 @@ impl Worker {
         }
         .emit(&env.metrics);
     }
+}
+
+/// The record that waited for its schema, else the next of the queue.
+fn next<'q, C: ConsumerContext>(
+    pending: &mut Option<BorrowedMessage<'q>>,
+    queue: &'q PartitionQueue<C>,
+) -> Option<rdkafka::error::KafkaResult<BorrowedMessage<'q>>> {
+    pending
+        .take()
+        .map(Ok)
+        .or_else(|| queue.poll(Duration::ZERO))
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.

@@ -1,0 +1,188 @@
+use apache_avro::types::Value;
+
+use super::*;
+
+/// The IoT event as the test producer (tests/fixtures/sr_clients.py) registers it.
+pub(crate) const EVENT: &str = r#"{"type":"record","name":"IotEvent","namespace":"dev.aepiot.test","fields":[
+  {"name":"device_id","type":"string"},
+  {"name":"event_type","type":["null","string"],"default":null},
+  {"name":"value","type":["null","double"],"default":null},
+  {"name":"timestamp","type":["null",{"type":"long","logicalType":"timestamp-millis"}],"default":null},
+  {"name":"region","type":["null","string"],"default":null},
+  {"name":"firmware","type":["null","string"],"default":null}]}"#;
+
+fn encode(schema: &str, fields: Vec<(&str, Value)>) -> Vec<u8> {
+    let schema = Schema::parse_str(schema).unwrap();
+    let record = Value::Record(fields.into_iter().map(|(k, v)| (k.into(), v)).collect());
+    apache_avro::to_avro_datum(&schema, record).unwrap()
+}
+
+fn event(device: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("device_id", Value::String(device.into())),
+        (
+            "event_type",
+            Value::Union(1, Box::new(Value::String("temperature_alert".into()))),
+        ),
+        ("value", Value::Union(1, Box::new(Value::Double(20.5)))),
+        (
+            "timestamp",
+            Value::Union(1, Box::new(Value::TimestampMillis(1_795_680_301_000))),
+        ),
+        ("region", Value::Union(0, Box::new(Value::Null))),
+        (
+            "firmware",
+            Value::Union(1, Box::new(Value::String("1.2".into()))),
+        ),
+    ]
+}
+
+fn decode(schema: &AvroSchema, body: &[u8]) -> Result<String, RecordError> {
+    let mut buf = Vec::new();
+    schema.decode(body, &mut buf)?;
+    Ok(String::from_utf8(buf).unwrap())
+}
+
+#[test]
+fn a_record_becomes_the_events_json_with_known_fields_only() {
+    let schema = AvroSchema::parse(EVENT, &[]).unwrap();
+    let json = decode(&schema, &encode(EVENT, event("press-7"))).unwrap();
+    assert_eq!(
+        json,
+        r#"{"device_id":"press-7","event_type":"temperature_alert","value":20.5,"timestamp":"2026-11-26T08:05:01.000Z","region":null}"#
+    );
+}
+
+#[test]
+fn timestamp_micros_and_nested_values() {
+    let text = r#"{"type":"record","name":"E","fields":[
+      {"name":"device_id","type":"string"},
+      {"name":"timestamp","type":{"type":"long","logicalType":"timestamp-micros"}},
+      {"name":"location","type":{"type":"map","values":"int"}},
+      {"name":"value","type":"float"},
+      {"name":"severity","type":{"type":"enum","name":"S","symbols":["low","high"]}}]}"#;
+    let schema = AvroSchema::parse(text, &[]).unwrap();
+    let mut map = std::collections::HashMap::new();
+    map.insert("b".to_string(), Value::Int(2));
+    map.insert("a".to_string(), Value::Int(1));
+    let body = encode(
+        text,
+        vec![
+            ("device_id", Value::String("d".into())),
+            ("timestamp", Value::TimestampMicros(1_795_680_301_000_123)),
+            ("location", Value::Map(map)),
+            ("value", Value::Float(0.1)),
+            ("severity", Value::Enum(1, "high".into())),
+        ],
+    );
+    assert_eq!(
+        decode(&schema, &body).unwrap(),
+        r#"{"device_id":"d","timestamp":"2026-11-26T08:05:01.000123Z","location":{"a":1,"b":2},"value":0.1,"severity":"high"}"#
+    );
+}
+
+#[test]
+fn hostile_bytes_are_invalid_avro_with_the_reason() {
+    let schema = AvroSchema::parse(EVENT, &[]).unwrap();
+    let good = encode(EVENT, event("press-7"));
+    // Every cut of a valid record is refused (apache_avro alone reads some as nulls).
+    for cut in 0..good.len() {
+        let e = decode(&schema, &good[..cut]).unwrap_err();
+        assert_eq!(
+            e.kind,
+            ErrorKind::InvalidAvro,
+            "cut at {cut}: {}",
+            e.message
+        );
+    }
+    let mut longer = good.clone();
+    longer.push(0);
+    let e = decode(&schema, &longer).unwrap_err();
+    assert!(e.message.contains("1 bytes are left"), "{}", e.message);
+    // A string claiming a huge length: refused, not allocated.
+    let e = decode(&schema, &[0xfe, 0xff, 0xff, 0xff, 0xff, 0x0f]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidAvro);
+    // A union index out of range (event_type's, after the 2 bytes of device_id "d").
+    let mut bad_union = encode(EVENT, event("d"));
+    bad_union[2] = 0x08;
+    assert_eq!(
+        decode(&schema, &bad_union).unwrap_err().kind,
+        ErrorKind::InvalidAvro
+    );
+}
+
+#[test]
+fn values_a_url_cannot_carry_are_invalid_fields() {
+    let schema = AvroSchema::parse(EVENT, &[]).unwrap();
+    let mut fields = event("d");
+    fields[2] = ("value", Value::Union(1, Box::new(Value::Double(f64::NAN))));
+    let e = decode(&schema, &encode(EVENT, fields)).unwrap_err();
+    assert_eq!((e.kind, e.field), (ErrorKind::InvalidField, Some("value")));
+}
+
+#[test]
+fn schemas_that_cannot_carry_events_are_mismatches() {
+    let no_id = EVENT.replace("\"device_id\"", "\"sensor_id\"");
+    let p = AvroSchema::parse(&no_id, &[]).unwrap_err();
+    assert_eq!(
+        (p.kind, p.field),
+        (ErrorKind::SchemaMismatch, Some("device_id"))
+    );
+    assert!(
+        p.message.contains("dev.aepiot.test.IotEvent"),
+        "{}",
+        p.message
+    );
+    let int_id = EVENT.replace(r#""type":"string"}"#, r#""type":"int"}"#);
+    let p = AvroSchema::parse(&int_id, &[]).unwrap_err();
+    assert_eq!(p.kind, ErrorKind::SchemaMismatch);
+    assert!(AvroSchema::parse(r#""string""#, &[]).is_err());
+    let p = AvroSchema::parse("{not json", &[]).unwrap_err();
+    assert_eq!(p.kind, ErrorKind::InvalidAvro);
+}
+
+#[test]
+fn recursive_schemas_and_arrays_of_nothing_are_refused() {
+    let recursive = r#"{"type":"record","name":"Node","fields":[
+      {"name":"device_id","type":"string"},
+      {"name":"next","type":["null","Node"]}]}"#;
+    let p = AvroSchema::parse(recursive, &[]).unwrap_err();
+    assert!(p.message.contains("contains itself"), "{}", p.message);
+    for items in [
+        r#""null""#,
+        r#"{"type":"record","name":"Empty","fields":[]}"#,
+    ] {
+        let text = format!(
+            r#"{{"type":"record","name":"E","fields":[{{"name":"device_id","type":"string"}},
+              {{"name":"x","type":{{"type":"array","items":{items}}}}}]}}"#
+        );
+        let p = AvroSchema::parse(&text, &[]).unwrap_err();
+        assert!(p.message.contains("take no bytes"), "{}", p.message);
+    }
+    // A named type used twice is not recursion.
+    let twice = r#"{"type":"record","name":"E","fields":[{"name":"device_id","type":"string"},
+      {"name":"a","type":{"type":"record","name":"P","fields":[{"name":"x","type":"int"}]}},
+      {"name":"b","type":"P"}]}"#;
+    AvroSchema::parse(twice, &[]).unwrap();
+}
+
+#[test]
+fn references_resolve_named_types() {
+    let point = r#"{"type":"record","name":"Point","namespace":"geo","fields":[{"name":"lat","type":"double"}]}"#;
+    let text = r#"{"type":"record","name":"E","fields":[{"name":"device_id","type":"string"},
+      {"name":"location","type":"geo.Point"}]}"#;
+    let schema = AvroSchema::parse(text, &[point.to_string()]).unwrap();
+    let (main, refs) = Schema::parse_str_with_list(text, [point]).unwrap();
+    let record = Value::Record(vec![
+        ("device_id".into(), Value::String("d".into())),
+        (
+            "location".into(),
+            Value::Record(vec![("lat".into(), Value::Double(1.5))]),
+        ),
+    ]);
+    let body = apache_avro::to_avro_datum_schemata(&main, refs.iter().collect(), record).unwrap();
+    assert_eq!(
+        decode(&schema, &body).unwrap(),
+        r#"{"device_id":"d","location":{"lat":1.5}}"#
+    );
+}
