@@ -224,10 +224,7 @@ impl Worker {
             self.inflight.take_acks();
             self.after_acks(Some(&clock)).await;
             self.status_link.answer_waiting(&self.engine);
-            self.flush_counts();
-            devices.set(self.engine.states().device_count() as i64);
-            cache.set(self.engine.states().cache_entries() as i64);
-            self.count_evictions(clock.wall_ms);
+            self.report(&devices, &cache, clock.wall_ms);
             if read == BATCH || waiting.is_some() {
                 tokio::task::yield_now().await;
                 continue;
@@ -431,6 +428,19 @@ impl Worker {
         };
         self.counters.invalid(error.kind);
         send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
+    }
+
+    /// After a batch: the counts into the shared metrics, the state's gauges, new evictions.
+    fn report(
+        &mut self,
+        devices: &prometheus::IntGauge,
+        cache: &prometheus::IntGauge,
+        wall_ms: i64,
+    ) {
+        self.flush_counts();
+        devices.set(self.engine.states().device_count() as i64);
+        cache.set(self.engine.states().cache_entries() as i64);
+        self.count_evictions(wall_ms);
     }
 
     /// Adds what this worker counted since the last time to the shared metrics.
