@@ -19,6 +19,15 @@
 #            run-eos           run with AEPIOT_PROCESSING_GUARANTEE=exactly_once
 #            passthrough-eos   passthrough with exactly_once (transactions every 100 ms)
 #            run-no-changelog  run with AEPIOT_STATE_CHANGELOG=false
+#          Schema Registry input (issue 29; not in the default list): the same preloaded events
+#          re-encoded once, before the runs, by confluent-kafka's own serializers
+#          (tests/fixtures/sr_clients.py transcode: same keys, partitions and order) into a topic
+#          per format, against a registry (SCHEMA_REGISTRY_URL, else scripts/registry.sh on
+#          REGISTRY_PORT 19783, started and stopped like the broker):
+#            run-avro          run on the Avro input (AvroSerializer, the v1 event schema)
+#            run-protobuf      run on the Protobuf input (ProtobufSerializer, message index [1])
+#            run-jsonschema    run on the JSON Schema input (JSONSerializer)
+#          e.g. --drain-variants "run run-avro run-protobuf": Avro's drain against JSON's, same run.
 #          "Done" = every input record processed (sum of aepiot_events_total == EVENTS) and every
 #          output acknowledged: the first /metrics poll (every 50 ms) at which
 #          aepiot_processing_latency_seconds_count reached its final value (unchanged for 2 s
@@ -128,7 +137,9 @@
 #       (built with `cargo build --profile profiling` if missing), copied like AEPIOT_BIN.
 #   METRICS_PORT=19610: where the measured process serves /metrics.
 #
-# Needs: bash, python3, kcat, Java (scripts/kafka.sh), perf for --perf.
+# Needs: bash, python3, kcat, Java (scripts/kafka.sh), perf for --perf; for the run-avro,
+# run-protobuf and run-jsonschema variants confluent-kafka (scripts/install-ci-deps.sh) and Java
+# for scripts/registry.sh.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -230,6 +241,19 @@ if ((CLUSTER)); then  # the brokers' CPU is the sum over the nodes
 else
   BROKER_PID="$(cat "$KAFKA_DATA_DIR/kafka.pid")"
 fi
+# The Schema Registry of the run-avro/-protobuf/-jsonschema variants, only when one is asked for.
+REGISTRY_URL="${SCHEMA_REGISTRY_URL:-}"
+STOP_REGISTRY=false
+REGISTRY=(env REGISTRY_PORT="${REGISTRY_PORT:-19783}" REGISTRY_DATA_DIR="${REGISTRY_DATA_DIR:-/tmp/aepiot-registry-bench}" bash "$ROOT/scripts/registry.sh")
+if [[ " $BENCHES " == *" drain "* && " $DRAIN_VARIANTS " =~ \ run-(avro|protobuf|jsonschema)\  && -z "$REGISTRY_URL" ]]; then
+  "${REGISTRY[@]}" status >/dev/null 2>&1 || STOP_REGISTRY=true
+  "${REGISTRY[@]}" start >&2
+  REGISTRY_URL="$("${REGISTRY[@]}" url)"
+fi
+# Called by bench_begin's exit trap after the processes and the broker.
+bench_cleanup_extra() {
+  if [[ "$STOP_REGISTRY" == true ]]; then "${REGISTRY[@]}" stop >&2 || true; fi
+}
 bench_begin
 
 variant_env() { # VARIANT -> env assignments, one per line
@@ -249,6 +273,7 @@ variant_env() { # VARIANT -> env assignments, one per line
       AEPIOT_KAFKA__QUEUED_MAX_MESSAGES_KBYTES=16384 AEPIOT_KAFKA__FETCH_QUEUE_BACKOFF_MS=100 ;;
     run-jemalloc) echo "LD_PRELOAD=${JEMALLOC:-/usr/lib/x86_64-linux-gnu/libjemalloc.so.2}" ;;
     run-appendtime) ;;
+    run-avro|run-protobuf|run-jsonschema) echo "AEPIOT_SCHEMA_REGISTRY__URL=$REGISTRY_URL" ;;
     *) die "unknown variant $1" ;;
   esac
 }
@@ -347,7 +372,18 @@ bench_drain() {
     --devices "$DEVICES" --profile city --seed 1 2>"$WORK/simulate-drain.log")"
   log "drain: preloaded: $sim"
   record "$sim" '{"bench": "preload", "variant": "simulate", "run": 0, "ok": true}'
-  local run v
+  local run v fmt
+  for v in $DRAIN_VARIANTS; do
+    fmt="$(format_of "$v")"
+    [[ -n "$fmt" ]] || continue
+    create_topic "$in-$fmt" 12
+    log "drain: re-encoding the $EVENTS events as $fmt into $in-$fmt (confluent-kafka's serializer)"
+    sim="$(python3 "$ROOT/tests/fixtures/sr_clients.py" --registry "$REGISTRY_URL" --bootstrap "$BROKERS" \
+      transcode --from-topic "$in" --topic "$in-$fmt" --format "$fmt" --count "$EVENTS" \
+      2>"$WORK/transcode-$fmt.log")" || die "transcode to $fmt failed: $(tail -n5 "$WORK/transcode-$fmt.log")"
+    log "drain: re-encoded: $sim"
+    record "$sim" "{\"bench\": \"preload\", \"variant\": \"$fmt\", \"run\": 0, \"ok\": true}"
+  done
   # A freshly started broker is slower until the JVM has compiled its hot paths (the first
   # measured run was 20-30 % slower than the next ones): one unmeasured run of `run` and of
   # `passthrough` first.
@@ -358,7 +394,8 @@ bench_drain() {
   for ((run = 1; run <= RUNS; run++)); do
     for v in $DRAIN_VARIANTS; do
       log "drain: run $run/$RUNS, $v"
-      drain_one "$v" "$run" "$in"
+      fmt="$(format_of "$v")"
+      drain_one "$v" "$run" "$in${fmt:+-$fmt}"
     done
   done
   if ((PERF)); then
@@ -385,7 +422,20 @@ print(json.dumps({"bench": "perf", "variant": "run", "run": 0, "ok": True, "summ
 EOF
 )"
   fi
+  for v in $DRAIN_VARIANTS; do
+    fmt="$(format_of "$v")"
+    [[ -z "$fmt" ]] || delete_topic "$in-$fmt"
+  done
   delete_topic "$in"
+}
+
+# The input format of a drain variant: avro, protobuf or json (JSON Schema); empty for JSON.
+format_of() {
+  case "$1" in
+    run-avro) echo avro ;;
+    run-protobuf) echo protobuf ;;
+    run-jsonschema) echo json ;;
+  esac
 }
 
 # ------------------------------------------------------------------ latency

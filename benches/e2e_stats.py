@@ -562,7 +562,8 @@ def cmd_summary(a):
     by_run = {}
     for r in drain:
         by_run.setdefault(r["run"], {})[r["variant"]] = r["events_per_s"]
-    for num, den in (("run", "passthrough"), ("run-eos", "passthrough-eos"), ("run-no-changelog", "passthrough"), ("run-eos", "run"), ("run", "run-b")):
+    for num, den in (("run", "passthrough"), ("run-eos", "passthrough-eos"), ("run-no-changelog", "passthrough"), ("run-eos", "run"), ("run", "run-b"),
+                     ("run-avro", "run"), ("run-protobuf", "run"), ("run-jsonschema", "run")):
         per_run = [round(v[num] / v[den], 3) for v in by_run.values() if num in v and den in v]
         if per_run:
             key = f"{num}/{den}"

@@ -47,8 +47,8 @@ fi
 # restart of three instances mid-stream, under at_least_once and exactly_once, and the SIGKILL of
 # an instance under exactly_once, with the default settings, checked for 0 lost successes; on a
 # broker of its own (port 19192, fresh, stopped afterwards). And the cluster scenarios CI runs
-# (tests/cluster_faults.rs, ~5 minutes): a rolling restart of the brokers under at_least_once
-# (exactly_once's, and the coordinators' SIGKILL, once they pass), plus the replication checks, on a
+# (tests/cluster_faults.rs, ~5 minutes): a rolling restart of the brokers under exactly_once (the
+# coordinators' SIGKILL too, once it passes repeatedly), plus the replication checks, on a
 # 3-node cluster of their own (ports 20101-20103, 20111-20113) started once for all of them and
 # stopped when they end, pass or fail. The other scenarios are opt-in: scripts/faults.sh.
 cargo test "$@"

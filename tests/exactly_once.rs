@@ -7,8 +7,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aepiot_stream::config::{Config, Guarantee};
+use aepiot_stream::core::limiter::Limits;
+use aepiot_stream::core::snapshot;
+use aepiot_stream::core::state::DeviceStates;
+use aepiot_stream::processor::changelog;
 use common::*;
-use rdkafka::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message};
+use tokio_util::sync::CancellationToken;
 
 fn eos(t: &Topics) -> Config {
     Config {
@@ -25,22 +31,54 @@ fn exactly_once_writes_one_output_per_input() {
     let mut records = generated(40_000, 1_000, 31);
     records.push((Some(b"bad".to_vec()), Some(b"{not json".to_vec())));
     produce(&t.input, &records);
-    let running = start(eos(&t));
+    let (deferred, _) = one_output_per_input(&t, eos(&t));
+    assert!(
+        deferred > 0,
+        "no record was produced while a transaction committed: the test did not exercise that path"
+    );
+}
+
+/// Runs `config` on the input until every input offset is committed, checks that each input has
+/// exactly one output, and returns the records kept while a transaction committed and the commits.
+fn one_output_per_input(t: &Topics, config: Config) -> (u64, u64) {
+    let running = start(config);
     wait_until(
         "all input offsets committed",
         Duration::from_secs(120),
         || all_committed(&t.group, &t.input),
     );
     let deferred = running.metrics.transaction_deferred.get();
+    let commits = running.metrics.transaction_commit.get_sample_count();
     running.shutdown();
 
     // consume() reads with isolation.level=read_committed.
-    let (total, sources) = all_sources(&t);
+    let (total, sources) = all_sources(t);
     assert_eq!(sources, expected_sources(&t.input));
     assert_eq!(total, sources.len(), "duplicates under exactly-once");
+    (deferred, commits)
+}
+
+/// Rule 9 (the bound of what is kept while a transaction commits): past `max_deferred_bytes` a
+/// worker ends its batch and waits until the commit ends. With a bound of one byte, each of the
+/// three workers keeps at most one record's output and its batch's state record per commit;
+/// without the wait a batch read during a commit keeps all it reads (up to 256 records, the input
+/// being there already).
+#[test]
+fn a_full_deferral_holds_each_worker_to_one_record_per_commit() {
+    let t = topics("eos-bound", 3);
+    let config = Config {
+        max_deferred_bytes: 1,
+        ..eos(&t)
+    };
+    produce(&t.input, &generated(20_000, 1_000, 37));
+    let (deferred, commits) = one_output_per_input(&t, config);
     assert!(
         deferred > 0,
-        "no record was produced while a transaction committed: the test did not exercise that path"
+        "nothing was kept during a commit: the test did not exercise the bound"
+    );
+    assert!(
+        deferred <= 2 * 3 * commits,
+        "{deferred} records kept over {commits} commits: more than one record (and its state) per worker and commit"
     );
 }
 
@@ -234,4 +272,73 @@ fn state_survives_a_restart_at_least_once() {
 #[test]
 fn state_survives_a_restart_exactly_once() {
     state_survives_a_restart(Guarantee::ExactlyOnce);
+}
+
+/// A device's state as the changelog holds it: one success at `event_ms`.
+fn one_success(device: &str, event_ms: i64) -> Vec<u8> {
+    let mut states = DeviceStates::new(Limits::default(), 0);
+    states.decide(device, event_ms, 1, event_ms);
+    let mut bytes = Vec::new();
+    snapshot::encode(states.get(device).expect("a state"), &mut bytes);
+    bytes
+}
+
+/// Rule 11 (a restore's end): a restore reads to the end of the changelog partition as of its
+/// start, records of a transaction still open then included, and waits for that transaction. The
+/// previous owner's last committed transaction is open in this sense until the coordinator has
+/// written its markers (right after a hand-over or a rewind, for seconds when the coordinator's
+/// broker died), while the offsets committed with it already hold: a restore that ended at the
+/// last stable offset, which a read_committed client is told as the end, judged the replayed
+/// events without those successes (`kill_coordinators_exactly_once`: a device at 12 URLs an hour).
+#[test]
+fn a_restore_reads_to_the_end_as_of_its_start_past_an_open_transaction() {
+    let topic = unique("restore-end");
+    create_topics(&[(&topic, 1)]);
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("transactional.id", &topic)
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).unwrap();
+    let state = |device: &str| (device.to_owned(), one_success(device, 1_700_000_000_000));
+    let send = |(device, state): (String, Vec<u8>)| {
+        let r = BaseRecord::to(&topic)
+            .partition(0)
+            .key(device.as_bytes())
+            .payload(&state[..]);
+        send_waiting(&producer, r);
+    };
+    producer.begin_transaction().unwrap();
+    send(state("committed"));
+    producer.commit_transaction(timeout).unwrap();
+    producer.begin_transaction().unwrap();
+    send(state("open"));
+    producer.flush(timeout).unwrap();
+
+    let client = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .clone();
+    let end = changelog::restore_end(&client, &topic, 0).unwrap();
+    // 0: "committed", 1: its commit marker, 2: "open" (the last stable offset is 2).
+    assert_eq!(
+        end,
+        (0, 3),
+        "the end includes the open transaction's record"
+    );
+    let reader = {
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            let mut states = DeviceStates::new(Limits::default(), 0);
+            let cancel = CancellationToken::new();
+            changelog::read_to(&client, &topic, 0, end, &mut states, &cancel).unwrap();
+            ["committed", "open"].map(|d| states.get(d).is_some())
+        })
+    };
+    producer.commit_transaction(timeout).unwrap();
+    assert_eq!(
+        reader.join().unwrap(),
+        [true, true],
+        "both devices restored"
+    );
 }

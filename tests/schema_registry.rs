@@ -52,12 +52,29 @@ fn registry_url() -> &'static str {
 /// `sr_clients.py produce`: `events` (JSON lines) produced to `topic` with the format's serializer
 /// and `schema` variant; returns the schema id the records carry.
 fn produce_with(topic: &str, format: &str, schema: &str, events: &[Value]) -> u64 {
+    produce_to_partition(topic, None, format, schema, events)
+}
+
+/// [`produce_with`], every record to `partition` when given.
+fn produce_to_partition(
+    topic: &str,
+    partition: Option<i32>,
+    format: &str,
+    schema: &str,
+    events: &[Value],
+) -> u64 {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sr_clients.py");
     let mut child = Command::new("python3")
         .arg(&script)
         .args([
             "produce", "--topic", topic, "--format", format, "--schema", schema,
         ])
+        .args(
+            partition
+                .map(|p| ["--partition".to_string(), p.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .env("KAFKA_BOOTSTRAP", brokers())
         .env("SCHEMA_REGISTRY_URL", registry_url())
         .stdin(Stdio::piped())
@@ -402,47 +419,65 @@ fn a_registry_outage_mid_stream_loses_nothing_and_dead_letters_nothing() {
 
     // v1, with the registry up: processed, the schema kept.
     let v1 = events(40, "out-a");
-    produce_with(&t.input, "avro", "v1", &v1);
+    produce_to_partition(&t.input, Some(0), "avro", "v1", &v1);
     wait_until("v1 processed", Duration::from_secs(60), || {
         consume_all(&t.output, Duration::from_secs(5)).len() == v1.len()
     });
-    // The registry goes away; the producers move to v2 (a new optional field, a new schema id)
-    // and JSON records keep coming on the same topic.
+    // The registry goes away. On partition 0 the producers move to v2 (a new optional field, a
+    // new schema id), and JSON records follow; partition 1 gets v1 records (a schema at hand)
+    // and JSON ones.
     proxy.stop();
     let mut v2 = events(40, "out-b");
     for (i, e) in v2.iter_mut().enumerate() {
         e["firmware"] = format!("2.{i}").into();
     }
-    let v2_id = produce_with(&t.input, "avro", "v2", &v2);
+    let v2_id = produce_to_partition(&t.input, Some(0), "avro", "v2", &v2);
     let plain = events(10, "out-c");
-    let plain_records = as_json(&plain);
-    produce(&t.input, &plain_records);
+    let keyed = |evs: &[Value]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        as_json(evs)
+            .into_iter()
+            .map(|(k, v)| (k.unwrap(), v.unwrap()))
+            .collect()
+    };
+    produce_to(&t.input, 0, &keyed(&plain));
+    let others = events(20, "out-d");
+    produce_to_partition(&t.input, Some(1), "avro", "v1", &others[..10]);
+    produce_to(&t.input, 1, &keyed(&others[10..]));
     wait_until(
-        "a partition waiting for the registry",
+        "partition 0 waiting for the registry",
         Duration::from_secs(30),
         || metric(&metrics, "aepiot_schema_registry_waiting_partitions") >= 1.0,
     );
     let (status, body) = http_get(addr, "/readyz");
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains(&format!("needs schema id {v2_id}")), "{body}");
+    assert!(
+        body.contains(&format!("/0 needs schema id {v2_id}")),
+        "{body}"
+    );
     let (_, page) = http_get(addr, "/api/status");
-    assert!(page.contains("schema_registry_waits"), "{page}");
+    let page: Value = serde_json::from_str(&page).unwrap();
+    let waits = page["schema_registry_waits"].as_array().unwrap();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert_eq!(waits[0]["schema_id"], v2_id);
+    // Partition 1 goes on meanwhile; partition 0 processes nothing after its waiting record.
+    wait_until("partition 1 processed", Duration::from_secs(30), || {
+        consume_all(&t.output, Duration::from_secs(5)).len() == v1.len() + others.len()
+    });
     std::thread::sleep(Duration::from_secs(2));
     assert!(metric(&metrics, "aepiot_schema_registry_errors_total") >= 2.0);
+    assert_eq!(
+        consume_all(&t.output, Duration::from_secs(5)).len(),
+        v1.len() + others.len(),
+        "nothing after a waiting record is processed"
+    );
     assert_eq!(
         consume_all(&t.dlq, Duration::from_secs(5)).len(),
         0,
         "nothing dead-lettered"
     );
-    // In order: the JSON records behind the waiting ones wait too.
-    assert_eq!(
-        consume_all(&t.output, Duration::from_secs(5)).len(),
-        v1.len(),
-        "nothing after a waiting record is processed"
-    );
     // Back: everything comes out, once, and the wait is over.
     proxy.start();
-    let total = v1.len() + v2.len() + plain.len();
+    let total = v1.len() + v2.len() + plain.len() + others.len();
     wait_until("every record processed", Duration::from_secs(60), || {
         consume_all(&t.output, Duration::from_secs(5)).len() >= total
     });
@@ -466,4 +501,34 @@ fn a_registry_outage_mid_stream_loses_nothing_and_dead_letters_nothing() {
         metric(&metrics, "aepiot_schema_registry_waiting_partitions"),
         0.0
     );
+}
+
+#[test]
+fn under_exactly_once_a_wait_holds_no_transaction_and_loses_nothing() {
+    let t = topics("sr-eos", 1);
+    let mut proxy = Proxy::new(registry_url());
+    proxy.stop();
+    let mut c = wire_config(&t, &proxy.url(registry_url()));
+    c.processing_guarantee = aepiot_stream::config::Guarantee::ExactlyOnce;
+    let before = events(10, "eos-a");
+    produce(&t.input, &as_json(&before));
+    let after = events(10, "eos-b");
+    produce_with(&t.input, "avro", "v1", &after);
+    let running = start(c);
+    // The JSON records before the waiting one are committed (read_committed readers see them):
+    // the wait holds no transaction open.
+    wait_until(
+        "the records before the wait committed",
+        Duration::from_secs(60),
+        || consume_all(&t.output, Duration::from_secs(5)).len() == before.len(),
+    );
+    assert!(metric(&running.metrics, "aepiot_schema_registry_errors_total") >= 1.0);
+    proxy.start();
+    wait_until("every record committed", Duration::from_secs(60), || {
+        consume_all(&t.output, Duration::from_secs(5)).len() >= before.len() + after.len()
+    });
+    running.shutdown();
+    let outputs = consume_all(&t.output, Duration::from_secs(10));
+    assert_eq!(outputs.len(), before.len() + after.len(), "each once");
+    assert_eq!(consume_all(&t.dlq, Duration::from_secs(5)).len(), 0);
 }

@@ -18,7 +18,8 @@ bench_binary() {
 }
 
 # STAMP, an empty RUNS_FILE under WORK, and PIDS (the processes started): on exit each gets a
-# SIGTERM, and the broker is stopped if STOP_BROKER is true.
+# SIGTERM, the broker is stopped if STOP_BROKER is true, then bench_cleanup_extra runs if the
+# sourcing script defines it.
 bench_begin() {
   STAMP="$(date +%s)"
   RUNS_FILE="$WORK/runs-$STAMP.jsonl"
@@ -30,6 +31,7 @@ bench_cleanup() {
   local p
   for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
   if [[ "$STOP_BROKER" == true ]]; then "${KAFKA[@]}" stop >&2 || true; fi
+  if declare -F bench_cleanup_extra >/dev/null; then bench_cleanup_extra; fi
 }
 
 # Appends one run record to RUNS_FILE: the JSON objects given as arguments merged left to right;

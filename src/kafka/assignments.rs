@@ -110,7 +110,44 @@ pub fn stop_all(
 }
 
 /// A task that had not finished at its deadline: completes when it has.
-pub type Lingering = (Tp, oneshot::Receiver<()>);
+pub type Late = (Tp, oneshot::Receiver<()>);
+
+/// The ends of tasks that had not finished stopping by their deadline, by partition: a task
+/// started later for the same partition first waits for its predecessor's end
+/// ([`after_predecessor`]), so that a partition is never read by two tasks.
+#[derive(Default)]
+pub struct Lingering(Mutex<HashMap<Tp, oneshot::Receiver<()>>>);
+
+impl Lingering {
+    /// Keeps the ends of `late` tasks; forgets the ends already reached.
+    pub fn keep(&self, late: Vec<Late>) {
+        let mut waiting = self.0.lock().expect("lingering lock");
+        waiting
+            .retain(|_, done| matches!(done.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+        waiting.extend(late);
+    }
+
+    /// The end a new task of `tp` waits for: its predecessor's, if that had not finished.
+    pub fn predecessor(&self, tp: &Tp) -> Option<oneshot::Receiver<()>> {
+        self.0.lock().expect("lingering lock").remove(tp)
+    }
+}
+
+/// Waits until the partition's previous task has ended (`predecessor`, from
+/// [`Lingering::predecessor`]): true once the new task may read, false if it was stopped first.
+pub async fn after_predecessor(
+    predecessor: Option<oneshot::Receiver<()>>,
+    stop: &CancellationToken,
+) -> bool {
+    let Some(predecessor) = predecessor else {
+        return true;
+    };
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => false,
+        _ = predecessor => true,
+    }
+}
 
 /// [`stop_all`], also returning the ends of the tasks that had not finished by the deadline: a
 /// task started for the same partition later waits for its predecessor's.
@@ -119,7 +156,7 @@ pub fn stop_all_lingering(
     rt: &tokio::runtime::Handle,
     drain_timeout: Option<Duration>,
     late: &str,
-) -> (Vec<(Tp, i64)>, Vec<Lingering>) {
+) -> (Vec<(Tp, i64)>, Vec<Late>) {
     let deadline = drain_timeout.unwrap_or(Duration::from_secs(10)) + Duration::from_secs(1);
     for (_, h) in &taken {
         h.stop.cancel();
@@ -152,6 +189,8 @@ pub fn stop_all_lingering(
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
 
     /// A task that finishes once stopped (or never, for `stuck`), at `position`.
@@ -224,5 +263,59 @@ mod tests {
         );
         assert_eq!(lingering[0].0, ("t".to_owned(), 0));
         assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    /// Rule 12 of docs/delivery.md: a partition is never read by two tasks.
+    #[test]
+    fn a_new_task_of_a_partition_waits_for_its_predecessor_that_did_not_finish_stopping() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (release, released) = oneshot::channel::<()>();
+        // The old task ignores its stop until released (a drain waiting for the cluster).
+        let stop = CancellationToken::new();
+        let (done_tx, done) = oneshot::channel();
+        rt.spawn(async move {
+            let _ = released.await;
+            let _ = done_tx.send(());
+        });
+        let old = PartitionHandle {
+            stop,
+            done,
+            position: Arc::new(AtomicI64::new(5)),
+        };
+        let tp: Tp = ("t".into(), 0);
+        let (_, late) = stop_all_lingering(
+            vec![(tp.clone(), old)],
+            rt.handle(),
+            Some(Duration::ZERO),
+            "late",
+        );
+        let lingering = Lingering::default();
+        lingering.keep(late);
+        assert!(lingering.predecessor(&("t".into(), 1)).is_none());
+        let predecessor = lingering.predecessor(&tp);
+        assert!(predecessor.is_some(), "the old task's end is kept");
+
+        let new_stop = CancellationToken::new();
+        let mut start = Box::pin(after_predecessor(predecessor, &new_stop));
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(
+            start.as_mut().poll(&mut cx).is_pending(),
+            "the new task does not read while the old one runs"
+        );
+        release.send(()).unwrap();
+        assert!(rt.block_on(start), "it reads once the old one has ended");
+
+        // Stopped before its predecessor ended: it never reads.
+        let (_keep, never) = oneshot::channel::<()>();
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        assert!(!rt.block_on(after_predecessor(Some(never), &stopped)));
+        // An end already reached is forgotten.
+        let (tx, rx) = oneshot::channel();
+        tx.send(()).unwrap();
+        lingering.keep(vec![(tp.clone(), rx)]);
+        lingering.keep(Vec::new());
+        assert!(lingering.predecessor(&tp).is_none());
     }
 }

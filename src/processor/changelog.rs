@@ -172,6 +172,44 @@ fn restore_once(
     states: &mut DeviceStates,
     cancel: &CancellationToken,
 ) -> Result<Restored, KafkaError> {
+    let end = restore_end(client, changelog_topic, partition)?;
+    read_to(client, changelog_topic, partition, end, states, cancel)
+}
+
+/// Where a restore of a changelog partition starts and ends: its first offset, and its high
+/// watermark now, records of transactions still open (or committed, their markers not yet
+/// written) included.
+///
+/// Not the end a read_committed consumer is told: librdkafka asks the broker for the end under
+/// the client's isolation level, and under read_committed that is the last stable offset, which
+/// stops before the first record of any transaction not yet completed. Just after a hand-over, a
+/// rewind or a coordinator's failover, the previous owner's last committed transaction is one
+/// of those until the coordinator has written its markers; a restore that ended there would miss
+/// its state records while the offsets committed with them hold, and replayed events would be
+/// judged without those successes (URLs over the rate limit). So the end is asked for without
+/// isolation, and the read (committed records only) goes on until it is past it.
+pub fn restore_end(
+    client: &ClientConfig,
+    changelog_topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
+    let watermarks: BaseConsumer = client
+        .clone()
+        .set("isolation.level", "read_uncommitted")
+        .create()?;
+    watermarks.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))
+}
+
+/// Reads the committed records of a changelog partition from its beginning until the read
+/// position is at or past `high` ([`restore_end`]) into `states`. Blocking.
+pub fn read_to(
+    client: &ClientConfig,
+    changelog_topic: &str,
+    partition: i32,
+    (low, high): (i64, i64),
+    states: &mut DeviceStates,
+    cancel: &CancellationToken,
+) -> Result<Restored, KafkaError> {
     // Prefetch bounded as the input's is (several restores run at once), refilled after 20 ms
     // rather than librdkafka's 1 s: a restore reads its queue faster than that.
     let consumer: BaseConsumer = end_reader(client.clone(), "aepiot-stream-restore")
@@ -179,8 +217,6 @@ fn restore_once(
         .set("queued.max.messages.kbytes", "8192")
         .set("fetch.queue.backoff.ms", "20")
         .create()?;
-    let (low, high) =
-        consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))?;
     let mut restored = Restored::default();
     if high <= low {
         return Ok(restored);
@@ -204,12 +240,11 @@ fn restore_once(
             // Nothing for 30 s although the partition has records: the broker is away.
             None if idle >= Duration::from_secs(30) => return Err(KafkaError::NoMessageReceived),
             None => idle += step,
-            // End of the committed data: under read_committed this is the last stable offset,
-            // which lags the previous owner's last committed transaction until the coordinator
-            // has written its markers (just after a hand-over under exactly-once). Only an end at
-            // or past the high watermark seen at the start is the end of what was committed
-            // before this owner; an earlier one is waited past (an open transaction of a crashed
-            // owner ends within `transaction.timeout.ms`).
+            // End of the committed data: under read_committed the last stable offset, which an
+            // open transaction holds back (see [`restore_end`]). Only a position at or past
+            // `high` is the end of what was written before this restore; an earlier end is
+            // waited past: the transaction completes (its records are read, or skipped if
+            // aborted) within `transaction.timeout.ms`. The position moves past its marker.
             Some(Err(KafkaError::PartitionEOF(_))) => {
                 if read_position(&consumer, changelog_topic, partition) >= high {
                     break;
@@ -271,6 +306,9 @@ fn is_transient(e: &KafkaError) -> bool {
                 | AllBrokersDown
                 | RequestTimedOut
                 | OperationTimedOut
+                // A new leader asked for its end before its high watermark caught up (KIP-207).
+                | OffsetNotAvailable
+                | FencedLeaderEpoch
         )
     )
 }

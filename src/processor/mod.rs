@@ -11,6 +11,7 @@ pub mod changelog;
 pub mod deferred;
 pub mod failure;
 pub mod fatal;
+pub mod handover;
 pub mod inflight;
 pub mod output_limit;
 pub mod output_schema;

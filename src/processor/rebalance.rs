@@ -18,13 +18,14 @@ use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
 use super::acks::ProducerCtx;
 use super::fatal::FatalCause;
+use super::handover::{handover, Handover};
 use super::transactions::{CommitError, Transactions};
 use super::txn_calls::{Live, LiveOffsets};
 use super::worker;
 use super::worker_env::WorkerEnv;
 use crate::events::kafka as events;
 use crate::http::Health;
-use crate::kafka::assignments::{self, Assignments, PartitionHandle};
+use crate::kafka::assignments::{self, Assignments, Lingering, PartitionHandle};
 use crate::kafka::commit::count_commit;
 use crate::kafka::prefetch::{self, PrefetchShared};
 use crate::kafka::split::{SplitQueues, Tp};
@@ -39,7 +40,7 @@ pub struct ConsumerCtx {
     workers: Assignments,
     /// The ends of workers that had not finished stopping by their deadline: a worker started for
     /// the same partition waits for its predecessor's (a partition is never read by two).
-    lingering: std::sync::Mutex<HashMap<Tp, tokio::sync::oneshot::Receiver<()>>>,
+    lingering: Lingering,
     /// Queues of partitions being assigned, split off before librdkafka starts fetching them.
     split: SplitQueues<ConsumerCtx>,
     rt: tokio::runtime::Handle,
@@ -124,7 +125,7 @@ impl ConsumerCtx {
         }
         match self.split.take(&consumer, &tp) {
             Some(queue) => {
-                let previous = self.lingering.lock().expect("lingering lock").remove(&tp);
+                let previous = self.lingering.predecessor(&tp);
                 let handle = worker::spawn(
                     env.clone(),
                     &self.rt,
@@ -165,15 +166,7 @@ impl ConsumerCtx {
             self.env.get().map(|e| e.drain_timeout),
             "workers did not finish in time; a new worker of their partition waits for them",
         );
-        let mut waiting = self.lingering.lock().expect("lingering lock");
-        // Ends already reached need no waiting for.
-        waiting.retain(|_, done| {
-            matches!(
-                done.try_recv(),
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
-            )
-        });
-        waiting.extend(lingering);
+        self.lingering.keep(lingering);
         positions
     }
 
@@ -212,27 +205,19 @@ impl ConsumerCtx {
         }
     }
 
-    /// The group moved on without this instance (a session that expired while the cluster was
-    /// away): the partitions already have other owners, so their work is never committed as a
-    /// revoke's is. At-least-once: their workers stop and nothing is committed (the new owners
-    /// process again what was not committed before). Exactly-once: the open transaction holds
-    /// their outputs, so it is aborted and the partitions still owned rewind.
-    fn lose(&self, consumer: &BaseConsumer<ConsumerCtx>, partitions: &TopicPartitionList) {
-        match self.txn.get() {
-            None => {
-                self.stop_workers(Some(partitions));
-            }
-            Some(txn) => {
-                let _serial = txn.lock_commits();
-                let _gate = txn.gate.blocking_write();
-                self.stop_workers(Some(partitions));
-                self.commit_failed(
-                    consumer,
-                    txn,
-                    CommitError::Abort("the assignment was lost".into()),
-                );
-            }
-        }
+    /// Exactly-once: the group moved on without this instance (a session that expired while the
+    /// cluster was away), so the lost partitions' work, in the open transaction, is never
+    /// committed as a revoke's is ([`Handover::AbortAndRewind`]).
+    fn abort_lost(&self, consumer: &BaseConsumer<ConsumerCtx>, partitions: &TopicPartitionList) {
+        let Some(txn) = self.txn.get() else { return };
+        let _serial = txn.lock_commits();
+        let _gate = txn.gate.blocking_write();
+        self.stop_workers(Some(partitions));
+        self.commit_failed(
+            consumer,
+            txn,
+            CommitError::Abort("the assignment was lost".into()),
+        );
     }
 
     /// Exactly-once: commits the open transaction with every live worker's position, every
@@ -454,12 +439,18 @@ impl ConsumerContext for ConsumerCtx {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let partitions = tpl.count();
-                if consumer.assignment_lost() {
+                let lost = consumer.assignment_lost();
+                if lost {
                     events::Rebalance::Lost { partitions }.emit(&self.metrics);
-                    self.lose(consumer, tpl);
                 } else {
                     events::Rebalance::Revoked { partitions }.emit(&self.metrics);
-                    self.stop(consumer, Some(tpl));
+                }
+                match handover(lost, self.txn.get().is_some()) {
+                    Handover::Commit => self.stop(consumer, Some(tpl)),
+                    Handover::Drop => {
+                        self.stop_workers(Some(tpl));
+                    }
+                    Handover::AbortAndRewind => self.abort_lost(consumer, tpl),
                 }
             }
             Rebalance::Assign(tpl) => self.split_queues(tpl),

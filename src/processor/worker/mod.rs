@@ -32,7 +32,7 @@ use super::state_writes::StateWrites;
 use super::worker_env::{Step, WorkerEnv};
 use crate::core::{Decision, Engine, Output, RecordError, RecordMeta, Source};
 use crate::events::state::StateEvicted;
-use crate::kafka::assignments::PartitionHandle;
+use crate::kafka::assignments::{self, PartitionHandle};
 use crate::kafka::clock::{now_ms, Clock};
 use crate::kafka::headers;
 use crate::metrics::OutcomeCounters;
@@ -143,16 +143,8 @@ impl Worker {
     ) {
         let (topic, partition) = (self.inflight.topic.clone(), self.inflight.partition);
         let env = self.inflight.env.clone();
-        if let Some(previous) = previous {
-            tracing::info!(%topic, partition, "waiting for the partition's previous worker to stop");
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => {
-                    env.router.unregister(self.inflight.id);
-                    return;
-                }
-                _ = previous => {}
-            }
+        if !self.after_predecessor(previous, &stop).await {
+            return;
         }
         let labels = [topic.as_str(), &partition.to_string()];
         let devices = env.metrics.state_devices.with_label_values(&labels);
@@ -193,7 +185,13 @@ impl Worker {
             // BENCHMARKS.md, "What changed since the interim figures").
             let clock = Clock::now();
             let full = || env.deferred.as_ref().is_some_and(|d| d.full());
-            while read < BATCH && !self.inflight.failed && !full() {
+            // Set when the batch ends at the deferral's bound with records left to read.
+            let mut held = false;
+            while read < BATCH && !self.inflight.failed {
+                if full() {
+                    held = true;
+                    break;
+                }
                 match next(&mut pending, &queue) {
                     None => break,
                     Some(Ok(msg)) => {
@@ -225,7 +223,9 @@ impl Worker {
             self.after_acks(Some(&clock)).await;
             self.status_link.answer_waiting(&self.engine);
             self.report(&devices, &cache, clock.wall_ms);
-            if read == BATCH || waiting.is_some() {
+            // Records are left: read on (after waiting for room, when held) instead of idling
+            // until the queue signals, which it does only when it goes from empty to non-empty.
+            if read == BATCH || held || waiting.is_some() {
                 tokio::task::yield_now().await;
                 continue;
             }
@@ -254,6 +254,24 @@ impl Worker {
         let _ = env.metrics.state_cache_entries.remove_label_values(&labels);
         env.router.unregister(self.inflight.id);
         tracing::info!(%topic, partition, "partition worker stopped");
+    }
+
+    /// Waits for the partition's previous worker, if it had not finished stopping (a partition is
+    /// never read by two workers); false, this worker let go, when stopped first.
+    async fn after_predecessor(
+        &mut self,
+        previous: Option<oneshot::Receiver<()>>,
+        stop: &CancellationToken,
+    ) -> bool {
+        let (topic, partition) = (&self.inflight.topic, self.inflight.partition);
+        if previous.is_some() {
+            tracing::info!(%topic, partition, "waiting for the partition's previous worker to stop");
+        }
+        let go = assignments::after_predecessor(previous, stop).await;
+        if !go {
+            self.inflight.env.router.unregister(self.inflight.id);
+        }
+        go
     }
 
     /// After acks came in: dead letters for refused outputs, the state cut (at-least-once; a new
