@@ -31,7 +31,6 @@ use super::inflight::Inflight;
 use super::state_writes::StateWrites;
 use super::worker_env::{Step, WorkerEnv};
 use crate::core::{Decision, Engine, Output, RecordError, RecordMeta, Source};
-use crate::events::state::StateEvicted;
 use crate::kafka::assignments::{self, PartitionHandle};
 use crate::kafka::clock::{now_ms, Clock};
 use crate::kafka::headers;
@@ -40,6 +39,7 @@ use crate::status::link::WorkerLink;
 
 mod dead_letter;
 mod passthrough;
+mod report;
 mod restore;
 mod schemas;
 pub mod supervise;
@@ -446,44 +446,6 @@ impl Worker {
         };
         self.counters.invalid(error.kind);
         send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
-    }
-
-    /// After a batch: the counts into the shared metrics, the state's gauges, new evictions.
-    fn report(
-        &mut self,
-        devices: &prometheus::IntGauge,
-        cache: &prometheus::IntGauge,
-        wall_ms: i64,
-    ) {
-        self.flush_counts();
-        devices.set(self.engine.states().device_count() as i64);
-        cache.set(self.engine.states().cache_entries() as i64);
-        self.count_evictions(wall_ms);
-    }
-
-    /// Adds what this worker counted since the last time to the shared metrics.
-    fn flush_counts(&self) {
-        self.counters.flush();
-        for w in &self.written {
-            w.flush();
-        }
-    }
-
-    /// Reports this partition's new evictions.
-    fn count_evictions(&mut self, wall_ms: i64) {
-        let total = self.engine.states().evictions();
-        let new = total - self.evictions_counted;
-        if new == 0 {
-            return;
-        }
-        self.evictions_counted = total;
-        let env = &self.inflight.env;
-        StateEvicted {
-            devices: new,
-            max_devices: env.shared.settings.max_devices,
-            now_ms: wall_ms,
-        }
-        .emit(&env.metrics);
     }
 }
 
