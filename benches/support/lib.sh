@@ -4,11 +4,12 @@
 #   MAX_LOAD, QUIET_WAIT, BUSY_WAIT, STOP_BROKER, RECORD_KEYS, and defines log (a line to
 #   stderr), die (log, exit 1) and write_results.
 
-# BIN: a copy under WORK of AEPIOT_BIN (default target/release/aepiot-stream, built if missing),
-# so that a concurrent rebuild cannot change it mid-benchmark; SRC_BIN: where it came from.
-bench_binary() {
+# BIN: a copy under WORK of the binary given (or AEPIOT_BIN; default
+# target/release/aepiot-stream, built if missing), so that a concurrent rebuild cannot change it
+# mid-benchmark; SRC_BIN: where it came from.
+bench_binary() { # [BINARY]
   mkdir -p "$WORK"
-  SRC_BIN="${AEPIOT_BIN:-$ROOT/target/release/aepiot-stream}"
+  SRC_BIN="${1:-${AEPIOT_BIN:-$ROOT/target/release/aepiot-stream}}"
   if [[ ! -x "$SRC_BIN" ]]; then
     log "building $SRC_BIN (cargo build --release; minutes the first time)"
     (cd "$ROOT" && cargo build --release)
