@@ -12,6 +12,7 @@
 #                 headless browser and its WebDriver, for the status page test (tests/status_page.rs)
 #   nftables      packet filter: the cluster fault scenarios black-hole a broker's ports
 #                 (tests/cluster_faults.rs; the rules need root)
+#   gnuplot-nox   plots of the scale curves (benches/scale.sh --plot; CI draws the smoke's)
 #   python3       (only if there is none) for the package below
 #
 # and Python packages from PyPI, with pip (no virtualenv: the machine's python3, as the tests
@@ -34,7 +35,7 @@
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq openssl chromium chromium-driver nftables "$@")
+PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq openssl chromium chromium-driver nftables gnuplot-nox "$@")
 command -v python3 >/dev/null || PACKAGES+=(python3 python3-pip)
 
 installed() { # PKG -> 0 when dpkg has it fully installed

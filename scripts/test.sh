@@ -66,7 +66,12 @@ cargo test "$@"
 # (a debug build); timings are never asserted.
 smoke_broker=(KAFKA_PORT=19692 KAFKA_DATA_DIR=/tmp/aepiot-kafka-smoke)
 started+=("${smoke_broker[*]}")
-env "${smoke_broker[@]}" METRICS_PORT=19710 BENCH_WORK_DIR=/tmp/aepiot-e2e-smoke \
+# KEEP_BROKER=1: the scale smoke below uses the broker too (the trap above stops it).
+env "${smoke_broker[@]}" KEEP_BROKER=1 METRICS_PORT=19710 BENCH_WORK_DIR=/tmp/aepiot-e2e-smoke \
   AEPIOT_BIN="${CARGO_TARGET_DIR:-target}/debug/aepiot-stream" bash benches/e2e.sh --smoke
+# The scale curves' harness (issue 30), tiny, on the same broker, with its plots drawn: every run
+# must drain, commit everything and settle.
+env "${smoke_broker[@]}" METRICS_PORT=19720 BENCH_WORK_DIR=/tmp/aepiot-scale-smoke \
+  AEPIOT_BIN="${CARGO_TARGET_DIR:-target}/debug/aepiot-stream" bash benches/scale.sh --smoke --plot
 # The Helm chart: lint, render (default and full values), config check of the rendered config.
 bash scripts/helm-check.sh

@@ -353,6 +353,10 @@ pub(crate) struct SimulateArgs {
     /// Share of invalid records (0.0–1.0), for dead-letter testing.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) invalid_ratio: f64,
+    /// Pad valid events to about this many bytes with a long `location` and a `description`
+    /// (0: their natural size, ~200 B).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) event_bytes: usize,
     /// Extra librdkafka producer properties, KEY=VALUE.
     #[arg(long = "kafka", value_parser = parse_kv)]
     pub(crate) kafka: Vec<(String, String)>,

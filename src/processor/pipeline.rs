@@ -27,7 +27,7 @@ use rdkafka::producer::{Producer as _, ThreadedProducer};
 use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::acks::{AckRouter, ProducerCtx};
+use super::acks::{main_producer, AckRouter, ProducerCtx};
 use super::changelog;
 use super::fatal::{Fatal, FatalCause};
 use super::progress::log_progress;
@@ -237,13 +237,15 @@ async fn consume(
     };
 
     let earliest = config.auto_offset_reset == OffsetReset::Earliest;
+    let (partitions, _) = crate::kafka::prefetch::input_share(config, admin_config(config)).await?;
     let ctx = ConsumerCtx::new(
         tokio::runtime::Handle::current(),
         metrics.clone(),
         health.clone(),
         earliest,
+        partitions,
     );
-    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(config)
+    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(config, partitions)
         .create_with_context(ctx)
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
@@ -282,6 +284,7 @@ async fn consume(
             ensured: std::sync::Mutex::new(ensured),
             interval: Duration::from_millis(config.commit_interval_ms),
             replication_factor: config.topics.replication_factor,
+            restores: tokio::sync::Semaphore::new(super::worker_env::RESTORES_AT_ONCE),
         }),
         status,
         schema_registry: config.registry_input(health.registry_waits.clone())?,
@@ -340,21 +343,6 @@ fn producers(
         producers.push(Arc::new(p));
     }
     Ok((producers, routes))
-}
-
-/// The main cluster's producer (also what renews it under exactly-once).
-fn main_producer(
-    client: &rdkafka::ClientConfig,
-    router: &Arc<AckRouter>,
-    metrics: &Metrics,
-) -> anyhow::Result<ThreadedProducer<ProducerCtx>> {
-    client
-        .create_with_context(ProducerCtx::new(
-            router.clone(),
-            metrics.clone(),
-            crate::residency::MAIN_CLUSTER,
-        ))
-        .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))
 }
 
 /// Output topics' metadata into each producer's cache before the first event (see kafka::warm).

@@ -51,6 +51,7 @@ fn inflight_storing(
             ensured: Default::default(),
             interval: Duration::from_millis(100),
             replication_factor: 0,
+            restores: tokio::sync::Semaphore::new(1),
         }),
         step: crate::processor::worker_env::Step::Engine,
         status: None,
