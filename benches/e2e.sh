@@ -69,7 +69,12 @@
 #   run-jemalloc (jemalloc through LD_PRELOAD, for Rust and librdkafka alike; needs the Debian
 #   package libjemalloc2, or JEMALLOC=/path/to/libjemalloc.so; how jemalloc was first measured
 #   against glibc malloc: the default build now links it in, so this matters only with
-#   AEPIOT_BIN set to a `--no-default-features` build).
+#   AEPIOT_BIN set to a `--no-default-features` build),
+#   run-trace001 / run-trace1 (`[tracing]` on, sample_ratio 0.01 / 1.0, spans exported to
+#   TRACE_OTLP_ENDPOINT, default scripts/jaeger.sh's http://127.0.0.1:21118/v1/traces: start it
+#   first), run-trace001-down / run-trace1-down (the same with the collector down: a closed port,
+#   TRACE_DOWN_PORT (21199); every span takes the drop path). `run` is tracing off (the default);
+#   the build without the feature is the commit before it, through AEPIOT_BIN.
 # memory   Fresh input (12); the processor is started and joined, RSS (VmRSS, /proc/PID/status)
 #          is taken 2 s later ("before"), then
 #            simulate --rate 0 --count MEM_COUNT --devices MEM_DEVICES --profile city --seed RUN
@@ -211,14 +216,10 @@ for t in python3 kcat; do command -v "$t" >/dev/null || die "$t is needed"; done
 ((PERF)) && { command -v perf >/dev/null || die "perf is needed for --perf"; }
 
 # ------------------------------------------------------------------ binary, broker
-mkdir -p "$WORK"
-SRC_BIN="${AEPIOT_BIN:-$ROOT/target/release/aepiot-stream}"
-if [[ ! -x "$SRC_BIN" ]]; then
-  log "building $SRC_BIN (cargo build --release; minutes the first time)"
-  (cd "$ROOT" && cargo build --release)
-fi
-BIN="$WORK/aepiot-stream"
-cp "$SRC_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+# bench_binary, bench_begin, load1, wait_quiet, create_topic, delete_topic, describe, stop_process,
+# df_check, machine_json
+source "$ROOT/benches/support/lib.sh"
+bench_binary
 "$BIN" passthrough --help >/dev/null 2>&1 || die "$SRC_BIN has no passthrough subcommand (rebuild)"
 BIN_B="$WORK/aepiot-stream-b"
 if [[ -n "${AEPIOT_BIN_B:-}" ]]; then
@@ -254,49 +255,11 @@ if [[ " $BENCHES " == *" drain "* && " $DRAIN_VARIANTS " =~ \ run-(avro|protobuf
   "${REGISTRY[@]}" start >&2
   REGISTRY_URL="$("${REGISTRY[@]}" url)"
 fi
-STAMP="$(date +%s)"
-RUNS_FILE="$WORK/runs-$STAMP.jsonl"
-: >"$RUNS_FILE"
-
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
-  if [[ "$STOP_BROKER" == true ]]; then "${KAFKA[@]}" stop >&2 || true; fi
+# Called by bench_begin's exit trap after the processes and the broker.
+bench_cleanup_extra() {
   if [[ "$STOP_REGISTRY" == true ]]; then "${REGISTRY[@]}" stop >&2 || true; fi
 }
-trap cleanup EXIT
-
-# ------------------------------------------------------------------ helpers
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-# Waits until the 1-minute load average is below MAX_LOAD (at most QUIET_WAIT s); sets
-# LOAD_BEFORE and QUIET (true/false).
-wait_quiet() {
-  local waited=0
-  QUIET=true
-  while awk -v l="$(load1)" -v m="$MAX_LOAD" 'BEGIN { exit !(l >= m) }'; do
-    if ((waited >= QUIET_WAIT)); then
-      QUIET=false
-      log "load $(load1) still >= $MAX_LOAD after ${QUIET_WAIT}s; measuring anyway (flagged)"
-      ((QUIET_WAIT > BUSY_WAIT)) && QUIET_WAIT=$BUSY_WAIT
-      break
-    fi
-    ((waited % 60 == 0)) && log "waiting for load < $MAX_LOAD (now $(load1), ${waited}s)"
-    sleep 5
-    waited=$((waited + 5))
-  done
-  LOAD_BEFORE="$(load1)"
-  QUIET_WAITED=$waited
-}
-
-create_topic() { "${KAFKA[@]}" create-topic "$@" >/dev/null 2>&1 || die "cannot create topic $1"; }
-delete_topic() { "${KAFKA[@]}" delete-topic "$1" >/dev/null 2>&1 || true; }
-
-describe() { # GROUP FILE
-  "${KAFKA[@]}" tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
-    --bootstrap-server "$BROKERS" --describe --group "$1" >"$2" 2>&1 || true
-}
+bench_begin
 
 variant_env() { # VARIANT -> env assignments, one per line
   case "$1" in
@@ -316,6 +279,11 @@ variant_env() { # VARIANT -> env assignments, one per line
     run-jemalloc) echo "LD_PRELOAD=${JEMALLOC:-/usr/lib/x86_64-linux-gnu/libjemalloc.so.2}" ;;
     run-appendtime) ;;
     run-avro|run-protobuf|run-jsonschema) echo "AEPIOT_SCHEMA_REGISTRY__URL=$REGISTRY_URL" ;;
+    run-trace001|run-trace1|run-trace001-down|run-trace1-down)
+      local ratio=0.01 endpoint="${TRACE_OTLP_ENDPOINT:-http://127.0.0.1:21118/v1/traces}"
+      [[ "$1" == run-trace1* ]] && ratio=1.0
+      [[ "$1" == *-down ]] && endpoint="http://127.0.0.1:${TRACE_DOWN_PORT:-21199}/v1/traces"
+      printf '%s\n' "AEPIOT_TRACING__OTLP_ENDPOINT=$endpoint" "AEPIOT_TRACING__SAMPLE_RATIO=$ratio" ;;
     *) die "unknown variant $1" ;;
   esac
 }
@@ -345,45 +313,9 @@ start_process() { # VARIANT INPUT OUTPUT DLQ GROUP LOG
   PIDS+=("$LAST_PID")
 }
 
-LAST_RC=
-stop_process() { # PID
-  LAST_RC=0
-  kill -TERM "$1" 2>/dev/null || true
-  wait "$1" || LAST_RC=$?
-}
+# The fields of each run that `record` logs.
+RECORD_KEYS="bench variant run ok seconds events_per_s steady_events_per_s load_before rss_growth_bytes state_devices"
 
-# Appends one run record: the JSON objects given as arguments merged left to right.
-record() {
-  python3 -c 'import json,sys
-d={}
-for a in sys.argv[1:]: d.update(json.loads(a))
-print(json.dumps(d))' "$@" >>"$RUNS_FILE"
-  tail -n1 "$RUNS_FILE" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print("e2e.sh: result", json.dumps({k: d.get(k) for k in ("bench","variant","run","ok","seconds","events_per_s","steady_events_per_s","load_before","rss_growth_bytes","state_devices")}))' >&2
-  write_results
-}
-
-machine_json() {
-  python3 - "$BROKERS" "$ROOT" "$KAFKA_KIND" <<'EOF'
-import json, os, platform, subprocess, sys
-model = ""
-with open("/proc/cpuinfo") as f:
-    for line in f:
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip(); break
-mem = 0
-with open("/proc/meminfo") as f:
-    for line in f:
-        if line.startswith("MemTotal"):
-            mem = int(line.split()[1]) * 1024
-def sh(c):
-    try: return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
-    except Exception: return ""
-print(json.dumps({"nproc": os.cpu_count(), "cpu_model": model, "mem_total_bytes": mem,
-  "kernel": platform.release(), "hypervisor": sh("lscpu | sed -n 's/^Hypervisor vendor: *//p'"),
-  "java": sh("java -version 2>&1 | head -n1"), "kafka": "4.4.0 (scripts/kafka.sh, " + sys.argv[3] + ")",
-  "brokers": sys.argv[1], "aepiot_commit": sh(f"git -C '{sys.argv[2]}' rev-parse --short HEAD 2>/dev/null")}))
-EOF
-}
 MACHINE="$(machine_json)"
 PARAMS="$(python3 -c 'import json,sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \
   benches "$BENCHES" runs "$RUNS" events "$EVENTS" devices "$DEVICES" drain_variants "$DRAIN_VARIANTS" \
@@ -393,12 +325,6 @@ PARAMS="$(python3 -c 'import json,sys; print(json.dumps(dict(zip(sys.argv[1::2],
 
 write_results() {
   python3 "$STATS" summary "$RUNS_FILE" --machine "$MACHINE" --params "$PARAMS" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
-}
-
-df_check() {
-  local avail
-  avail="$(df -Pk "$KAFKA_DATA_DIR" | awk 'NR==2 { print $4 }')"
-  ((avail > 5 * 1024 * 1024)) || die "less than 5 GB free under $KAFKA_DATA_DIR"
 }
 
 # ------------------------------------------------------------------ drain

@@ -8,7 +8,8 @@
   e2e_stats.py wait-drain --url http://ADDR --expect N --t0 EPOCH_S [--timeout S] [--stable S]
                           [--pid PID] [--broker-pid PID] [--interval S]
       Polls /metrics every --interval (0.05 s) until every input record is processed and every
-      output acknowledged, and prints one JSON object:
+      output acknowledged, and prints one JSON object (--url and --pid may list the instances of
+      one group, comma-separated: their metrics and CPU are summed):
         t_ready      first poll with aepiot_assigned_partitions > 0 (run only) or /readyz 200
         t_first      first poll with sum(aepiot_events_total) > 0 (seconds after t0)
         t_processed  first poll with sum(aepiot_events_total) == N
@@ -35,7 +36,8 @@
 
   e2e_stats.py sample --pid PID --url http://ADDR --out FILE [--every S]
       Until the process exits, every S (1) seconds one JSON line: t, VmRSS, state devices and
-      cache entries, events processed, latency count (the memory benchmark's time series).
+      cache entries, events processed, latency count, prefetched input bytes (the memory
+      benchmark's time series).
 
   e2e_stats.py describe --file DESCRIBE.txt --expect N
       Parses ConsumerGroupCommand --describe output: sum of CURRENT-OFFSET, LOG-END-OFFSET, LAG;
@@ -129,6 +131,11 @@ def summary_of(m):
         # Exactly-once: transactions committed and the seconds the commits held the workers.
         "transaction_commits": int(msum(m, "aepiot_transaction_commit_seconds_count")),
         "transaction_commit_seconds": round(msum(m, "aepiot_transaction_commit_seconds_sum"), 3),
+        # Memory and restores (benches/scale.sh).
+        "consumer_prefetch_bytes": int(msum(m, "aepiot_consumer_prefetch_bytes")),
+        "allocator_allocated_bytes": int(msum(m, "aepiot_allocator_allocated_bytes")),
+        "state_restores": int(msum(m, "aepiot_state_restore_seconds_count")),
+        "state_restore_seconds": round(msum(m, "aepiot_state_restore_seconds_sum"), 3),
     }
 
 
@@ -155,6 +162,23 @@ def thread_cpu(pid):
         g["cpu_s"] = round(g["cpu_s"] + secs, 2)
         total += secs
     return {"total_cpu_s": round(total, 2), "by_thread": dict(sorted(groups.items(), key=lambda kv: -kv[1]["cpu_s"]))}
+
+
+def threads_cpu(pids):
+    """thread_cpu of each process, summed (the instances of one group)."""
+    each = [thread_cpu(p) for p in pids]
+    if any(c is None for c in each):
+        return None
+    if len(each) == 1:
+        return each[0]
+    groups = {}
+    for c in each:
+        for k, g in c["by_thread"].items():
+            t = groups.setdefault(k, {"threads": 0, "cpu_s": 0.0})
+            t["threads"] += g["threads"]
+            t["cpu_s"] = round(t["cpu_s"] + g["cpu_s"], 2)
+    return {"total_cpu_s": round(sum(c["total_cpu_s"] for c in each), 2),
+            "by_thread": dict(sorted(groups.items(), key=lambda kv: -kv[1]["cpu_s"]))}
 
 
 def brokers_cpu(pids):
@@ -211,15 +235,20 @@ def cmd_wait_drain(a):
     busy_at_change = busy0
     broker_at_change = broker0
     deadline = time.time() + a.timeout
+    # Several instances of one group (comma-separated): their metrics are summed, their CPU too.
+    urls = a.url.split(",")
+    pids = [int(p) for p in str(a.pid).split(",") if p] if a.pid else []
     while True:
         now = time.time()
         if now > deadline:
             print(json.dumps({"ok": False, "error": "timeout", "last": last}))
             sys.exit(1)
-        if a.pid and not os.path.exists(f"/proc/{a.pid}"):
+        if any(not os.path.exists(f"/proc/{p}") for p in pids):
             print(json.dumps({"ok": False, "error": "process exited", "last": last}))
             sys.exit(1)
-        code, text = get(a.url + "/metrics", timeout=1.0)
+        answers = [get(u + "/metrics", timeout=1.0) for u in urls]
+        code = 200 if all(c == 200 for c, _ in answers) else None
+        text = "\n".join(t for _, t in answers)
         if code == 200:
             m = parse_metrics(text)
             s = summary_of(m)
@@ -234,8 +263,8 @@ def cmd_wait_drain(a):
                 last_count = s["latency_count"]
                 t_count_changed = now - t0
                 # Snapshots at the moment of the last change = the end of the drain.
-                if a.pid:
-                    cpu = thread_cpu(a.pid)
+                if pids:
+                    cpu = threads_cpu(pids)
                 busy_at_change = machine_busy()
                 broker_at_change = brokers_cpu(a.broker_pid) if a.broker_pid else None
             if t_processed is not None and s["latency_count"] > 0 and now - t0 - t_count_changed >= a.stable:
@@ -307,7 +336,8 @@ def cmd_sample(a):
                                       "devices": s.get("state_devices"),
                                       "cache": s.get("state_cache_entries"),
                                       "events": s.get("events_total"),
-                                      "latency_count": s.get("latency_count")}) + "\n")
+                                      "latency_count": s.get("latency_count"),
+                                      "prefetch": s.get("consumer_prefetch_bytes")}) + "\n")
                 out.flush()
             except OSError:
                 break
@@ -617,7 +647,7 @@ def main():
     p.add_argument("--timeout", type=float, default=1200)
     p.add_argument("--stable", type=float, default=2.0)
     p.add_argument("--interval", type=float, default=0.05)
-    p.add_argument("--pid", type=int)
+    p.add_argument("--pid", help="pid of the process, or comma-separated pids of a group's instances")
     p.add_argument("--broker-pid", help="pid of the broker, or comma-separated pids of a cluster's nodes")
     p.set_defaults(f=cmd_wait_drain)
     p = sub.add_parser("metrics")

@@ -94,15 +94,10 @@ die() { log "error: $*"; exit 1; }
 for t in python3 kcat; do command -v "$t" >/dev/null || die "$t is needed"; done
 
 # ------------------------------------------------------------------ binary, broker
-mkdir -p "$WORK"
+# bench_binary (the shell helpers of benches/support/lib.sh)
+source "$ROOT/benches/support/lib.sh"
 # Not AEPIOT_*: the processor reads every AEPIOT_* variable as configuration (unknown keys fail).
-SRC_BIN="${REBALANCE_BIN:-$ROOT/target/release/aepiot-stream}"
-if [[ ! -x "$SRC_BIN" ]]; then
-  log "building $SRC_BIN (cargo build --release; minutes the first time)"
-  (cd "$ROOT" && cargo build --release)
-fi
-BIN="$WORK/aepiot-stream"
-cp "$SRC_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+bench_binary "${REBALANCE_BIN:-}"
 
 STOP_BROKER=false
 if ! "${KAFKA[@]}" status >/dev/null 2>&1 && [[ "${KEEP_BROKER:-0}" != 1 ]]; then

@@ -138,6 +138,8 @@ grep -q 'args: \["run", ' "$WORK/full.yaml" || die "[full] the pods must run \`r
 grep -q 'args: \["webhooks", ' "$WORK/webhooks-eu.yaml" || die "[webhooks-eu] the pods must run \`webhooks\`"
 grep -q 'brokers = "kafka-0.kafka.eu-central' "$WORK/webhooks-eu.config.toml" || die "[webhooks-eu] not on the EU cluster"
 grep -q '^\[clusters.eu\]' "$WORK/full.config.toml" || die "[full] no [clusters.eu]"
+grep -q '^otlp_endpoint = "http://otel-collector' "$WORK/full.check.out" || die "[full] tracing.otlp_endpoint not in the effective config"
+grep -q '^sample_ratio = 0.05' "$WORK/full.check.out" || die "[full] tracing.sample_ratio not in the effective config"
 # The alert rule: off by default; with the values' threshold in seconds where enabled.
 ! grep -q 'kind: PrometheusRule' "$WORK/default.yaml" || die "[default] a PrometheusRule without alerts.enabled"
 grep -q 'aepiot_webhook_endpoint_down_seconds{namespace="iot"}) > 900$' "$WORK/full.yaml" || die "[full] no AepiotWebhookEndpointDown rule at 15 minutes"

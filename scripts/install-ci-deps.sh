@@ -12,6 +12,7 @@
 #                 headless browser and its WebDriver, for the status page test (tests/status_page.rs)
 #   nftables      packet filter: the cluster fault scenarios black-hole a broker's ports
 #                 (tests/cluster_faults.rs; the rules need root)
+#   gnuplot-nox   plots of the scale curves (benches/scale.sh --plot; CI draws the smoke's)
 #   python3       (only if there is none) for the package below
 #
 # and Python packages from PyPI, with pip (no virtualenv: the machine's python3, as the tests
@@ -26,11 +27,15 @@
 # and the Schema Registry the tests run (scripts/registry.sh fetch: Apicurio Registry from Maven
 # Central into its cache, once; needs mvn, like scripts/kafka.sh).
 #
+# and Jaeger (the traces' collector of tests/tracing.rs), built from the Go module proxy with the
+# Go toolchain into a cache once (scripts/jaeger.sh build; ~10 minutes on 2 cores the first time,
+# nothing after).
+#
 # Usage: scripts/install-ci-deps.sh [extra-debian-package ...]
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 
-PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq openssl chromium chromium-driver nftables "$@")
+PACKAGES=(kcat prometheus pkg-config libssl-dev zlib1g-dev cmake build-essential curl jq openssl chromium chromium-driver nftables gnuplot-nox "$@")
 command -v python3 >/dev/null || PACKAGES+=(python3 python3-pip)
 
 installed() { # PKG -> 0 when dpkg has it fully installed
@@ -71,9 +76,15 @@ python_deps() {
   bash "$(dirname "${BASH_SOURCE[0]}")/registry.sh" fetch >/dev/null
 }
 
+# Jaeger, once Go is there (the machine's, as for Helm: scripts/install-helm.sh).
+jaeger() {
+  bash "$(dirname "${BASH_SOURCE[0]}")/jaeger.sh" build >/dev/null
+}
+
 if ((${#missing[@]} == 0)); then
   echo "install-ci-deps: all ${#PACKAGES[@]} packages already installed"
   python_deps
+  jaeger
   exit 0
 fi
 
@@ -131,4 +142,5 @@ if ((${#still[@]})); then
   exit 1
 fi
 python_deps
+jaeger
 echo "install-ci-deps: done"

@@ -13,9 +13,11 @@ bash scripts/install-ci-deps.sh
 # core and skews whatever is timed next); a broker that was already running is left alone.
 started=()
 started_registry=0
+started_jaeger=0
 stop_started() {
   local b
   if ((started_registry)); then bash scripts/registry.sh stop >/dev/null 2>&1 || true; fi
+  if ((started_jaeger)); then bash scripts/jaeger.sh stop >/dev/null 2>&1 || true; fi
   for b in "${started[@]+"${started[@]}"}"; do env $b bash scripts/kafka.sh stop >/dev/null 2>&1 || true; done
   # The cluster of tests/cluster_faults.rs (its test process's watchdog stops it; this is for a
   # run interrupted before the watchdog could), and its black hole.
@@ -43,6 +45,13 @@ if [ -z "${SCHEMA_REGISTRY_URL:-}" ]; then
   bash scripts/registry.sh start
   export SCHEMA_REGISTRY_URL="$(bash scripts/registry.sh url)"
 fi
+# Jaeger, the traces' collector of tests/tracing.rs (built once into a cache by
+# scripts/install-ci-deps.sh; ports 21115-21118 on 127.0.0.1). The tests fail, never skip, without it.
+if [ -z "${JAEGER_QUERY_URL:-}" ]; then
+  bash scripts/jaeger.sh status >/dev/null 2>&1 || started_jaeger=1
+  bash scripts/jaeger.sh start
+  eval "$(bash scripts/jaeger.sh env)"
+fi
 # `cargo test` includes the CI fault scenarios (tests/faults.rs, 1-2 minutes each): a rolling
 # restart of three instances mid-stream, under at_least_once and exactly_once, and the SIGKILL of
 # an instance under exactly_once, with the default settings, checked for 0 lost successes; on a
@@ -57,7 +66,12 @@ cargo test "$@"
 # (a debug build); timings are never asserted.
 smoke_broker=(KAFKA_PORT=19692 KAFKA_DATA_DIR=/tmp/aepiot-kafka-smoke)
 started+=("${smoke_broker[*]}")
-env "${smoke_broker[@]}" METRICS_PORT=19710 BENCH_WORK_DIR=/tmp/aepiot-e2e-smoke \
+# KEEP_BROKER=1: the scale smoke below uses the broker too (the trap above stops it).
+env "${smoke_broker[@]}" KEEP_BROKER=1 METRICS_PORT=19710 BENCH_WORK_DIR=/tmp/aepiot-e2e-smoke \
   AEPIOT_BIN="${CARGO_TARGET_DIR:-target}/debug/aepiot-stream" bash benches/e2e.sh --smoke
+# The scale curves' harness (issue 30), tiny, on the same broker, with its plots drawn: every run
+# must drain, commit everything and settle.
+env "${smoke_broker[@]}" METRICS_PORT=19720 BENCH_WORK_DIR=/tmp/aepiot-scale-smoke \
+  AEPIOT_BIN="${CARGO_TARGET_DIR:-target}/debug/aepiot-stream" bash benches/scale.sh --smoke --plot
 # The Helm chart: lint, render (default and full values), config check of the rendered config.
 bash scripts/helm-check.sh

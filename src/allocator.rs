@@ -1,5 +1,6 @@
 //! The process's allocator: jemalloc (feature `jemalloc`, the default), with the device state of
-//! each partition in an arena of its own ([`crate::core::placement`]).
+//! each partition in an arena of its own, or past 64 partitions one shared by a few
+//! ([`crate::core::placement`]).
 //!
 //! Why arenas: a partition's devices are long-lived small allocations. In jemalloc's shared
 //! arenas they fill the same pages as every other partition's, so when a partition moves to
@@ -12,19 +13,26 @@
 //! How: [`Allocator`] is jemalloc, except that while a thread runs inside [`ArenaLease::place`]
 //! (a thread-local says which arena), allocations go to that arena with jemalloc's thread cache
 //! bypassed (the cache would hand out memory of any arena). Only the state's own operations run
-//! there: a few allocations per new or growing device, never the per-event records. Arenas are
-//! created on demand, up to [`MAX_ARENAS`], and reused: a revoked partition's arena goes back to a
-//! pool for the next partition assigned. Past the cap, a partition's state stays in the shared
-//! arenas, as before.
+//! there: a few allocations per new or growing device, never the per-event records.
+//!
+//! Arenas are created on demand, up to [`MAX_ARENAS`], and reused: a revoked partition's arena
+//! goes back to a pool for the next partition assigned. Past the cap, every partition still gets
+//! an arena, shared: the one held by the fewest partitions. Why a cap: each arena costs ~130 KB
+//! of resident allocator metadata (its bins and extent sets; measured by
+//! `tests/allocator_placement.rs`), so an arena for each of 1,200 partitions would cost ~155 MB,
+//! more than their devices' state at a million devices over that many partitions. Shared by a
+//! few partitions, an arena still keeps their state apart from the per-event churn and from the
+//! other arenas' partitions; a revoked partition then frees its pages only as far as it filled
+//! them alone.
 
 use crate::core::placement::Placement;
 
-/// At most this many arenas of our own: each costs some allocator metadata, and past the number
-/// of partitions an instance usually holds, sharing costs little.
+/// Arenas of our own at most: 64 × ~130 KB of metadata. An instance with more partitions shares
+/// them (see the module's opening comment).
 pub const MAX_ARENAS: usize = 64;
 
 /// An arena for one partition's device state, or `None` when placement is off (another global
-/// allocator, as in the tests and `process`, or the cap reached).
+/// allocator, as in the tests and `process`).
 pub fn placement() -> Option<Box<dyn Placement>> {
     #[cfg(feature = "jemalloc")]
     return imp::ArenaLease::try_new().map(|l| Box::new(l) as Box<dyn Placement>);
@@ -63,41 +71,46 @@ mod imp {
 
     static ENABLED: AtomicBool = AtomicBool::new(false);
 
-    /// Arenas created so far, and those free for the next partition.
-    static POOL: Mutex<(usize, Vec<u32>)> = Mutex::new((0, Vec::new()));
+    /// Our arenas, each with the number of partitions holding it.
+    static POOL: Mutex<Vec<(u32, usize)>> = Mutex::new(Vec::new());
 
     pub fn enable() {
         ENABLED.store(true, Ordering::Relaxed);
     }
 
-    /// One arena, held by one partition's state; back to the pool when dropped.
+    /// One arena, held by one partition's state (or, past [`MAX_ARENAS`], by a few); back to the
+    /// pool when its last holder drops it.
     #[derive(Debug)]
     pub struct ArenaLease(u32);
 
     impl ArenaLease {
-        /// An arena from the pool or a new one; `None` when placement is off or at the cap.
+        /// A free arena from the pool, a new one below the cap, else the one held by the fewest
+        /// partitions; `None` when placement is off or no arena can be made.
         pub fn try_new() -> Option<ArenaLease> {
             if !ENABLED.load(Ordering::Relaxed) {
                 return None;
             }
             let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(arena) = pool.1.pop() {
-                return Some(ArenaLease(arena));
+            let least = pool.iter_mut().min_by_key(|(_, holders)| *holders);
+            if let Some((arena, holders)) = least.filter(|(_, h)| *h == 0) {
+                *holders += 1;
+                return Some(ArenaLease(*arena));
             }
-            if pool.0 >= MAX_ARENAS {
-                return None;
-            }
-            // SAFETY: "arenas.create" takes no input and returns the new arena's index as unsigned.
-            match unsafe { tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.create\0") } {
-                Ok(arena) => {
-                    pool.0 += 1;
-                    Some(ArenaLease(arena))
+            if pool.len() < MAX_ARENAS {
+                // SAFETY: "arenas.create" takes no input and returns the new arena's index.
+                match unsafe { tikv_jemalloc_ctl::raw::read::<u32>(b"arenas.create\0") } {
+                    Ok(arena) => {
+                        pool.push((arena, 1));
+                        return Some(ArenaLease(arena));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, arenas = pool.len(), "cannot create another jemalloc arena: partitions share the arenas there are");
+                    }
                 }
-                Err(error) => {
-                    tracing::debug!(%error, "cannot create a jemalloc arena: state stays in the shared arenas");
-                    None
-                }
             }
+            let (arena, holders) = pool.iter_mut().min_by_key(|(_, holders)| *holders)?;
+            *holders += 1;
+            Some(ArenaLease(*arena))
         }
 
         /// The arena's index (jemalloc's `stats.arenas.<i>.*` statistics describe it).
@@ -108,10 +121,10 @@ mod imp {
 
     impl Drop for ArenaLease {
         fn drop(&mut self) {
-            POOL.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .1
-                .push(self.0);
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, holders)) = pool.iter_mut().find(|(a, _)| *a == self.0) {
+                *holders -= 1;
+            }
         }
     }
 

@@ -45,6 +45,41 @@ fn registry_url_table<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, 
     SchemaRegistry { url: v }.serialize(s)
 }
 
+/// The `[tracing]` keys `run`'s and `webhooks`' flags set (serialized by [`tracing_table`]).
+#[derive(Args)]
+pub(crate) struct TracingSettings {
+    /// OTLP/HTTP traces endpoint (`[tracing] otlp_endpoint`), e.g.
+    /// http://collector:4318/v1/traces; empty turns tracing off.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+    /// Share of records without a sampled traceparent that start a trace (`[tracing]
+    /// sample_ratio`, 0 to 1).
+    #[arg(long)]
+    trace_sample_ratio: Option<f64>,
+}
+
+impl TracingSettings {
+    fn is_empty(&self) -> bool {
+        self.otlp_endpoint.is_none() && self.trace_sample_ratio.is_none()
+    }
+}
+
+/// `--otlp-endpoint E --trace-sample-ratio R` is `[tracing] otlp_endpoint = E, sample_ratio = R`.
+fn tracing_table<S: Serializer>(v: &TracingSettings, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Tracing<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        otlp_endpoint: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sample_ratio: &'a Option<f64>,
+    }
+    Tracing {
+        otlp_endpoint: &v.otlp_endpoint,
+        sample_ratio: &v.trace_sample_ratio,
+    }
+    .serialize(s)
+}
+
 #[derive(Parser)]
 #[command(
     name = "aepiot-stream",
@@ -237,6 +272,12 @@ pub(crate) struct RunSettings {
         serialize_with = "registry_url_table"
     )]
     schema_registry_url: Option<String>,
+    #[command(flatten)]
+    #[serde(
+        serialize_with = "tracing_table",
+        skip_serializing_if = "TracingSettings::is_empty"
+    )]
+    tracing: TracingSettings,
 }
 
 #[derive(Args)]
@@ -275,6 +316,12 @@ pub(crate) struct WebhooksSettings {
     #[arg(long)]
     #[serde(skip_serializing_if = "is_false")]
     create_topics: bool,
+    #[command(flatten)]
+    #[serde(
+        serialize_with = "tracing_table",
+        skip_serializing_if = "TracingSettings::is_empty"
+    )]
+    tracing: TracingSettings,
 }
 
 #[derive(Args)]
@@ -306,6 +353,10 @@ pub(crate) struct SimulateArgs {
     /// Share of invalid records (0.0–1.0), for dead-letter testing.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) invalid_ratio: f64,
+    /// Pad valid events to about this many bytes with a long `location` and a `description`
+    /// (0: their natural size, ~200 B).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) event_bytes: usize,
     /// Extra librdkafka producer properties, KEY=VALUE.
     #[arg(long = "kafka", value_parser = parse_kv)]
     pub(crate) kafka: Vec<(String, String)>,

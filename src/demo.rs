@@ -110,6 +110,7 @@ pub async fn demo(opts: DemoOptions) -> anyhow::Result<()> {
         duration: Some(opts.duration),
         seed: 1,
         invalid_ratio: 0.005,
+        event_bytes: 0,
         kafka: vec![],
         progress: false,
     };

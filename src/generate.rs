@@ -31,6 +31,41 @@ const CITY_TYPES: [&str; 4] = [
 ];
 const SEVERITIES: [&str; 4] = ["low", "normal", "high", "critical"];
 const REGIONS: [&str; 4] = ["europe", "north_america", "asia_pacific", "global"];
+/// Words of the padding text: as compressible as prose, unlike a repeated sentence.
+const WORDS: [&str; 32] = [
+    "north",
+    "gate",
+    "sensor",
+    "cabinet",
+    "pump",
+    "valve",
+    "level",
+    "floor",
+    "east",
+    "wing",
+    "inspection",
+    "due",
+    "after",
+    "maintenance",
+    "replaced",
+    "battery",
+    "signal",
+    "weak",
+    "near",
+    "loading",
+    "dock",
+    "bay",
+    "rooftop",
+    "unit",
+    "cooling",
+    "line",
+    "west",
+    "corridor",
+    "panel",
+    "reading",
+    "stable",
+    "since",
+];
 
 /// An endless, seeded stream of events.
 pub struct Generator {
@@ -40,6 +75,8 @@ pub struct Generator {
     rng: SmallRng,
     /// Factory bursts: the device currently bursting and how many events it has left.
     burst: Option<(u64, u32)>,
+    /// Pad valid events to about this many bytes (0: their natural size, ~200 B).
+    event_bytes: usize,
 }
 
 /// One generated record: Kafka key (the device id) and payload.
@@ -55,6 +92,8 @@ struct Event<'a> {
     event_type: &'a str,
     severity: &'a str,
     location: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    description: String,
     value: f64,
     timestamp: String,
     region: &'a str,
@@ -68,7 +107,27 @@ impl Generator {
             invalid_ratio,
             rng: SmallRng::seed_from_u64(seed),
             burst: None,
+            event_bytes: 0,
         }
+    }
+
+    /// Valid events padded to about `bytes` (a long `location` and a `description` of words),
+    /// for the benchmarks' event-size curve; smaller than the natural size changes nothing.
+    pub fn with_event_bytes(mut self, bytes: usize) -> Self {
+        self.event_bytes = bytes;
+        self
+    }
+
+    /// About `bytes` of words.
+    fn words(&mut self, bytes: usize) -> String {
+        let mut text = String::with_capacity(bytes + 16);
+        while text.len() < bytes {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(WORDS[self.rng.random_range(0..WORDS.len())]);
+        }
+        text
     }
 
     fn device(&mut self) -> u64 {
@@ -125,11 +184,21 @@ impl Generator {
                 Profile::Factory => format!("Plant {} / Line {}", d % 7, d % 5),
                 Profile::City => format!("District {} / Block {}", d % 23, d % 101),
             },
+            description: String::new(),
             value: (self.rng.random_range(0..100_000) as f64) / 100.0,
             timestamp: format_rfc3339_ms(now_ms),
             region,
         };
-        let payload = serde_json::to_vec(&event).expect("events serialize");
+        let mut payload = serde_json::to_vec(&event).expect("events serialize");
+        // `,"description":""` and the space between the location and its padding.
+        let missing = self.event_bytes.saturating_sub(payload.len() + 18);
+        if missing > 0 {
+            let mut event = event;
+            let location = self.words(missing / 4);
+            event.location = format!("{} {location}", event.location);
+            event.description = self.words(missing - missing / 4);
+            payload = serde_json::to_vec(&event).expect("events serialize");
+        }
         Generated {
             key,
             payload,
@@ -159,5 +228,24 @@ mod tests {
             }
         }
         assert!((50..150).contains(&invalid), "{invalid}");
+    }
+
+    #[test]
+    fn padded_events_are_about_the_size_asked_and_valid() {
+        for bytes in [2_000, 20_000] {
+            let mut g = Generator::new(Profile::City, 100, 3, 0.0).with_event_bytes(bytes);
+            for _ in 0..50 {
+                let x = g.next(0);
+                let len = x.payload.len();
+                assert!(len >= bytes && len < bytes + 32, "{len} bytes for {bytes}");
+                let e = crate::core::event::parse_event(Some(&x.payload), 1 << 20).unwrap();
+                assert!(e.description.is_some_and(|d| d.len() > bytes / 2));
+            }
+        }
+        // Unpadded: no description, as before.
+        let x = Generator::new(Profile::City, 100, 3, 0.0).next(0);
+        assert!(!String::from_utf8(x.payload)
+            .unwrap()
+            .contains("description"));
     }
 }

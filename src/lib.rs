@@ -27,6 +27,8 @@
 //!   checks, the main-queue loop, partition queues, the assigned partitions
 //!   ([`kafka::assignments`]), offsets and commits, the shutdown, header names, the clock, and
 //!   [`kafka::offset_tracker`] (which offset may be committed).
+//! - [`otel`]: distributed traces, the W3C trace context of each record carried to its outputs and
+//!   webhook requests, with spans exported over OTLP (`[tracing]`, off by default).
 //! - [`metrics`] and [`http`]: Prometheus metrics and the `/metrics`, `/healthz`, `/readyz` server;
 //!   [`events`]: each operational event (a producer error, a failed commit, a rebalance, an
 //!   eviction, a restore, a webhook retry or dead letter) as one type that counts and logs it.
@@ -59,6 +61,7 @@ pub mod http;
 pub mod inspect;
 pub mod kafka;
 pub mod metrics;
+pub mod otel;
 pub mod passthrough;
 pub mod process;
 pub mod processor;

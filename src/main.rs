@@ -172,6 +172,7 @@ fn run_simulate(args: SimulateArgs) -> anyhow::Result<()> {
         duration: args.duration.map(Duration::from_secs_f64),
         seed: args.seed,
         invalid_ratio: args.invalid_ratio,
+        event_bytes: args.event_bytes,
         kafka: args.kafka,
         progress: true,
     };

@@ -1,12 +1,14 @@
 //! Prometheus metrics. Names follow Prometheus conventions (`_total` counters, `_seconds`
 //! histograms, base units); labels stay bounded (outcome, kind, topic, partition, cluster — never a
-//! device id, URL or free text). Workers pre-resolve their label children once, so counting on the
-//! per-event path is an atomic add, not a lock and a hash lookup.
+//! device id, URL or free text). Workers pre-resolve their label children once and count the
+//! per-event path locally, adding to the shared counters once per batch: no lock, hash lookup or
+//! shared atomic per event.
 //!
 //! Each metric is declared once, in the `declare!` tables below: its field, type, name, help and
 //! labels; the macro builds and registers it. The processor's metrics are [`Metrics`]' own fields,
 //! the webhook service's are grouped in [`WebhookMetrics`] (`metrics.webhook`).
 
+use prometheus::local::LocalIntCounter;
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
@@ -117,6 +119,8 @@ declare! {
             "Devices with rate-limit or dedupe state, per assigned partition", ["topic", "partition"]),
         state_cache_entries: IntGaugeVec = ("aepiot_state_cache_entries",
             "Dedupe cache entries, per assigned partition", ["topic", "partition"]),
+        consumer_prefetch_bytes: IntGauge = ("aepiot_consumer_prefetch_bytes",
+            "Input bytes fetched and not yet read by the partition workers, over all partitions (librdkafka's statistics, every 5 s); bounded by input.prefetch_budget_bytes"),
         assigned_partitions: IntGauge = ("aepiot_assigned_partitions",
             "Input partitions assigned to this instance"),
         rebalances: IntCounterVec = ("aepiot_rebalances_total",
@@ -151,6 +155,10 @@ declare! {
             "Partitions holding a record whose schema the Schema Registry has not answered for yet"),
         schema_registry_schemas: IntGauge = ("aepiot_schema_registry_schemas",
             "Schema ids kept in memory (parsed schemas, unknown ids, fetches under way), at most schema_registry.max_cached_schemas"),
+        trace_spans_exported: IntCounter = ("aepiot_trace_spans_exported_total",
+            "Spans the OTLP collector accepted ([tracing])"),
+        trace_spans_dropped: IntCounter = ("aepiot_trace_spans_dropped_total",
+            "Spans dropped instead of exported: the export queue was full (collector slow) or the export failed or timed out (collector down or refusing); processing never waits for the collector"),
     }
 }
 
@@ -240,14 +248,14 @@ impl Metrics {
     /// Counter children for one outcome kind, resolved once.
     pub fn outcome_counters(&self) -> OutcomeCounters {
         OutcomeCounters {
-            success: self.events.with_label_values(&["success"]),
-            cached: self.events.with_label_values(&["cached"]),
-            rate_limited: self.events.with_label_values(&["rate_limited"]),
-            invalid: self.events.with_label_values(&["invalid"]),
-            urls: self.urls_generated.clone(),
+            success: self.events.with_label_values(&["success"]).local(),
+            cached: self.events.with_label_values(&["cached"]).local(),
+            rate_limited: self.events.with_label_values(&["rate_limited"]).local(),
+            invalid: self.events.with_label_values(&["invalid"]).local(),
+            urls: self.urls_generated.local(),
             dead_letters: ErrorKind::ALL
-                .map(|k| self.dead_letters.with_label_values(&[k.as_str()])),
-            misrouted: self.misrouted.clone(),
+                .map(|k| self.dead_letters.with_label_values(&[k.as_str()]).local()),
+            misrouted: self.misrouted.local(),
         }
     }
 
@@ -273,16 +281,17 @@ impl Default for Metrics {
     }
 }
 
-/// Pre-resolved counters of the per-event path.
+/// Pre-resolved counters of the per-event path, counted locally (one worker's) until
+/// [`OutcomeCounters::flush`] adds them to the shared ones.
 #[derive(Clone)]
 pub struct OutcomeCounters {
-    success: IntCounter,
-    cached: IntCounter,
-    rate_limited: IntCounter,
-    invalid: IntCounter,
-    urls: IntCounter,
-    dead_letters: [IntCounter; ErrorKind::ALL.len()],
-    pub misrouted: IntCounter,
+    success: LocalIntCounter,
+    cached: LocalIntCounter,
+    rate_limited: LocalIntCounter,
+    invalid: LocalIntCounter,
+    urls: LocalIntCounter,
+    dead_letters: [LocalIntCounter; ErrorKind::ALL.len()],
+    pub misrouted: LocalIntCounter,
 }
 
 impl OutcomeCounters {
@@ -304,5 +313,22 @@ impl OutcomeCounters {
             .position(|k| *k == kind)
             .expect("every kind is listed");
         self.dead_letters[i].inc();
+    }
+
+    /// Adds the counts so far to the shared counters.
+    pub fn flush(&self) {
+        for c in [
+            &self.success,
+            &self.cached,
+            &self.rate_limited,
+            &self.invalid,
+            &self.urls,
+            &self.misrouted,
+        ]
+        .into_iter()
+        .chain(&self.dead_letters)
+        {
+            c.flush();
+        }
     }
 }

@@ -28,6 +28,8 @@ pub struct SimulateOptions {
     pub duration: Option<Duration>,
     pub seed: u64,
     pub invalid_ratio: f64,
+    /// Pad valid events to about this many bytes (0: their natural size, ~200 B).
+    pub event_bytes: usize,
     /// Extra librdkafka properties.
     pub kafka: Vec<(String, String)>,
     pub progress: bool,
@@ -84,7 +86,8 @@ pub fn simulate(
         cfg.set(k, v);
     }
     let producer: ThreadedProducer<Ctx> = cfg.create_with_context(Ctx(counts.clone()))?;
-    let mut generator = Generator::new(opts.profile, opts.devices, opts.seed, opts.invalid_ratio);
+    let mut generator = Generator::new(opts.profile, opts.devices, opts.seed, opts.invalid_ratio)
+        .with_event_bytes(opts.event_bytes);
     let bar = if opts.progress {
         ProgressBar::new(opts.count.unwrap_or(0))
     } else {

@@ -1,8 +1,11 @@
 //! Each partition's device state in a jemalloc arena of its own (src/allocator.rs): its
 //! allocations land there and nowhere else, and dropping the state (a revoked partition) empties
 //! the arena, so its pages can go back to the OS instead of staying pinned by other partitions'
-//! devices.
+//! devices. Every partition gets one, however many the instance owns.
 #![cfg(feature = "jemalloc")]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use aepiot_stream::allocator::{self, Allocator};
 use aepiot_stream::core::limiter::cache_key;
@@ -12,6 +15,9 @@ use aepiot_stream::core::Limits;
 
 #[global_allocator]
 static ALLOCATOR: Allocator = Allocator;
+
+/// The arena pool is the process's: tests that lease and return arenas take turns.
+static POOL: Mutex<()> = Mutex::new(());
 
 /// Bytes in live allocations of `arena`, small and large, from jemalloc's statistics.
 fn arena_allocated(arena: u32) -> usize {
@@ -37,6 +43,7 @@ fn fill(states: &mut DeviceStates, devices: usize) {
 
 #[test]
 fn a_partitions_state_lives_in_its_own_arena_and_leaves_it_empty() {
+    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     allocator::enable_placement();
     let lease = allocator::ArenaLease::try_new().expect("an arena");
     let arena = lease.arena();
@@ -76,4 +83,68 @@ fn a_partitions_state_lives_in_its_own_arena_and_leaves_it_empty() {
     let mut called = false;
     again.place(&mut || called = true);
     assert!(called);
+}
+
+/// jemalloc's metadata and resident bytes (arenas' own structures among them).
+fn metadata() -> (usize, usize) {
+    tikv_jemalloc_ctl::epoch::advance().unwrap();
+    (
+        tikv_jemalloc_ctl::stats::metadata::read().unwrap(),
+        tikv_jemalloc_ctl::stats::resident::read().unwrap(),
+    )
+}
+
+/// Past `MAX_ARENAS` partitions, every partition's state is still in an arena of ours, shared
+/// evenly (src/allocator.rs says why not one each: an arena's metadata, printed here).
+#[test]
+fn every_partition_gets_an_arena_past_the_cap_shared_evenly() {
+    let _pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    allocator::enable_placement();
+    const PARTITIONS: usize = 200;
+    const DEVICES: usize = 300;
+    let before = metadata();
+    let mut states: Vec<(u32, DeviceStates)> = (0..PARTITIONS)
+        .map(|p| {
+            let lease = allocator::ArenaLease::try_new()
+                .unwrap_or_else(|| panic!("no arena for partition {p}"));
+            let arena = lease.arena();
+            let mut s = DeviceStates::new(Limits::default(), 3_600_000);
+            s.set_placement(Box::new(lease));
+            (arena, s)
+        })
+        .collect();
+    let after = metadata();
+    let mut holders: HashMap<u32, usize> = HashMap::new();
+    for (arena, _) in &states {
+        *holders.entry(*arena).or_default() += 1;
+    }
+    assert_eq!(
+        holders.len(),
+        allocator::MAX_ARENAS,
+        "every arena of ours used"
+    );
+    let most = PARTITIONS.div_ceil(allocator::MAX_ARENAS);
+    assert!(
+        holders.values().all(|&n| n <= most),
+        "shared evenly, at most {most} partitions an arena: {holders:?}"
+    );
+    println!(
+        "{} arenas: {} bytes of allocator metadata each, {} resident",
+        allocator::MAX_ARENAS,
+        after.0.saturating_sub(before.0) / allocator::MAX_ARENAS,
+        after.1.saturating_sub(before.1) / allocator::MAX_ARENAS
+    );
+    let empty: HashMap<u32, usize> = holders.keys().map(|&a| (a, arena_allocated(a))).collect();
+    for (arena, s) in &mut states {
+        let start = arena_allocated(*arena);
+        fill(s, DEVICES);
+        assert!(
+            arena_allocated(*arena) - start > DEVICES * 100,
+            "the partition's state is in arena {arena}"
+        );
+    }
+    drop(states);
+    for (arena, bytes) in empty {
+        assert_eq!(arena_allocated(arena), bytes, "arena {arena} emptied");
+    }
 }

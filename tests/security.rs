@@ -1423,6 +1423,8 @@ async fn webhooks_are_signed_to_the_standard_webhooks_spec() {
                     webhook_id: "aepiot-urls-3-1042",
                     secret: Some(&secret),
                     attempt,
+                    traceparent: None,
+                    tracestate: None,
                 },
             )
             .await
@@ -1665,6 +1667,8 @@ async fn the_readme_receiver_verifies_real_requests() {
             webhook_id: id,
             secret,
             attempt: 1,
+            traceparent: None,
+            tracestate: None,
         };
         assert_eq!(status(request::post(&client, &r).await), want, "{id}");
     }

@@ -118,6 +118,14 @@ fn env_value(path: &[String], value: &str) -> toml::Value {
     if let Ok(i) = value.parse::<i64>() {
         return toml::Value::Integer(i);
     }
+    // Decimals (`AEPIOT_TRACING__SAMPLE_RATIO=0.01`); only digits and one point, so that names such
+    // as `inf` or `1e3` stay strings.
+    let decimal = |c: char| c.is_ascii_digit() || c == '.' || c == '-';
+    if value.contains('.') && value.chars().all(decimal) {
+        if let Ok(f) = value.parse::<f64>() {
+            return toml::Value::Float(f);
+        }
+    }
     match value {
         "true" => toml::Value::Boolean(true),
         "false" => toml::Value::Boolean(false),

@@ -12,6 +12,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::core::{EngineSettings, HostChoice, Limits, UrlSettings};
+pub use crate::otel::config::TracingConfig;
 use crate::residency::{ClusterConfig, RegionOutput};
 pub use crate::schema_registry::SchemaRegistryConfig;
 pub use crate::webhook::config::{WebhookEndpointConfig, WebhooksConfig};
@@ -231,6 +232,7 @@ pub struct Config {
     pub topics: TopicsConfig,
     pub webhooks: WebhooksConfig,
     pub schema_registry: SchemaRegistryConfig,
+    pub tracing: TracingConfig,
     pub security: crate::security::SecurityConfig,
     /// Raw librdkafka properties, passed to every client as they are (e.g. `"linger.ms" = "5"`).
     /// They override the processor's own client settings.
@@ -289,7 +291,7 @@ pub struct TopicsConfig {
     pub replication_factor: i16,
 }
 
-/// Input validation limits.
+/// Input limits: what a record may be, and how much input is fetched ahead.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputConfig {
@@ -302,6 +304,11 @@ pub struct InputConfig {
     /// disables the check. The default is Kafka's own `message.timestamp.after.max.ms` (1 hour).
     /// `process` never applies it: it replays files in their own time, as the seed does.
     pub max_future_skew_secs: u64,
+    /// Most bytes of input records fetched ahead of processing, over every partition this
+    /// instance owns: each input partition gets an equal share of it (this over the partitions of
+    /// the input topics at start, the most one instance can own). Beyond its share a partition is
+    /// not fetched until its worker has read some of it.
+    pub prefetch_budget_bytes: usize,
 }
 
 /// How URL records are written.
@@ -359,6 +366,7 @@ impl Default for Config {
             topics: TopicsConfig::default(),
             webhooks: WebhooksConfig::default(),
             schema_registry: SchemaRegistryConfig::default(),
+            tracing: TracingConfig::default(),
             security: Default::default(),
             kafka: KafkaProperties::default(),
         }
@@ -398,6 +406,7 @@ impl Default for InputConfig {
             max_record_bytes: e.max_record_bytes,
             max_dead_letter_payload_bytes: e.max_dead_letter_payload_bytes,
             max_future_skew_secs: 3600,
+            prefetch_budget_bytes: 64 << 20,
         }
     }
 }

@@ -42,6 +42,9 @@ impl Config {
         if self.input.max_record_bytes == 0 {
             return bad("input.max_record_bytes must be at least 1".into());
         }
+        if self.input.prefetch_budget_bytes < 1 << 20 {
+            return bad("input.prefetch_budget_bytes must be at least 1048576 (1 MiB)".into());
+        }
         if self.limits.max_devices == 0 {
             return bad("limits.max_devices must be at least 1".into());
         }
@@ -57,6 +60,7 @@ impl Config {
                     .into(),
             );
         }
+        self.tracing.validate().map_err(ConfigError::Invalid)?;
         self.check_guarantee_overrides()
             .map_err(ConfigError::Invalid)?;
         self.webhooks

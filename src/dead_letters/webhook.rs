@@ -89,6 +89,8 @@ impl Endpoints {
                 webhook_id,
                 secret: secret.as_ref(),
                 attempt,
+                traceparent: None,
+                tracestate: None,
             },
         )
         .await;

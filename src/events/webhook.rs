@@ -48,6 +48,8 @@ pub struct WebhookDeadLettered<'a> {
     pub attempts: u32,
     /// The last error, already cut to a bounded length.
     pub error: &'a dyn Display,
+    /// The record's trace, when traced (`[tracing]`): in the log line, to find its spans.
+    pub trace_id: Option<opentelemetry::trace::TraceId>,
 }
 
 impl WebhookDeadLettered<'_> {
@@ -59,6 +61,7 @@ impl WebhookDeadLettered<'_> {
             key = %self.at.key,
             attempts = self.attempts,
             error = %self.error,
+            trace_id = self.trace_id.map(tracing::field::display),
             "webhook undeliverable; record dead-lettered"
         );
     }

@@ -60,20 +60,18 @@ pub fn group_consumer(config: &Config, role: &str, group_id: &str) -> ClientConf
     c
 }
 
-/// The input consumer: a [`group_consumer`] with bounded prefetch, and under exactly-once no
-/// commits of its own.
-pub fn consumer_config(config: &Config) -> ClientConfig {
+/// The input consumer: a [`group_consumer`] whose prefetch is `input.prefetch_budget_bytes`
+/// shared by `input_partitions` (the partitions of the input topics: see
+/// [`super::prefetch`]), and under exactly-once no commits of its own.
+pub fn consumer_config(config: &Config, input_partitions: usize) -> ClientConfig {
     let mut c = group_consumer(config, "consumer", &config.group_id);
-    c
-        // Prefetch bounded per partition (the pipeline gives each partition a queue of its own,
-        // so these apply per partition): librdkafka's defaults (100,000 messages, 64 MB per
-        // partition) let a processor behind its input hold its whole backlog in memory. 4 MB is
-        // still about a second of input per partition at full speed. Once a queue is below them
-        // again, fetching resumes after 20 ms instead of librdkafka's 1 s, which with bounds this
-        // small would leave the partition idle between fetches (see BENCHMARKS.md, "What
-        // changed since the interim figures" and "Memory with 1M devices").
-        .set("queued.min.messages", "10000")
-        .set("queued.max.messages.kbytes", "4096")
+    super::prefetch::Share::of(config.input.prefetch_budget_bytes, input_partitions).apply(&mut c);
+    // librdkafka's defaults (100,000 messages and 64 MB per partition queue) would let a processor
+    // behind its input hold its whole backlog in memory: the count bounds a queue of tiny records
+    // too. Once a queue is below its bounds again, fetching resumes after 20 ms instead of
+    // librdkafka's 1 s, which with small bounds would leave the partition idle between fetches
+    // (see BENCHMARKS.md, "What changed since the interim figures" and "Memory with 1M devices").
+    c.set("queued.min.messages", "10000")
         .set("fetch.queue.backoff.ms", "20");
     if config.processing_guarantee == Guarantee::ExactlyOnce {
         // Offsets are committed inside the transactions, never by the consumer; input written by
@@ -124,10 +122,15 @@ pub fn transactional_id(config: &Config) -> String {
     if !config.transactional_id.is_empty() {
         return config.transactional_id.clone();
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{}-{}", config.group_id, hostname(), std::process::id())
+}
+
+/// The machine's host name (`host` when unreadable): with the pid, what tells this process from
+/// the group's others.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
-    format!("{}-{host}-{}", config.group_id, std::process::id())
+        .unwrap_or_else(|_| "host".into())
 }
 
 /// Clients for start-up checks and topic creation.

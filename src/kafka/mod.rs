@@ -2,7 +2,7 @@
 //! webhook service, [`crate::webhook`]): client settings, start-up and topic checks, the consumer's
 //! main-queue loop and partition queues, the registry of assigned partitions and their tasks,
 //! offsets and commits, producing without dropping, the bounded shutdown, header names, the clock,
-//! warming producers up, the replication of created topics, and the offset tracker that says which offset may be committed. Nothing
+//! warming producers up, the input's prefetch budget, the replication of created topics, and the offset tracker that says which offset may be committed. Nothing
 //! here knows either service.
 
 pub mod assignments;
@@ -13,6 +13,7 @@ pub mod headers;
 pub mod main_queue;
 pub mod offset_tracker;
 pub mod offsets;
+pub mod prefetch;
 pub mod replication;
 pub mod send;
 pub mod shutdown;

@@ -176,3 +176,18 @@ impl ProducerContext for ProducerCtx {
         self.router.route(opaque, failed);
     }
 }
+
+/// The main cluster's producer (also what renews it under exactly-once).
+pub fn main_producer(
+    client: &rdkafka::ClientConfig,
+    router: &Arc<AckRouter>,
+    metrics: &Metrics,
+) -> anyhow::Result<rdkafka::producer::ThreadedProducer<ProducerCtx>> {
+    client
+        .create_with_context(ProducerCtx::new(
+            router.clone(),
+            metrics.clone(),
+            crate::residency::MAIN_CLUSTER,
+        ))
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))
+}

@@ -27,7 +27,7 @@ use rdkafka::producer::{Producer as _, ThreadedProducer};
 use tokio::net::TcpListener;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::acks::{AckRouter, ProducerCtx};
+use super::acks::{main_producer, AckRouter, ProducerCtx};
 use super::changelog;
 use super::fatal::{Fatal, FatalCause};
 use super::progress::log_progress;
@@ -74,6 +74,7 @@ pub async fn run(
     config.validate_for_run()?;
     let metrics = hooks.metrics.clone().unwrap_or_default();
     let (served, _server) = serve(&config, listener, &metrics)?;
+    let otel = crate::otel::Otel::start(&config.tracing, &config.group_id, &metrics)?;
     let Some(max_output_bytes) = check(&config, &hooks, &shutdown).await? else {
         tracing::info!("stopped during the start-up checks");
         return Ok(());
@@ -89,8 +90,8 @@ pub async fn run(
         record_encoding: encoding,
         ..config.run_engine_settings(max_output_bytes)
     };
-    let consuming = consume(&config, &hooks, served, settings, ensured).await?;
-    drain(consuming, &config, &shutdown).await
+    let consuming = consume(&config, &hooks, served, settings, (ensured, otel.clone())).await?;
+    crate::otel::finish(otel, drain(consuming, &config, &shutdown).await).await
 }
 
 /// What the metrics server shares with the pipeline.
@@ -198,7 +199,7 @@ async fn consume(
     hooks: &RunHooks,
     served: Served,
     settings: EngineSettings,
-    ensured: HashSet<String>,
+    (ensured, otel): (HashSet<String>, Option<Arc<crate::otel::Otel>>),
 ) -> anyhow::Result<Consuming> {
     let Served {
         metrics,
@@ -236,13 +237,15 @@ async fn consume(
     };
 
     let earliest = config.auto_offset_reset == OffsetReset::Earliest;
+    let (partitions, _) = crate::kafka::prefetch::input_share(config, admin_config(config)).await?;
     let ctx = ConsumerCtx::new(
         tokio::runtime::Handle::current(),
         metrics.clone(),
         health.clone(),
         earliest,
+        partitions,
     );
-    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(config)
+    let consumer: BaseConsumer<ConsumerCtx> = consumer_config(config, partitions)
         .create_with_context(ctx)
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer: {e}"))?;
     let consumer = Arc::new(consumer);
@@ -281,9 +284,11 @@ async fn consume(
             ensured: std::sync::Mutex::new(ensured),
             interval: Duration::from_millis(config.commit_interval_ms),
             replication_factor: config.topics.replication_factor,
+            restores: tokio::sync::Semaphore::new(super::worker_env::RESTORES_AT_ONCE),
         }),
         status,
         schema_registry: config.registry_input(health.registry_waits.clone())?,
+        otel,
     });
     let exactly_once = txn.is_some();
     consumer
@@ -338,21 +343,6 @@ fn producers(
         producers.push(Arc::new(p));
     }
     Ok((producers, routes))
-}
-
-/// The main cluster's producer (also what renews it under exactly-once).
-fn main_producer(
-    client: &rdkafka::ClientConfig,
-    router: &Arc<AckRouter>,
-    metrics: &Metrics,
-) -> anyhow::Result<ThreadedProducer<ProducerCtx>> {
-    client
-        .create_with_context(ProducerCtx::new(
-            router.clone(),
-            metrics.clone(),
-            crate::residency::MAIN_CLUSTER,
-        ))
-        .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))
 }
 
 /// Output topics' metadata into each producer's cache before the first event (see kafka::warm).

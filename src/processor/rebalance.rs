@@ -27,6 +27,7 @@ use crate::events::kafka as events;
 use crate::http::Health;
 use crate::kafka::assignments::{self, Assignments, Lingering, PartitionHandle};
 use crate::kafka::commit::count_commit;
+use crate::kafka::prefetch::{self, PrefetchShared};
 use crate::kafka::split::{SplitQueues, Tp};
 use crate::metrics::Metrics;
 
@@ -47,6 +48,8 @@ pub struct ConsumerCtx {
     health: Arc<Health>,
     /// Where a partition with no committed offset starts when rewound.
     earliest: bool,
+    /// The input partitions the prefetch budget was shared by at start.
+    prefetch: PrefetchShared,
     /// Set when the instance shuts down: readiness must not come back.
     closing: std::sync::atomic::AtomicBool,
 }
@@ -57,6 +60,7 @@ impl ConsumerCtx {
         metrics: Metrics,
         health: Arc<Health>,
         earliest: bool,
+        prefetch_partitions: usize,
     ) -> Self {
         ConsumerCtx {
             consumer: OnceLock::new(),
@@ -69,6 +73,7 @@ impl ConsumerCtx {
             metrics,
             health,
             earliest,
+            prefetch: PrefetchShared::new(prefetch_partitions),
             closing: Default::default(),
         }
     }
@@ -98,6 +103,7 @@ impl ConsumerCtx {
             self.spawn_worker(&mut workers, (e.topic().to_owned(), e.partition()), -1);
         }
         self.metrics.assigned_partitions.set(workers.len() as i64);
+        self.prefetch.assigned(workers.len());
         self.split.clear();
     }
 
@@ -412,6 +418,10 @@ impl ClientContext for ConsumerCtx {
         if joined && !self.closing.load(Ordering::Relaxed) {
             self.health.set_ready(true);
         }
+        // Every partition queue's prefetched bytes: the budget at work.
+        self.metrics
+            .consumer_prefetch_bytes
+            .set(prefetch::queued_bytes(&statistics));
         // Lag only for partitions this instance owns now: a revoked partition's series is removed
         // when it is revoked, and never set again.
         self.workers

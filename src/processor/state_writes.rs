@@ -31,8 +31,8 @@ struct Cut {
 
 pub struct StateWrites {
     topic: String,
-    /// Devices changed since the last cut.
-    dirty: HashSet<CompactString>,
+    /// Devices changed since the last cut (a hash per success: foldhash, as the state's map).
+    dirty: HashSet<CompactString, foldhash::fast::RandomState>,
     staged: Option<Cut>,
     interval: Duration,
     next_cut: Instant,
@@ -42,7 +42,7 @@ impl StateWrites {
     pub fn new(changelog_topic: String, interval: Duration) -> Self {
         StateWrites {
             topic: changelog_topic,
-            dirty: HashSet::new(),
+            dirty: HashSet::default(),
             staged: None,
             interval,
             next_cut: Instant::now() + interval,

@@ -29,7 +29,15 @@ pub struct ChangelogEnv {
     pub interval: Duration,
     /// `topics.replication_factor` of a changelog a worker creates (0: the cluster's default).
     pub replication_factor: i16,
+    /// Restores running now, at most [`RESTORES_AT_ONCE`].
+    pub restores: tokio::sync::Semaphore,
 }
+
+/// Most partitions restoring their state at once. Each restore is a Kafka client of its own
+/// (threads, connections, prefetched records) on a blocking thread: an instance assigned hundreds
+/// of partitions would otherwise open hundreds of clients at once, and two cores gain nothing
+/// from more than a few restores decoding in parallel.
+pub const RESTORES_AT_ONCE: usize = 8;
 
 impl ChangelogEnv {
     pub fn topic_for(&self, input_topic: &str) -> String {
@@ -83,6 +91,8 @@ pub struct WorkerEnv {
     /// `[schema_registry]`: how records in the registry's wire format are read; `None` when no
     /// registry is configured (every record is JSON).
     pub schema_registry: Option<Arc<crate::schema_registry::RegistryInput>>,
+    /// Traces (`[tracing]`); `None` when off, and then no record's headers are looked at.
+    pub otel: Option<Arc<crate::otel::Otel>>,
 }
 
 impl WorkerEnv {

@@ -31,8 +31,9 @@ use super::health::{Gate, HealthPolicy};
 use super::outage::EndpointHealth;
 use super::payload::lane_of;
 use super::policy::{Attempt, RetryPolicy, Verdict};
-use super::request::{self, Request};
+use super::request::{self, Request, Sent};
 use super::sign::Secret;
+use super::trace::{Delivered, DeliverySpan};
 use crate::events::webhook::{Attempted, WebhookDeadLettered, WebhookRetry};
 use crate::metrics::Metrics;
 
@@ -58,6 +59,9 @@ pub struct Delivery {
     pub abandon: CancellationToken,
     /// [`QUEUED`], [`STARTED`] or [`SKIPPED`].
     pub state: AtomicU8,
+    /// The trace context the URL record carries, when tracing is on and the record is traced:
+    /// the parent of its delivery spans.
+    pub trace: Option<opentelemetry::Context>,
 }
 
 /// No lane has started the record yet.
@@ -125,6 +129,8 @@ pub struct LaneEnv {
     /// Cancelled when a dead letter cannot be written: the service stops without committing
     /// past it.
     pub fatal: CancellationToken,
+    /// Traces (`[tracing]`); `None` when off.
+    pub otel: Option<Arc<crate::otel::Otel>>,
 }
 
 /// Pre-resolved metric children of the attempt loop.
@@ -189,7 +195,8 @@ pub fn start(
 }
 
 enum Finished {
-    Done,
+    Delivered,
+    DeadLettered,
     Abandoned,
 }
 
@@ -205,10 +212,23 @@ async fn run_lane(
         if d.abandon.is_cancelled() || !d.try_start() {
             continue;
         }
-        let finished = deliver(&env, &counters, &ep, lane, &d).await;
+        let at = Delivered {
+            endpoint: ep.health.name(),
+            origin: &ep.origin,
+            topic: &d.topic,
+            partition: d.partition,
+            offset: d.offset,
+        };
+        let mut span = DeliverySpan::start(env.otel.as_deref(), d.trace.as_ref(), at);
+        let finished = deliver(&env, &counters, &ep, (lane, &mut span), &d).await;
         // Whatever became of the record, this lane no longer probes with it.
         ep.health.release(lane);
-        if let Finished::Done = finished {
+        span.finish(match finished {
+            Finished::Delivered => "delivered",
+            Finished::DeadLettered => "dead_lettered",
+            Finished::Abandoned => "abandoned",
+        });
+        if !matches!(finished, Finished::Abandoned) {
             d.finish_one();
         }
     }
@@ -222,7 +242,7 @@ async fn deliver(
     env: &LaneEnv,
     counters: &Counters,
     ep: &Endpoint,
-    lane: usize,
+    (lane, span): (usize, &mut DeliverySpan),
     d: &Delivery,
 ) -> Finished {
     // Every attempt (the `X-Aepiot-Attempt` header, the dead letter's count), those counted
@@ -250,22 +270,7 @@ async fn deliver(
         } else {
             counted = 0;
         }
-        let request = Request {
-            url: &ep.url,
-            body: &d.body,
-            webhook_id: &d.idempotency_key,
-            secret: ep.secret.as_ref(),
-            attempt: tries,
-        };
-        let started = Instant::now();
-        env.metrics.webhook.in_flight.inc();
-        let sent = tokio::select! {
-            biased;
-            _ = d.abandon.cancelled() => None,
-            sent = request::post(&env.client, &request) => Some(sent),
-        };
-        env.metrics.webhook.in_flight.dec();
-        let elapsed = started.elapsed().as_secs_f64();
+        let (sent, elapsed) = attempt(env, ep, d, tries, span).await;
         let Some(sent) = sent else {
             observe(&counters.failed, elapsed);
             return Finished::Abandoned;
@@ -275,7 +280,7 @@ async fn deliver(
             Verdict::Delivered => {
                 ep.health.on_answer();
                 observe(&counters.delivered, elapsed);
-                return Finished::Done;
+                return Finished::Delivered;
             }
             Verdict::GiveUp { retryable: false } => {
                 // Refused: the endpoint answered, it is up; the record is its own failure.
@@ -333,6 +338,38 @@ async fn deliver(
             _ = tokio::time::sleep(delay) => {}
         }
     }
+}
+
+/// One request, with the delivery span's trace context; `None` when the record was abandoned
+/// meanwhile. Also how long it took, in seconds.
+async fn attempt(
+    env: &LaneEnv,
+    ep: &Endpoint,
+    d: &Delivery,
+    tries: u32,
+    span: &mut DeliverySpan,
+) -> (Option<Sent>, f64) {
+    let request = Request {
+        url: &ep.url,
+        body: &d.body,
+        webhook_id: &d.idempotency_key,
+        secret: ep.secret.as_ref(),
+        attempt: tries,
+        traceparent: span.traceparent(),
+        tracestate: span.tracestate(),
+    };
+    let started = Instant::now();
+    env.metrics.webhook.in_flight.inc();
+    let sent = tokio::select! {
+        biased;
+        _ = d.abandon.cancelled() => None,
+        sent = request::post(&env.client, &request) => Some(sent),
+    };
+    env.metrics.webhook.in_flight.dec();
+    if let Some(sent) = &sent {
+        span.attempted(tries, sent);
+    }
+    (sent, started.elapsed().as_secs_f64())
 }
 
 /// The endpoint and record of an attempt, as events name them.
@@ -427,9 +464,10 @@ async fn dead_letter(
                 at: attempted(ep, d),
                 attempts,
                 error: &dead_letter::truncate(error, 300),
+                trace_id: crate::otel::trace_id_of(d.trace.as_ref()),
             }
             .emit(&env.metrics);
-            Finished::Done
+            Finished::DeadLettered
         }
         Err((e, _)) => {
             tracing::error!(

@@ -61,6 +61,7 @@ pub mod request;
 pub mod service;
 pub mod sign;
 pub mod startup;
+pub mod trace;
 pub mod upgrade;
 
 pub use service::{run, WebhookHooks};

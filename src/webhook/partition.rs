@@ -41,6 +41,8 @@ pub struct PartitionEnv {
     pub drain_timeout: Duration,
     /// Cancelled on an error that stops the service (a dead letter that cannot be written).
     pub fatal: CancellationToken,
+    /// Traces (`[tracing]`); `None` when off, and then no record's headers are looked at.
+    pub otel: Option<Arc<crate::otel::Otel>>,
 }
 
 struct Reader {
@@ -122,8 +124,9 @@ impl Reader {
                         read += 1;
                         let offset = msg.offset();
                         let payload = msg.payload().map(<[u8]>::to_vec);
+                        let trace = self.env.otel.as_ref().and_then(|o| o.parent(msg.headers()));
                         drop(msg);
-                        if !self.dispatch(offset, payload, &stop).await {
+                        if !self.dispatch((offset, payload, trace), &stop).await {
                             break 'outer;
                         }
                     }
@@ -154,11 +157,11 @@ impl Reader {
         tracing::info!(%topic, partition, "webhook partition reader stopped");
     }
 
-    /// Hands one record over. False when a stop interrupted it.
+    /// Hands one record over (its offset, payload and, when traced, the trace context it carries).
+    /// False when a stop interrupted it.
     async fn dispatch(
         &mut self,
-        offset: i64,
-        payload: Option<Vec<u8>>,
+        (offset, payload, trace): (i64, Option<Vec<u8>>, Option<opentelemetry::Context>),
         stop: &CancellationToken,
     ) -> bool {
         let record = match payload::parse(payload.as_deref()) {
@@ -168,7 +171,9 @@ impl Reader {
                 return true;
             }
             Err(e) => {
-                tracing::warn!(topic = %self.topic, partition = self.partition, offset, error = %e, "skipping a record that is not a URL record");
+                let trace_id =
+                    crate::otel::trace_id_of(trace.as_ref()).map(tracing::field::display);
+                tracing::warn!(topic = %self.topic, partition = self.partition, offset, trace_id, error = %e, "skipping a record that is not a URL record");
                 self.tracker.push(offset, 0, ());
                 return true;
             }
@@ -200,6 +205,7 @@ impl Reader {
             finished: self.finished_tx.clone(),
             abandon: self.abandon.clone(),
             state: QUEUED.into(),
+            trace,
         });
         self.in_flight.insert(seq, delivery.clone());
         for ep in targets {

@@ -46,6 +46,10 @@ pub struct Request<'a> {
     pub webhook_id: &'a str,
     pub secret: Option<&'a Secret>,
     pub attempt: u32,
+    /// The delivery span's W3C trace context (`[tracing]`, a traced record), sent as the
+    /// `traceparent` and `tracestate` headers.
+    pub traceparent: Option<&'a str>,
+    pub tracestate: Option<&'a str>,
 }
 
 /// What an attempt came to, and a one-line description for dead letters and logs (never the URL:
@@ -67,6 +71,12 @@ pub async fn post(client: &reqwest::Client, r: &Request<'_>) -> Sent {
         .header(TIMESTAMP_HEADER, timestamp)
         .header(ATTEMPT_HEADER, r.attempt)
         .body(r.body.to_vec());
+    if let Some(traceparent) = r.traceparent {
+        req = req.header(crate::otel::propagate::TRACEPARENT, traceparent);
+    }
+    if let Some(tracestate) = r.tracestate {
+        req = req.header(crate::otel::propagate::TRACESTATE, tracestate);
+    }
     if let Some(secret) = r.secret {
         req = req.header(
             SIGNATURE_HEADER,

@@ -65,6 +65,7 @@ pub async fn run(
     }
     let _server_guard = server_stop.drop_guard();
 
+    let otel = crate::otel::Otel::start(&config.tracing, &config.group_id, &metrics)?;
     startup::check(&config).await?;
 
     let producer: FutureProducer = startup::producer_config(&config)
@@ -90,6 +91,7 @@ pub async fn run(
         dead_letter_topic: w.dead_letter_topic.clone(),
         metrics: metrics.clone(),
         fatal: fatal.clone(),
+        otel: otel.clone(),
     });
     upgrade::seed_endpoint_groups(&config).await?;
     let stop = CancellationToken::new();
@@ -109,6 +111,7 @@ pub async fn run(
             health: &health,
             fatal: &fatal,
             stop: &stop,
+            otel: &otel,
         };
         pollers.push(start_endpoint(&config, i, &target.group, endpoint, env)?);
     }
@@ -130,6 +133,7 @@ pub async fn run(
     if let Err(e) = flushed {
         tracing::warn!(error = %e, "dead-letter producer flush did not complete");
     }
+    crate::otel::finish(otel, ()).await;
     if fatal.is_cancelled() {
         anyhow::bail!("webhooks stopped: a webhook dead letter could not be written to Kafka (see the log); offsets were not committed past it");
     }
@@ -174,6 +178,7 @@ struct Shared<'a> {
     health: &'a Arc<Health>,
     fatal: &'a CancellationToken,
     stop: &'a CancellationToken,
+    otel: &'a Option<Arc<crate::otel::Otel>>,
 }
 
 /// Starts one endpoint's consumer, in the endpoint's own group, subscribed to every output topic
@@ -203,6 +208,7 @@ fn start_endpoint(
         max_pending: config.webhooks.max_pending_per_partition,
         drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         fatal: shared.fatal.clone(),
+        otel: shared.otel.clone(),
     });
     consumer.context().attach(Arc::downgrade(&consumer), env);
     let topics = config.output_topics();

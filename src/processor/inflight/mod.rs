@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::acks::{Ack, AckRouter, Failed};
 use super::failure::{classify, cluster_away, producer_unusable, Failure};
 use super::fatal::FatalCause;
+use super::shared_producer::Producer;
 use super::worker_env::WorkerEnv;
 use crate::core::ErrorKind;
 use crate::events::kafka::DeliveryFailed;
@@ -68,6 +69,9 @@ pub struct Inflight {
     /// and flushed with every progress update (no shared atomics per record).
     latency: LocalHistogram,
     age: LocalHistogram,
+    /// Each cluster's producer while a batch runs (see [`Inflight::batch_started`]); empty
+    /// between batches.
+    batch: Vec<Producer>,
 }
 
 impl Inflight {
@@ -99,7 +103,23 @@ impl Inflight {
             stop,
             abandoned: false,
             to_dead_letter: Vec::new(),
+            batch: Vec::new(),
         }
+    }
+
+    /// A batch starts: its sends take each cluster's producer from here, instead of from the
+    /// shared slot at every record (a lock and a reference count that every worker's sends
+    /// touched). A producer is replaced only while no batch runs: under exactly-once the
+    /// replacement holds the gate each batch reads under, and nothing replaces one otherwise.
+    pub fn batch_started(&mut self) {
+        self.batch.clear();
+        self.batch
+            .extend(self.env.producers.iter().map(|p| p.get()));
+    }
+
+    /// The batch ended: sends take the current producer again.
+    pub fn batch_ended(&mut self) {
+        self.batch.clear();
     }
 
     /// The sequence number the next tracked record gets.
@@ -188,7 +208,11 @@ impl Inflight {
             }
         }
         loop {
-            match self.env.producers[cluster].get().send(record) {
+            let sent = match self.batch.get(cluster) {
+                Some(producer) => producer.send(record),
+                None => self.env.producers[cluster].get().send(record),
+            };
+            match sent {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     if cluster != 0 && self.stop.is_cancelled() {

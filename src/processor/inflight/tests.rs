@@ -51,10 +51,12 @@ fn inflight_storing(
             ensured: Default::default(),
             interval: Duration::from_millis(100),
             replication_factor: 0,
+            restores: tokio::sync::Semaphore::new(1),
         }),
         step: crate::processor::worker_env::Step::Engine,
         status: None,
         schema_registry: None,
+        otel: None,
     });
     let (id, acks) = router.register();
     let stop = CancellationToken::new();
@@ -315,6 +317,7 @@ fn clone_env(env: &WorkerEnv) -> WorkerEnv {
         step: env.step,
         status: None,
         schema_registry: None,
+        otel: None,
     }
 }
 

@@ -56,7 +56,8 @@ impl Worker {
             let Output::DeadLetter { error, json } = out else {
                 unreachable!("reject makes a dead letter")
             };
-            send_dead_letter(&mut self.inflight, r.seq, r.offset, None, error, json).await;
+            let input = (None, None);
+            send_dead_letter(&mut self.inflight, r.seq, r.offset, input, error, json).await;
         }
     }
 }
@@ -65,12 +66,13 @@ impl Worker {
 /// input's), the dead letter is keyed like the input and carries its headers under
 /// [`headers::INPUT_HEADER_PREFIX`]; without (its payload is the URL record the broker refused),
 /// it is marked so with [`headers::DEAD_LETTER_PAYLOAD`], and `dead-letters replay` reads the
-/// event at its source offset.
+/// event at its source offset. With `hop` (the record's processing span, when traced), it carries
+/// the span's trace context.
 pub(super) async fn send_dead_letter(
     inflight: &mut Inflight,
     seq: u64,
     offset: i64,
-    input: Option<&BorrowedMessage<'_>>,
+    (input, hop): (Option<&BorrowedMessage<'_>>, Option<&crate::otel::Hop>),
     error: &RecordError,
     json: &[u8],
 ) {
@@ -96,6 +98,9 @@ pub(super) async fn send_dead_letter(
                 value: Some(headers::PAYLOAD_URL_RECORD),
             });
         }
+    }
+    if let Some(hop) = hop {
+        meta = hop.kafka_headers(meta);
     }
     let mut record = BaseRecord::with_opaque_to(&env.dead_letter_topic, inflight.opaque(seq))
         .payload(json)

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::local::LocalIntCounter;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::message::BorrowedMessage;
@@ -30,7 +31,6 @@ use super::inflight::Inflight;
 use super::state_writes::StateWrites;
 use super::worker_env::{Step, WorkerEnv};
 use crate::core::{Decision, Engine, Output, RecordError, RecordMeta, Source};
-use crate::events::state::StateEvicted;
 use crate::kafka::assignments::{self, PartitionHandle};
 use crate::kafka::clock::{now_ms, Clock};
 use crate::kafka::headers;
@@ -39,9 +39,11 @@ use crate::status::link::WorkerLink;
 
 mod dead_letter;
 mod passthrough;
+mod report;
 mod restore;
 mod schemas;
 pub mod supervise;
+mod trace;
 
 use dead_letter::send_dead_letter;
 
@@ -54,7 +56,10 @@ struct Worker {
     /// Next offset to process (-1 until the first record), shared with the rebalance handler:
     /// the lag metric, and under exactly-once the offset committed with the transaction.
     position: Arc<AtomicI64>,
+    /// The outcome counters and records written per region, counted here and added to the shared
+    /// metrics once per batch ([`Worker::flush_counts`]): no shared atomics per record.
     counters: OutcomeCounters,
+    written: Vec<LocalIntCounter>,
     inflight: Inflight,
     state: Option<StateWrites>,
     /// Evictions of this partition's state already counted in the metric.
@@ -100,6 +105,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
     let worker = Worker {
         engine,
         counters: env.metrics.outcome_counters(),
+        written: env.written.iter().map(|c| c.local()).collect(),
         notify,
         position: position.clone(),
         status_link: WorkerLink::new(env.status.as_ref(), topic, partition),
@@ -174,6 +180,7 @@ impl Worker {
                 },
             };
             let mut read = 0;
+            self.inflight.batch_started();
             // One clock reading per batch: a batch takes well under a millisecond, so every record
             // of it may share one reading, and clock reads stay off the per-record path (see
             // BENCHMARKS.md, "What changed since the interim figures").
@@ -211,13 +218,12 @@ impl Worker {
                 state.cut(self.engine.states_mut(), &mut self.inflight, None);
                 state.write_when_acked(&mut self.inflight, true).await;
             }
+            self.inflight.batch_ended();
             drop(guard);
             self.inflight.take_acks();
             self.after_acks(Some(&clock)).await;
             self.status_link.answer_waiting(&self.engine);
-            devices.set(self.engine.states().device_count() as i64);
-            cache.set(self.engine.states().cache_entries() as i64);
-            self.count_evictions(clock.wall_ms);
+            self.report(&devices, &cache, clock.wall_ms);
             // Records are left: read on (after waiting for room, when held) instead of idling
             // until the queue signals, which it does only when it goes from empty to non-empty.
             if read == BATCH || held || waiting.is_some() {
@@ -244,6 +250,7 @@ impl Worker {
         if env.gate.is_none() {
             self.drain().await;
         }
+        self.flush_counts();
         let _ = env.metrics.state_devices.remove_label_values(&labels);
         let _ = env.metrics.state_cache_entries.remove_label_values(&labels);
         env.router.unregister(self.inflight.id);
@@ -332,6 +339,7 @@ impl Worker {
         };
         let seq = self.inflight.next_seq();
         let opaque = self.inflight.opaque(seq);
+        let mut hop = self.trace(msg);
         let poisoned = env.poison.as_ref().and_then(|p| {
             p.get(&(self.inflight.topic.clone(), self.inflight.partition, offset))
                 .map(|k| *k)
@@ -372,15 +380,16 @@ impl Worker {
                     }
                 }
                 let topic = &env.region_topics[region_index];
+                let meta = headers::url_record(status.as_str(), device_id, event_type);
                 let record = BaseRecord::with_opaque_to(topic, opaque)
                     .key(region.as_bytes())
                     .payload(json)
-                    .headers(headers::url_record(status.as_str(), device_id, event_type));
+                    .headers(trace::url_record(hop.as_mut(), meta, status, topic));
                 self.inflight.add_outputs(seq, 1);
                 let cluster = env.region_clusters[region_index];
                 match self.inflight.send_on(cluster, record).await {
                     Ok(()) => {
-                        env.written[region_index].inc();
+                        self.written[region_index].inc();
                         None
                     }
                     Err((e, _)) => Some((e, topic.clone())),
@@ -388,17 +397,21 @@ impl Worker {
             }
             Output::Suppressed { status, .. } => {
                 self.counters.decision(status, 0);
+                trace::suppressed(hop.as_mut(), status);
                 None
             }
             Output::DeadLetter { error, json } => {
                 self.counters.invalid(error.kind);
+                trace::dead_lettered(hop.as_mut(), error);
                 self.inflight.add_outputs(seq, 1);
-                send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
+                let input = (Some(msg), hop.as_ref());
+                send_dead_letter(&mut self.inflight, seq, offset, input, error, json).await;
                 None
             }
         };
         if let Some((e, topic)) = refused {
-            self.refused_at_once(msg, seq, clock, e, &topic).await;
+            self.refused_at_once(msg, hop.as_mut(), seq, clock, (e, &topic))
+                .await;
         }
     }
 
@@ -409,10 +422,10 @@ impl Worker {
     async fn refused_at_once(
         &mut self,
         msg: &BorrowedMessage<'_>,
+        mut hop: Option<&mut crate::otel::Hop>,
         seq: u64,
         clock: &Clock,
-        e: rdkafka::error::KafkaError,
-        topic: &str,
+        (e, topic): (rdkafka::error::KafkaError, &str),
     ) {
         let kind = match classify(&e) {
             Failure::Record(kind) => kind,
@@ -439,24 +452,9 @@ impl Worker {
             unreachable!("reject makes a dead letter")
         };
         self.counters.invalid(error.kind);
-        send_dead_letter(&mut self.inflight, seq, offset, Some(msg), error, json).await;
-    }
-
-    /// Reports this partition's new evictions.
-    fn count_evictions(&mut self, wall_ms: i64) {
-        let total = self.engine.states().evictions();
-        let new = total - self.evictions_counted;
-        if new == 0 {
-            return;
-        }
-        self.evictions_counted = total;
-        let env = &self.inflight.env;
-        StateEvicted {
-            devices: new,
-            max_devices: env.shared.settings.max_devices,
-            now_ms: wall_ms,
-        }
-        .emit(&env.metrics);
+        trace::dead_lettered(hop.as_deref_mut(), error);
+        let input = (Some(msg), hop.as_deref());
+        send_dead_letter(&mut self.inflight, seq, offset, input, error, json).await;
     }
 }
 

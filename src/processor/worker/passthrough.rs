@@ -21,7 +21,7 @@ impl Worker {
             record = record.headers(h.detach());
         }
         self.counters.decision(Decision::Success, 0);
-        env.written[0].inc();
+        self.written[0].inc();
         self.inflight
             .track(msg.offset(), msg.timestamp().to_millis(), clock, 1);
         self.inflight.send_or_stop(record).await;

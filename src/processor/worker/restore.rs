@@ -35,8 +35,16 @@ impl Worker {
                 .expect("ensured lock")
                 .insert(topic.clone());
         }
-        let client = cl.restore_client.clone();
         let partition = self.inflight.partition;
+        let _permit = tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                RestoreEnded::Stopped { topic: &topic, partition }.emit(&env.metrics);
+                return false;
+            }
+            permit = cl.restores.acquire() => permit.expect("the semaphore is never closed"),
+        };
+        let client = cl.restore_client.clone();
         let mut engine = std::mem::replace(&mut self.engine, Engine::new(env.shared.clone()));
         let cancel = stop.clone();
         let result = tokio::task::spawn_blocking(move || {
