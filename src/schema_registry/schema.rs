@@ -28,19 +28,22 @@ impl SchemaType {
     }
 
     /// The type of a fetched schema. Absent means Avro in Confluent's API, but Apicurio's
-    /// Confluent-compatible API leaves it out for JSON Schema too: a schema without a type that
-    /// reads as a JSON Schema (an object with `$schema`, or `properties` and no Avro `fields`) is
-    /// one.
+    /// Confluent-compatible API leaves it out for JSON Schema and Protobuf too. Avro and JSON
+    /// Schema are JSON, a Protobuf schema never is (`.proto` text or a base64 descriptor), so a
+    /// schema without a type that is not JSON is Protobuf, and one that reads as a JSON Schema (an
+    /// object with `$schema`, or `properties` and no Avro `fields`) is one.
     pub fn of(fetched: &Fetched) -> Option<SchemaType> {
         if fetched.schema_type.is_none() {
-            if let Ok(serde_json::Value::Object(o)) =
-                serde_json::from_str::<serde_json::Value>(&fetched.text)
-            {
-                let json_schema = o.contains_key("$schema")
-                    || (o.contains_key("properties") && !o.contains_key("fields"));
-                if json_schema {
-                    return Some(SchemaType::Json);
+            match serde_json::from_str::<serde_json::Value>(&fetched.text) {
+                Ok(serde_json::Value::Object(o)) => {
+                    let json_schema = o.contains_key("$schema")
+                        || (o.contains_key("properties") && !o.contains_key("fields"));
+                    if json_schema {
+                        return Some(SchemaType::Json);
+                    }
                 }
+                Ok(_) => {}
+                Err(_) => return Some(SchemaType::Protobuf),
             }
         }
         SchemaType::named(fetched.schema_type.as_deref())
@@ -170,6 +173,25 @@ mod tests {
         ));
         // A declared type wins.
         assert!(Schema::parse(&fetched(Some("AVRO"), json)).is_err());
+    }
+
+    #[test]
+    fn a_protobuf_schema_without_its_type_is_told_from_avro() {
+        // As Apicurio serves what confluent-kafka's ProtobufSerializer registered: no schemaType.
+        let proto = "syntax = \"proto3\";\nmessage E { string device_id = 1; }\n";
+        assert_eq!(
+            SchemaType::of(&fetched(None, proto)),
+            Some(SchemaType::Protobuf)
+        );
+        assert!(matches!(
+            Schema::parse(&fetched(None, proto)),
+            Ok(Schema::Protobuf(_))
+        ));
+        // An Avro schema may be a bare JSON string: still Avro.
+        assert_eq!(
+            SchemaType::of(&fetched(None, "\"string\"")),
+            Some(SchemaType::Avro)
+        );
     }
 
     #[test]
