@@ -30,7 +30,7 @@ impl SchemaType {
     /// The type of a fetched schema. Absent means Avro in Confluent's API, but Apicurio's
     /// Confluent-compatible API leaves it out for JSON Schema and Protobuf too. Avro and JSON
     /// Schema are JSON, a Protobuf schema never is (`.proto` text or a base64 descriptor), so a
-    /// schema without a type that is not JSON is Protobuf, and one that reads as a JSON Schema (an
+    /// schema without a type that does not even open like JSON is Protobuf, and one that reads as a JSON Schema (an
     /// object with `$schema`, or `properties` and no Avro `fields`) is one.
     pub fn of(fetched: &Fetched) -> Option<SchemaType> {
         if fetched.schema_type.is_none() {
@@ -43,7 +43,12 @@ impl SchemaType {
                     }
                 }
                 Ok(_) => {}
-                Err(_) => return Some(SchemaType::Protobuf),
+                // Not JSON and not even shaped like it (a broken Avro schema still opens
+                // with `{`, `[` or `"`): `.proto` text or a base64 descriptor.
+                Err(_) if !fetched.text.trim_start().starts_with(['{', '[', '"']) => {
+                    return Some(SchemaType::Protobuf)
+                }
+                Err(_) => {}
             }
         }
         SchemaType::named(fetched.schema_type.as_deref())
@@ -187,6 +192,16 @@ mod tests {
             Schema::parse(&fetched(None, proto)),
             Ok(Schema::Protobuf(_))
         ));
+        // A base64 descriptor (what Apicurio hands back) is not JSON either.
+        assert_eq!(
+            SchemaType::of(&fetched(None, "Cg9pb3RfZXZlbnQucHJvdG8=")),
+            Some(SchemaType::Protobuf)
+        );
+        // A broken Avro schema stays Avro (and its records `invalid_avro`).
+        assert_eq!(
+            SchemaType::of(&fetched(None, "{not avro")),
+            Some(SchemaType::Avro)
+        );
         // An Avro schema may be a bare JSON string: still Avro.
         assert_eq!(
             SchemaType::of(&fetched(None, "\"string\"")),
