@@ -667,6 +667,15 @@ fn a_single_replica_output_topic_on_a_cluster_is_warned_about_at_start() {
     .for_each(|r| {
         r.unwrap();
     });
+    // The instance judges the topics it finds in its first metadata: a node that has not heard
+    // of the new topic yet would have it created (already there, so quietly) and not warned about.
+    for node in brokers().split(',') {
+        wait_until(
+            "every node knows the output topic",
+            Duration::from_secs(30),
+            || topic_exists_on(node, &t.output),
+        );
+    }
     let log = run_until_created(&t, &[]);
     let warned = |topic: &str| {
         log.lines()
