@@ -141,15 +141,18 @@ def cmd_plot(a):
             continue
         data = os.path.join(a.out_dir, f"scale-{curve}.dat")
         with open(data, "w") as f:
-            # Block 2i: the medians of measure i; block 2i+1: its runs.
+            # Block 2i: the medians of measure i; block 2i+1: its runs (plotted only when it
+            # has points: gnuplot refuses a plot whose every point is undefined).
+            with_runs = []
             for key, _, _ in measures:
                 for p in points:
                     if p.get(key) is not None:
                         f.write(f"{p['x']} {p[key]}\n")
                 f.write("\n\n")
-                for r in runs:
-                    if isinstance(r.get(key), (int, float)):
-                        f.write(f"{r['x']} {r[key]}\n")
+                run_points = [r for r in runs if isinstance(r.get(key), (int, float))]
+                for r in run_points:
+                    f.write(f"{r['x']} {r[key]}\n")
+                with_runs.append(bool(run_points))
                 f.write("\n\n")
         cols = 2 if len(measures) > 1 else 1
         rows = math.ceil(len(measures) / cols)
@@ -163,11 +166,15 @@ def cmd_plot(a):
         if logx:
             script.append("set logscale x")
         script.append("set xtics (" + ", ".join(f"'{p['x']:g}' {p['x']}" for p in points) + ")")
-        for i, (_, label, unit) in enumerate(measures):
+        for i, (key, label, unit) in enumerate(measures):
+            # From 0, unless a value is below it (a growth can be negative in a tiny run): gnuplot
+            # refuses a plot whose every point is out of range.
+            low = min((p[key] for p in points if p.get(key) is not None), default=0)
+            script.append("set yrange [0:*]" if low >= 0 else "set yrange [*:*]")
             script += [
                 f"set title '{label}'" + (f"; set ylabel '{unit}'" if unit else "; unset ylabel"),
-                f"plot '{data}' index {2 * i} with linespoints lw 2 pt 7, "
-                f"'{data}' index {2 * i + 1} with points pt 6 ps 0.8",
+                f"plot '{data}' index {2 * i} with linespoints lw 2 pt 7"
+                + (f", '{data}' index {2 * i + 1} with points pt 6 ps 0.8" if with_runs[i] else ""),
             ]
         script.append("unset multiplot")
         r = subprocess.run(["gnuplot"], input="\n".join(script) + "\n", capture_output=True, text=True)
