@@ -35,7 +35,7 @@ pub async fn record_encoding(
         return Ok(Some(RecordEncoding::Json));
     }
     let registry = &config.schema_registry;
-    let client = http_client(registry).map_err(anyhow::Error::msg)?;
+    let client = registry.http_client().map_err(anyhow::Error::msg)?;
     let mut id = None;
     for topic in output_topics(config) {
         let subject = format!("{topic}-value");
@@ -139,29 +139,6 @@ async fn register(
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     classify(status.as_u16(), &text)
-}
-
-/// An HTTP client with the registry's timeout and CA.
-fn http_client(registry: &SchemaRegistryConfig) -> Result<reqwest::Client, String> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("aepiot-stream/", env!("CARGO_PKG_VERSION")))
-        .timeout(registry.request_timeout())
-        .connect_timeout(registry.request_timeout());
-    if let Some(path) = &registry.ssl_ca_location {
-        let pem = std::fs::read(path).map_err(|e| {
-            format!(
-                "schema_registry.ssl_ca_location: cannot read {}: {e}",
-                path.display()
-            )
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("schema_registry.ssl_ca_location {}: {e}", path.display()))?;
-        for cert in certs {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    b.build()
-        .map_err(|e| format!("cannot build the Schema Registry HTTP client: {e}"))
 }
 
 /// A response's meaning: 2xx with an id is the answer; 5xx and 429 are the registry's passing

@@ -4,8 +4,6 @@
 //! the registry does not know the id (the record's problem), or the registry cannot answer now
 //! (the registry's: [`FetchError::Unavailable`], waited out by the caller).
 
-use std::time::Duration;
-
 use serde::Deserialize;
 
 use super::config::SchemaRegistryConfig;
@@ -67,28 +65,7 @@ impl Client {
         if let Ok(mut segments) = base.path_segments_mut() {
             segments.pop_if_empty();
         }
-        let timeout = config.request_timeout();
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("aepiot-stream/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &config.ssl_ca_location {
-            let pem = std::fs::read(path).map_err(|e| {
-                format!(
-                    "schema_registry.ssl_ca_location: cannot read {}: {e}",
-                    path.display()
-                )
-            })?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("schema_registry.ssl_ca_location: {e}"))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|e| format!("schema registry client: {e}"))?;
+        let http = config.http_client()?;
         let auth = (!config.username.is_empty())
             .then(|| (config.username.clone(), config.password.clone()));
         Ok(Client { http, base, auth })

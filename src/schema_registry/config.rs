@@ -66,6 +66,33 @@ impl SchemaRegistryConfig {
         Duration::from_millis(self.request_timeout_ms)
     }
 
+    /// The HTTP client every registry request goes through (reading schemas, registering the
+    /// output's): this section's timeout and CA bundle.
+    pub fn http_client(&self) -> Result<reqwest::Client, String> {
+        let timeout = self.request_timeout();
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent(concat!("aepiot-stream/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &self.ssl_ca_location {
+            let pem = std::fs::read(path).map_err(|e| {
+                format!(
+                    "schema_registry.ssl_ca_location: cannot read {}: {e}",
+                    path.display()
+                )
+            })?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("schema_registry.ssl_ca_location {}: {e}", path.display()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        builder
+            .build()
+            .map_err(|e| format!("cannot build the Schema Registry HTTP client: {e}"))
+    }
+
     /// Reads `password_file` and checks the settings; returns what to fix.
     pub fn resolve(&mut self) -> Result<(), String> {
         crate::security::read_secret_file(
