@@ -152,7 +152,9 @@ impl Worker {
         let cache = env.metrics.state_cache_entries.with_label_values(&labels);
         tracing::info!(%topic, partition, "partition worker started");
         if env.changelog.is_some() && !self.restore(&stop).await {
-            env.router.unregister(self.inflight.id);
+            // Let go while it waited for or ran its restore (revoked, or the instance stopping):
+            // it ends like any other worker, so that its partition is not reported as still held.
+            self.ended(&labels);
             return;
         }
         // A record whose schema must be fetched first, and its schema id (see `schemas`).
@@ -250,10 +252,19 @@ impl Worker {
         if env.gate.is_none() {
             self.drain().await;
         }
+        self.ended(&labels);
+    }
+
+    /// The end of every worker that said it started: its counts flushed, its gauges and its
+    /// router entry gone, and the line that says it stopped (operators and the fault harness read
+    /// a partition's owner from the started/stopped pair).
+    fn ended(&self, labels: &[&str; 2]) {
+        let env = &self.inflight.env;
         self.flush_counts();
-        let _ = env.metrics.state_devices.remove_label_values(&labels);
-        let _ = env.metrics.state_cache_entries.remove_label_values(&labels);
+        let _ = env.metrics.state_devices.remove_label_values(labels);
+        let _ = env.metrics.state_cache_entries.remove_label_values(labels);
         env.router.unregister(self.inflight.id);
+        let (topic, partition) = (&self.inflight.topic, self.inflight.partition);
         tracing::info!(%topic, partition, "partition worker stopped");
     }
 
@@ -404,7 +415,7 @@ impl Worker {
                 self.counters.invalid(error.kind);
                 trace::dead_lettered(hop.as_mut(), error);
                 self.inflight.add_outputs(seq, 1);
-                let input = (Some(msg), hop.as_ref());
+                let input = (Some(msg), hop.as_ref().map(crate::otel::Hop::carried));
                 send_dead_letter(&mut self.inflight, seq, offset, input, error, json).await;
                 None
             }
@@ -453,7 +464,7 @@ impl Worker {
         };
         self.counters.invalid(error.kind);
         trace::dead_lettered(hop.as_deref_mut(), error);
-        let input = (Some(msg), hop.as_deref());
+        let input = (Some(msg), hop.as_deref().map(crate::otel::Hop::carried));
         send_dead_letter(&mut self.inflight, seq, offset, input, error, json).await;
     }
 }
