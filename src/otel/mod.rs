@@ -201,6 +201,14 @@ impl Hop {
         propagate::insert(headers, &self.traceparent(), self.tracestate().as_deref())
     }
 
+    /// This hop's context as an output carries it.
+    pub fn carried(&self) -> propagate::Carried {
+        propagate::Carried {
+            traceparent: self.traceparent(),
+            tracestate: self.tracestate(),
+        }
+    }
+
     pub fn end(mut self) {
         self.span.end();
     }

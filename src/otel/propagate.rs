@@ -36,6 +36,34 @@ impl Extractor for KafkaHeaders<'_> {
     }
 }
 
+/// A trace context as headers carry it: what a record passes on to a record made from it later
+/// (the dead letter of a URL record the broker refused carries the URL record's context).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    pub traceparent: String,
+    pub tracestate: Option<String>,
+}
+
+impl Carried {
+    /// The last `traceparent` (and `tracestate`) of `headers`, as written (none when absent or
+    /// not UTF-8): taken only on the rare paths that need it, so nothing is parsed.
+    pub fn from_headers(headers: &BorrowedHeaders) -> Option<Carried> {
+        let last = |key: &str| {
+            let h = headers.iter().filter(|h| h.key == key).last()?;
+            std::str::from_utf8(h.value?).ok().map(str::to_owned)
+        };
+        Some(Carried {
+            traceparent: last(TRACEPARENT)?,
+            tracestate: last(TRACESTATE),
+        })
+    }
+
+    /// `headers` with this context added.
+    pub fn insert(&self, headers: OwnedHeaders) -> OwnedHeaders {
+        insert(headers, &self.traceparent, self.tracestate.as_deref())
+    }
+}
+
 /// The `traceparent` of a span: version 00, its trace and span ids, its sampled flag.
 pub fn traceparent(sc: &SpanContext) -> String {
     format!(
@@ -85,6 +113,17 @@ mod tests {
         assert!(sc.is_remote() && sc.is_sampled());
         assert_eq!(traceparent(&sc), PARENT);
         assert_eq!(sc.trace_state().header(), "vendor=x");
+    }
+
+    #[test]
+    fn a_carried_context_is_passed_on_as_written() {
+        let h = insert(OwnedHeaders::new(), PARENT, Some("vendor=x"));
+        let carried = Carried::from_headers(h.as_borrowed()).expect("carried");
+        assert_eq!(carried.traceparent, PARENT);
+        assert_eq!(carried.tracestate.as_deref(), Some("vendor=x"));
+        let again = carried.insert(OwnedHeaders::new());
+        assert_eq!(Carried::from_headers(again.as_borrowed()), Some(carried));
+        assert_eq!(Carried::from_headers(OwnedHeaders::new().as_borrowed()), None);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Failed {
     /// The first [`FAILED_PAYLOAD_PREFIX`] bytes of the record's value.
     pub payload: Vec<u8>,
     pub payload_len: usize,
+    /// The record's trace context (`[tracing]`): its dead letter carries it on.
+    pub trace: Option<crate::otel::propagate::Carried>,
 }
 
 /// Bytes of a failed record's value kept for its dead letter (which cuts it further to fit).
@@ -52,6 +54,7 @@ impl Failed {
             topic: topic.to_owned(),
             payload: payload[..payload.len().min(FAILED_PAYLOAD_PREFIX)].to_vec(),
             payload_len: payload.len(),
+            trace: None,
         }
     }
 }
@@ -171,7 +174,11 @@ impl ProducerContext for ProducerCtx {
                 cluster: &self.cluster,
             }
             .emit(&self.metrics);
-            Box::new(Failed::new(e.clone(), m.topic(), m.payload()))
+            let mut failed = Failed::new(e.clone(), m.topic(), m.payload());
+            failed.trace = m
+                .headers()
+                .and_then(crate::otel::propagate::Carried::from_headers);
+            Box::new(failed)
         });
         self.router.route(opaque, failed);
     }

@@ -288,7 +288,7 @@ async fn deliver(
                     ep.health.on_answer();
                 }
                 observe(&counters.dead_lettered, elapsed);
-                return dead_letter(env, ep, d, tries, false, &sent.error, &sent.attempt).await;
+                return dead_letter(env, ep, (d, &*span), tries, false, &sent.error, &sent.attempt).await;
             }
             verdict => {
                 ep.health.on_failure();
@@ -298,7 +298,7 @@ async fn deliver(
                         "endpoint down for longer than webhooks.outage_max_secs; last error: {}",
                         sent.error
                     );
-                    return dead_letter(env, ep, d, tries, true, &error, &sent.attempt).await;
+                    return dead_letter(env, ep, (d, &*span), tries, true, &error, &sent.attempt).await;
                 }
                 if !ep.health.is_up() {
                     // Down (now, or already as the probe): no count, no dead letter.
@@ -312,7 +312,7 @@ async fn deliver(
                             return dead_letter(
                                 env,
                                 ep,
-                                d,
+                                (d, &*span),
                                 tries,
                                 true,
                                 &sent.error,
@@ -390,7 +390,7 @@ fn observe(c: &(IntCounter, Histogram), secs: f64) {
 async fn dead_letter(
     env: &LaneEnv,
     ep: &Endpoint,
-    d: &Delivery,
+    (d, span): (&Delivery, &DeliverySpan),
     attempts: u32,
     retryable: bool,
     error: &str,
@@ -449,6 +449,14 @@ async fn dead_letter(
             key: "aepiot.source.offset",
             value: Some(offset.as_str()),
         });
+    // Traced: the dead letter continues the trace with the delivery span as parent, like the
+    // requests that failed.
+    let headers = match span.traceparent() {
+        Some(traceparent) => {
+            crate::otel::propagate::insert(headers, traceparent, span.tracestate())
+        }
+        None => headers,
+    };
     let record = FutureRecord::to(&env.dead_letter_topic)
         .key(d.device_id.as_bytes())
         .payload(&json)

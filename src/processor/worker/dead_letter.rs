@@ -56,7 +56,8 @@ impl Worker {
             let Output::DeadLetter { error, json } = out else {
                 unreachable!("reject makes a dead letter")
             };
-            let input = (None, None);
+            // The refused URL record's trace context: its processing span stays the parent.
+            let input = (None, r.failed.trace.clone());
             send_dead_letter(&mut self.inflight, r.seq, r.offset, input, error, json).await;
         }
     }
@@ -66,13 +67,16 @@ impl Worker {
 /// input's), the dead letter is keyed like the input and carries its headers under
 /// [`headers::INPUT_HEADER_PREFIX`]; without (its payload is the URL record the broker refused),
 /// it is marked so with [`headers::DEAD_LETTER_PAYLOAD`], and `dead-letters replay` reads the
-/// event at its source offset. With `hop` (the record's processing span, when traced), it carries
-/// the span's trace context.
+/// event at its source offset. With `trace` (the record's processing span's, when traced), it
+/// carries that trace context.
 pub(super) async fn send_dead_letter(
     inflight: &mut Inflight,
     seq: u64,
     offset: i64,
-    (input, hop): (Option<&BorrowedMessage<'_>>, Option<&crate::otel::Hop>),
+    (input, trace): (
+        Option<&BorrowedMessage<'_>>,
+        Option<crate::otel::propagate::Carried>,
+    ),
     error: &RecordError,
     json: &[u8],
 ) {
@@ -99,8 +103,8 @@ pub(super) async fn send_dead_letter(
             });
         }
     }
-    if let Some(hop) = hop {
-        meta = hop.kafka_headers(meta);
+    if let Some(trace) = trace {
+        meta = trace.insert(meta);
     }
     let mut record = BaseRecord::with_opaque_to(&env.dead_letter_topic, inflight.opaque(seq))
         .payload(json)
