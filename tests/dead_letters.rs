@@ -523,26 +523,6 @@ fn webhook_dead_letters_are_delivered_once_when_the_receiver_accepts() {
     let _ = std::fs::remove_file(config_file);
 }
 
-/// Sets `max.message.bytes` of `topic`.
-fn set_max_message_bytes(topic: &str, bytes: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let results = rt
-        .block_on(admin.alter_configs(
-            &[AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", bytes)],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
-    for r in results {
-        r.unwrap();
-    }
-}
-
 /// A URL record the broker refuses after it was sent (the output topic's limit lowered while the
 /// pipeline runs) is dead-lettered with the URL record, marked so; the replay produces the event,
 /// read at its source offset, with its key and headers.
@@ -562,7 +542,7 @@ fn a_dead_letter_carrying_the_refused_url_record_is_replayed_from_its_source() {
     });
     // Below a URL record's size, compressed and batched, after the pipeline read the limit at
     // its start.
-    set_max_message_bytes(&t.output, "100");
+    set_max_message_bytes(&t.output, 100);
     let event = br#"{"device_id":"dev-refused","event_type":"alarm"}"#.to_vec();
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())

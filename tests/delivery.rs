@@ -136,37 +136,6 @@ fn big_event() -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     )
 }
 
-/// Sets a topic's `max.message.bytes` (AlterConfigs) and waits until the broker reports it.
-fn lower_max_message_bytes(topic: &str, bytes: usize) {
-    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let value = bytes.to_string();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let change =
-            AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value);
-        let r = admin
-            .alter_configs([&change], &AdminOptions::new())
-            .await
-            .unwrap();
-        assert!(r.iter().all(Result::is_ok), "{r:?}");
-    });
-    wait_until("the topic's new limit", Duration::from_secs(30), || {
-        rt.block_on(
-            admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
-        )
-        .ok()
-        .and_then(|r| r.into_iter().next())
-        .and_then(Result::ok)
-        .and_then(|c| c.get("max.message.bytes").and_then(|e| e.value.clone()))
-            == Some(value.clone())
-    });
-}
-
 /// Issue 26: a record the broker itself refuses, not the processor's own size check (which reads
 /// the topics' limits at start): the output topic's `max.message.bytes` is lowered while the
 /// processor runs. The refused URL record becomes its event's dead letter, the partition goes on,
@@ -184,7 +153,7 @@ fn a_record_the_broker_refuses(guarantee: Guarantee) {
         Duration::from_secs(90),
         committed,
     );
-    lower_max_message_bytes(&t.output, 6_000);
+    set_max_message_bytes(&t.output, 6_000);
     produce(&t.input, &[big_event()]);
     wait_until(
         "the refused event committed",

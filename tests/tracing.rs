@@ -149,8 +149,11 @@ fn produce_traced(topic: &str, records: &[(&str, &str, Option<String>)]) {
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// A receiver that answers 200 and keeps each request's `traceparent` (or none).
-fn receiver(rt: &tokio::runtime::Runtime) -> (Arc<Mutex<Vec<Option<String>>>>, SocketAddr) {
+/// A receiver that answers `status` and keeps each request's `traceparent` (or none).
+fn receiver(
+    rt: &tokio::runtime::Runtime,
+    status: u16,
+) -> (Arc<Mutex<Vec<Option<String>>>>, SocketAddr) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -166,7 +169,7 @@ fn receiver(rt: &tokio::runtime::Runtime) -> (Arc<Mutex<Vec<Option<String>>>>, S
                     .get("traceparent")
                     .map(|v| v.to_str().unwrap().to_string());
                 s.lock().unwrap().push(tp);
-                "ok"
+                (axum::http::StatusCode::from_u16(status).unwrap(), "ok")
             }
         }),
     );
@@ -203,7 +206,7 @@ fn a_traced_event_is_one_trace_from_the_producer_to_the_receiver() {
     let mut c = traced_config(&t, otlp, 0.0);
     let running = start_with(c.clone(), RunHooks::default());
     let rt = &running.rt;
-    let (seen, addr) = receiver(rt);
+    let (seen, addr) = receiver(rt, 200);
     c.webhooks = WebhooksConfig {
         endpoints: vec![WebhookEndpointConfig {
             name: Some("receiver".into()),
@@ -294,6 +297,74 @@ fn a_traced_event_is_one_trace_from_the_producer_to_the_receiver() {
     assert_eq!(tag(process, "aepiot.dead_letter.kind"), "invalid_json");
     assert!(running.metrics.trace_spans_exported.get() >= 2);
     assert_eq!(running.metrics.trace_spans_dropped.get(), 0);
+
+    stop.cancel();
+    rt.block_on(webhooks).unwrap().unwrap();
+    running.shutdown();
+}
+
+/// Issue 31: dead letters written after the record's processing carry its trace on too: the
+/// webhook service's dead letter of a request the receiver refused (the delivery span its
+/// parent, like the requests'), and the dead letter of a URL record the broker refused after it
+/// was sent (the processing span its parent, like the URL record's).
+#[test]
+fn later_dead_letters_carry_the_trace_on() {
+    let (otlp, _) = jaeger();
+    let t = topics("trace-later", 1);
+    let webhook_dlq = unique("trace-later-wh-dlq");
+    create_topics(&[(&webhook_dlq, 1)]);
+    let mut c = traced_config(&t, otlp, 0.0);
+    let running = start_with(c.clone(), RunHooks::default());
+    let rt = &running.rt;
+    let (_, addr) = receiver(rt, 400);
+    c.webhooks = WebhooksConfig {
+        endpoints: vec![WebhookEndpointConfig {
+            name: Some("refuser".into()),
+            url: format!("http://{addr}/hook"),
+            regions: vec![],
+            secret_env: None,
+            secret_file: None,
+        }],
+        dead_letter_topic: webhook_dlq.clone(),
+        ..WebhooksConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let hooks = WebhookHooks {
+        metrics: Some(Metrics::new()),
+        no_metrics_server: true,
+    };
+    let webhooks = rt.spawn(webhook::run(c, stop.clone(), hooks));
+
+    // Refused by the receiver (400: not retried): the webhook dead letter.
+    let (trace, producer_span) = ids();
+    let refused = event("d-refused");
+    let tp = format!("00-{trace}-{producer_span}-01");
+    produce_traced(&t.input, &[("d-refused", refused.as_str(), Some(tp))]);
+    let url = consume(&t.output, 1, Duration::from_secs(30));
+    let (_, processing) = parse(header(&url[0], "traceparent").unwrap());
+    let dead = consume(&webhook_dlq, 1, Duration::from_secs(30));
+    let (dead_trace, delivery) = parse(header(&dead[0], "traceparent").expect("a traceparent"));
+    assert_eq!(dead_trace, trace);
+    let spans = jaeger_trace(&trace, 2);
+    let deliver = span(&spans, "deliver refuser");
+    assert_eq!(deliver["spanID"], delivery.as_str(), "the delivery span is the parent");
+    assert_eq!(parent_of(deliver), processing);
+    assert_eq!(tag(deliver, "aepiot.webhook.result"), "dead_lettered");
+
+    // Refused by the broker after it was sent (the output topic's limit lowered below a URL
+    // record's size): the processor's dead letter.
+    set_max_message_bytes(&t.output, 100);
+    let (trace, producer_span) = ids();
+    let big = event("d-broker-refused");
+    let tp = format!("00-{trace}-{producer_span}-01");
+    produce_traced(&t.input, &[("d-broker-refused", big.as_str(), Some(tp))]);
+    let dead = consume(&t.dlq, 1, Duration::from_secs(30));
+    let (dead_trace, parent) = parse(header(&dead[0], "traceparent").expect("a traceparent"));
+    assert_eq!(dead_trace, trace);
+    let spans = jaeger_trace(&trace, 1);
+    let process = span(&spans, "process ");
+    assert_eq!(process["spanID"], parent.as_str(), "the processing span is the parent");
+    assert_eq!(parent_of(process), producer_span);
 
     stop.cancel();
     rt.block_on(webhooks).unwrap().unwrap();

@@ -632,3 +632,35 @@ pub fn judged_offline(topic: &str) -> HashMap<(i64, i64), Option<aepiot_stream::
     }
     out
 }
+
+/// Sets a topic's `max.message.bytes` (AlterConfigs) and waits until the broker reports it: how
+/// tests make the broker itself refuse a record the processor already sent.
+pub fn set_max_message_bytes(topic: &str, bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let value = bytes.to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let change =
+            AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value);
+        let r = admin
+            .alter_configs([&change], &AdminOptions::new())
+            .await
+            .unwrap();
+        assert!(r.iter().all(Result::is_ok), "{r:?}");
+    });
+    wait_until("the topic's new limit", Duration::from_secs(30), || {
+        rt.block_on(
+            admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()),
+        )
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .and_then(Result::ok)
+        .and_then(|c| c.get("max.message.bytes").and_then(|e| e.value.clone()))
+            == Some(value.clone())
+    });
+}
