@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/registry.sh — a real Schema Registry for developers and CI, without Docker: Apicurio
-# Registry 2.6.13.Final (its in-memory storage), whose Confluent-compatible API at
+# Registry 2.6.13.Final (in-memory storage, or an H2 file with REGISTRY_STORAGE=file), whose Confluent-compatible API at
 # /apis/ccompat/v7 serves AVRO, PROTOBUF and JSON schemas to Confluent's serializers and to
 # aepiot-stream's [schema_registry] client. (The 3.x releases need Java 21; 2.6 runs on Java 17.)
 #
@@ -13,7 +13,8 @@
 #   start      fetch (first time), start the registry, return once its Confluent API answers.
 #              No-op (exit 0) when it is already running.
 #   stop       SIGTERM, wait up to $REGISTRY_STOP_TIMEOUT s, then SIGKILL. In-memory storage:
-#              every schema is gone after a stop (a new start numbers schemas from 1 again).
+#              every schema is gone after a stop (a new start numbers schemas from 1 again);
+#              with REGISTRY_STORAGE=file they are kept in the data dir for the next start.
 #   restart    stop + start.
 #   pause      SIGSTOP: the registry keeps its schemas but answers nothing (requests time out),
 #              as an unreachable registry does; `resume` (SIGCONT) brings it back as it was.
@@ -29,6 +30,10 @@
 #   REGISTRY_HOST=127.0.0.1      address it binds to
 #   REGISTRY_CACHE_DIR=~/.cache/aepiot-stream/apicurio-registry-<version>   the unpacked app
 #   REGISTRY_DATA_DIR=/tmp/aepiot-registry-<port>   registry.log, registry.pid, the lock
+#   REGISTRY_STORAGE=mem         `mem`: schemas live as long as the process (the app's default,
+#                                H2 in memory); `file`: an H2 database in $REGISTRY_DATA_DIR/db,
+#                                kept across stop and start, as a production registry keeps its
+#                                schemas (tests/schema_registry.rs stops and starts one so)
 #   REGISTRY_HEAP_OPTS="-Xms64m -Xmx384m"   heap (in-memory storage of a few test schemas)
 #   REGISTRY_JVM_OPTS=""         extra JVM flags (e.g. -Dapicurio.ccompat.legacy-id-mode.enabled=true)
 #   REGISTRY_START_TIMEOUT=120   seconds `start` waits for the API
@@ -54,6 +59,7 @@ DATA_DIR="${REGISTRY_DATA_DIR:-/tmp/aepiot-registry-$PORT}"
 HEAP_OPTS="${REGISTRY_HEAP_OPTS:--Xms64m -Xmx384m}"
 START_TIMEOUT="${REGISTRY_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${REGISTRY_STOP_TIMEOUT:-20}"
+STORAGE="${REGISTRY_STORAGE:-mem}"
 
 APP_DIR="$CACHE_DIR/app"
 STAMP_FILE="$CACHE_DIR/.complete"
@@ -136,10 +142,18 @@ cmd_start() {
   mkdir -p "$DATA_DIR"
   touch "$LOG_FILE"
   echo "===== registry.sh start $(date -u +%FT%TZ): Apicurio Registry $REGISTRY_VERSION on $HOST:$PORT =====" >>"$LOG_FILE"
+  # The app reads its datasource from REGISTRY_DATASOURCE_URL (its application.properties):
+  # unset, H2 in memory.
+  local datasource=()
+  case "$STORAGE" in
+    mem) ;;
+    file) mkdir -p "$DATA_DIR/db"; datasource=("REGISTRY_DATASOURCE_URL=jdbc:h2:file:$DATA_DIR/db/registry") ;;
+    *) die "REGISTRY_STORAGE must be mem or file, not '$STORAGE'" ;;
+  esac
   # The working directory is the data dir, where Quarkus may write; the app stays read-only.
   # Serial GC and C1 only: a small service on a shared 2-core machine starts faster so.
   # shellcheck disable=SC2086
-  (cd "$DATA_DIR" && detach "$PID_FILE" \
+  (cd "$DATA_DIR" && { ((${#datasource[@]} == 0)) || export "${datasource[@]}"; } && detach "$PID_FILE" \
     "$JAVA" $HEAP_OPTS -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true ${REGISTRY_JVM_OPTS:-} \
     "-Dquarkus.http.host=$HOST" "-Dquarkus.http.port=$PORT" \

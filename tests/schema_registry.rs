@@ -63,6 +63,18 @@ fn produce_to_partition(
     schema: &str,
     events: &[Value],
 ) -> u64 {
+    produce_via(registry_url(), topic, partition, format, schema, events)
+}
+
+/// [`produce_to_partition`] against the registry at `registry`.
+fn produce_via(
+    registry: &str,
+    topic: &str,
+    partition: Option<i32>,
+    format: &str,
+    schema: &str,
+    events: &[Value],
+) -> u64 {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sr_clients.py");
     let mut child = Command::new("python3")
         .arg(&script)
@@ -76,7 +88,7 @@ fn produce_to_partition(
                 .flatten(),
         )
         .env("KAFKA_BOOTSTRAP", brokers())
-        .env("SCHEMA_REGISTRY_URL", registry_url())
+        .env("SCHEMA_REGISTRY_URL", registry)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -531,4 +543,141 @@ fn under_exactly_once_a_wait_holds_no_transaction_and_loses_nothing() {
     let outputs = consume_all(&t.output, Duration::from_secs(10));
     assert_eq!(outputs.len(), before.len() + after.len(), "each once");
     assert_eq!(consume_all(&t.dlq, Duration::from_secs(5)).len(), 0);
+}
+
+/// A registry of this test's own (`scripts/registry.sh` on a free port, its schemas in an H2 file
+/// in a temporary directory: `REGISTRY_STORAGE=file`), stopped and started like a production
+/// registry in a restart, keeping its schemas; stopped when dropped.
+struct OwnRegistry {
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnRegistry {
+    fn start() -> OwnRegistry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let r = OwnRegistry {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.script("start");
+        r
+    }
+
+    fn script(&self, command: &str) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/registry.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(command)
+            .env("REGISTRY_PORT", self.port.to_string())
+            .env("REGISTRY_DATA_DIR", self.dir.path())
+            .env("REGISTRY_STORAGE", "file")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/registry.sh {command} (port {}, file storage) failed:\n{}{}",
+            self.port,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn url(&self) -> String {
+        self.script("url")
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.script("stop")));
+    }
+}
+
+/// The registry process itself stopped (SIGTERM) mid-stream and started again with the schemas it
+/// keeps: records whose schema the processor holds go on, a new schema id waits for it, nothing is
+/// dead-lettered and every record comes out once. The records are real producers' (written by
+/// confluent-kafka's serializer while the registry was up, as a long-lived producer that holds
+/// its schema ids keeps writing while the registry is down) and reach the input while it is down.
+#[test]
+fn the_registry_stopped_and_started_again_mid_stream_loses_nothing() {
+    let registry = OwnRegistry::start();
+    let url = registry.url();
+    let t = topics("sr-restart", 2);
+    let staging = unique("sr-restart-staged");
+    create_topics(&[(&staging, 1)]);
+    let mut c = wire_config(&t, &url);
+    c.commit_interval_ms = 100;
+    let running = start(c);
+
+    let v1 = events(30, "rs-a");
+    produce_via(&url, &t.input, Some(0), "avro", "v1", &v1);
+    wait_until("v1 processed", Duration::from_secs(60), || {
+        consume_all(&t.output, Duration::from_secs(5)).len() == v1.len()
+    });
+    // Written by the serializer now, reaching the input once the registry is down: more v1 (an
+    // id the processor holds) and v2 (a new id it must fetch).
+    let more_v1 = events(20, "rs-b");
+    produce_via(&url, &staging, None, "avro", "v1", &more_v1);
+    let mut v2 = events(20, "rs-c");
+    for (i, e) in v2.iter_mut().enumerate() {
+        e["firmware"] = format!("3.{i}").into();
+    }
+    let v2_id = produce_via(&url, &staging, None, "avro", "v2", &v2);
+    let staged: Vec<(Vec<u8>, Vec<u8>)> = consume_all(&staging, Duration::from_secs(10))
+        .iter()
+        .map(|m| (m.key().unwrap().to_vec(), m.payload().unwrap().to_vec()))
+        .collect();
+    assert_eq!(staged.len(), more_v1.len() + v2.len());
+
+    registry.script("stop");
+    // Partition 0: the staged records, v1 (an id the processor holds) first, then v2; partition 1:
+    // JSON records.
+    produce_to(&t.input, 0, &staged[..more_v1.len()]);
+    produce_to(&t.input, 0, &staged[more_v1.len()..]);
+    let json = events(10, "rs-d");
+    let keyed: Vec<(Vec<u8>, Vec<u8>)> = as_json(&json)
+        .into_iter()
+        .map(|(k, v)| (k.unwrap(), v.unwrap()))
+        .collect();
+    produce_to(&t.input, 1, &keyed);
+    let before = v1.len() + more_v1.len() + json.len();
+    wait_until(
+        "everything but v2 processed, v2 waiting",
+        Duration::from_secs(60),
+        || {
+            consume_all(&t.output, Duration::from_secs(5)).len() == before
+                && metric(&running.metrics, "aepiot_schema_registry_waiting_partitions") == 1.0
+        },
+    );
+    assert!(metric(&running.metrics, "aepiot_schema_registry_errors_total") >= 1.0);
+    assert_eq!(consume_all(&t.dlq, Duration::from_secs(5)).len(), 0);
+
+    registry.script("start");
+    let total = before + v2.len();
+    wait_until("every record processed", Duration::from_secs(90), || {
+        consume_all(&t.output, Duration::from_secs(5)).len() >= total
+    });
+    wait_until("offsets committed", Duration::from_secs(30), || {
+        all_committed(&t.group, &t.input)
+    });
+    let metrics = running.metrics.clone();
+    running.shutdown();
+    let outputs = consume_all(&t.output, Duration::from_secs(10));
+    assert_eq!(outputs.len(), total, "one URL record per event, none twice");
+    assert_eq!(consume_all(&t.dlq, Duration::from_secs(5)).len(), 0, "nothing dead-lettered");
+    let firmware_devices = outputs
+        .iter()
+        .filter(|m| common::json(m)["device_id"].as_str().unwrap().starts_with("rs-c"))
+        .count();
+    assert_eq!(firmware_devices, v2.len(), "every v2 record (schema id {v2_id})");
+    assert_eq!(
+        metric(&metrics, "aepiot_schema_registry_waiting_partitions"),
+        0.0
+    );
 }
