@@ -186,3 +186,156 @@ fn references_resolve_named_types() {
         r#"{"device_id":"d","location":{"lat":1.5}}"#
     );
 }
+
+/// Both readings of `body` (the fast walk and `apache_avro`'s `Value`s): the same JSON, or errors
+/// of the same kind and field.
+fn same_answer(schema: &AvroSchema, body: &[u8]) {
+    assert!(schema.fast.is_some(), "the fast walk reads this schema");
+    let (mut fast, mut values) = (Vec::new(), Vec::new());
+    let a = schema.decode(body, &mut fast);
+    let b = schema.decode_values(body, &mut values);
+    match (&a, &b) {
+        (Ok(()), Ok(())) => assert_eq!(
+            String::from_utf8_lossy(&fast),
+            String::from_utf8_lossy(&values),
+            "{body:?}"
+        ),
+        (Err(x), Err(y)) => assert_eq!((x.kind, x.field), (y.kind, y.field), "{body:?}: {x:?} / {y:?}"),
+        _ => panic!("{body:?}: fast {a:?}, values {b:?}"),
+    }
+}
+
+/// The fast walk answers what the `Value` path answers, on valid records of every type it reads,
+/// on every cut of them, with a byte added, and with every byte replaced by others (the bytes a
+/// device may send).
+#[test]
+fn the_fast_walk_answers_as_apache_avro_does() {
+    let text = r#"{"type":"record","name":"E","namespace":"n","fields":[
+      {"name":"device_id","type":"string"},
+      {"name":"event_type","type":["null","string"]},
+      {"name":"severity","type":{"type":"enum","name":"S","symbols":["low","high"]}},
+      {"name":"value","type":["null","double","float","int","long","boolean"]},
+      {"name":"timestamp","type":{"type":"long","logicalType":"timestamp-micros"}},
+      {"name":"location","type":{"type":"map","values":["float","string"]}},
+      {"name":"region","type":{"type":"fixed","name":"F","size":3}},
+      {"name":"description","type":{"type":"array","items":{"type":"record","name":"P",
+         "fields":[{"name":"x","type":"int"},{"name":"t","type":{"type":"long","logicalType":"local-timestamp-micros"}},
+                   {"name":"b","type":"bytes"}]}}},
+      {"name":"dashboard_url","type":["null",{"type":"int","logicalType":"date"}]},
+      {"name":"other","type":{"type":"array","items":"P"}},
+      {"name":"ts2","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+    let schema = AvroSchema::parse(text, &[]).unwrap();
+    let raw = Schema::parse_str(text).unwrap();
+    let p = |x: i32, b: &[u8]| {
+        Value::Record(vec![
+            ("x".into(), Value::Int(x)),
+            ("t".into(), Value::LocalTimestampMicros(-1_234_567)),
+            ("b".into(), Value::Bytes(b.to_vec())),
+        ])
+    };
+    let record = |value: Value, map: Vec<(&str, Value)>| {
+        Value::Record(vec![
+            ("device_id".into(), Value::String("dév-\"1\"".into())),
+            ("event_type".into(), Value::Union(1, Box::new(Value::String("alarm".into())))),
+            ("severity".into(), Value::Enum(1, "high".into())),
+            ("value".into(), value),
+            ("timestamp".into(), Value::TimestampMicros(1_795_680_301_000_123)),
+            (
+                "location".into(),
+                Value::Map(map.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+            ),
+            ("region".into(), Value::Fixed(3, b"eu1".to_vec())),
+            ("description".into(), Value::Array(vec![p(1, b"ok"), p(-7, b"fine")])),
+            ("dashboard_url".into(), Value::Union(1, Box::new(Value::Date(20_000)))),
+            ("other".into(), Value::Array(vec![p(3, &[0xff, 0xfe])])),
+            ("ts2".into(), Value::TimestampMillis(-5)),
+        ])
+    };
+    let values = [
+        Value::Union(0, Box::new(Value::Null)),
+        Value::Union(1, Box::new(Value::Double(20.5))),
+        Value::Union(1, Box::new(Value::Double(f64::NAN))),
+        Value::Union(2, Box::new(Value::Float(0.1))),
+        Value::Union(2, Box::new(Value::Float(f32::INFINITY))),
+        Value::Union(3, Box::new(Value::Int(-3))),
+        Value::Union(4, Box::new(Value::Long(i64::MIN))),
+        Value::Union(5, Box::new(Value::Boolean(true))),
+    ];
+    let maps = [
+        vec![],
+        vec![("b", Value::Union(0, Box::new(Value::Float(2.5)))), ("a", Value::Union(1, Box::new(Value::String("x".into()))))],
+        vec![("z", Value::Union(0, Box::new(Value::Float(f32::NAN)))), ("a", Value::Union(0, Box::new(Value::Float(1.0))))],
+    ];
+    let mut bodies = Vec::new();
+    for value in &values {
+        for map in &maps {
+            bodies.push(apache_avro::to_avro_datum(&raw, record(value.clone(), map.clone())).unwrap());
+        }
+    }
+    // A map with a repeated key, as a device may write it (no encoder does): the last one counts,
+    // and a value no URL carries under the earlier one does not.
+    let string = |s: &str| {
+        let mut b = vec![(s.len() as u8) << 1];
+        b.extend_from_slice(s.as_bytes());
+        b
+    };
+    // bodies[0] and bodies[1] differ from the map on (empty, then two entries).
+    let good = bodies[0].clone();
+    let map_at = (0..good.len()).find(|&i| good[i] != bodies[1][i]).unwrap();
+    assert_eq!(good[map_at], 0);
+    for (first, second) in [(f32::NAN, 1.0f32), (1.0, f32::NAN), (1.0, 2.0)] {
+        let mut b = good[..map_at].to_vec();
+        b.push(4); // two entries
+        for v in [first, second] {
+            b.extend(string("k"));
+            b.push(0); // union index: float
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.push(0);
+        b.extend_from_slice(&good[map_at + 1..]);
+        bodies.push(b);
+    }
+    // A block with a negative count (followed by its size in bytes), as encoders may write it.
+    let mut b = good[..map_at].to_vec();
+    b.push(1); // -1
+    let entry = [string("k"), vec![0], 3.5f32.to_le_bytes().to_vec()].concat();
+    b.push((entry.len() as u8) << 1);
+    b.extend(entry);
+    b.push(0);
+    b.extend_from_slice(&good[map_at + 1..]);
+    bodies.push(b);
+
+    for body in &bodies {
+        same_answer(&schema, body);
+        for cut in 0..body.len() {
+            same_answer(&schema, &body[..cut]);
+        }
+        let mut longer = body.clone();
+        longer.push(0);
+        same_answer(&schema, &longer);
+        for i in 0..body.len() {
+            for x in [0x00, 0x01, 0x02, 0x7f, 0x80, 0xff, body[i] ^ 0x01, body[i] ^ 0x40] {
+                let mut changed = body.clone();
+                changed[i] = x;
+                same_answer(&schema, &changed);
+            }
+        }
+    }
+}
+
+#[test]
+fn schemas_the_fast_walk_does_not_read_keep_the_value_path() {
+    let text = r#"{"type":"record","name":"E","fields":[{"name":"device_id","type":"string"},
+      {"name":"id","type":{"type":"string","logicalType":"uuid"}}]}"#;
+    let schema = AvroSchema::parse(text, &[]).unwrap();
+    assert!(schema.fast.is_none());
+    let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let mut body = vec![2, b'd', (id.len() as u8) << 1];
+    body.extend_from_slice(id.as_bytes());
+    assert_eq!(decode(&schema, &body).unwrap(), r#"{"device_id":"d"}"#);
+    // References read by the fast walk: the named type inlined.
+    let point = r#"{"type":"record","name":"Point","namespace":"geo","fields":[{"name":"lat","type":"double"}]}"#;
+    let text = r#"{"type":"record","name":"E","fields":[{"name":"device_id","type":"string"},
+      {"name":"location","type":"geo.Point"}]}"#;
+    assert!(AvroSchema::parse(text, &[point.to_string()]).unwrap().fast.is_some());
+}
