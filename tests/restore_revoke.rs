@@ -4,7 +4,8 @@
 //! worker ended without its end, so two instances went on showing the same partitions (the fault
 //! harness, which reads owners from the workers' start and stop lines, saw two owners).
 //!
-//! Instance A is assigned 120 partitions and starts restoring them, eight at a time; B joins the
+//! Instance A is assigned 480 partitions and starts restoring them, eight at a time (a few
+//! seconds: with 120 the restores could all end before the group had moved any); B joins the
 //! group while A is still at it and takes half. Then A's and B's partitions, as their gauges say,
 //! must be disjoint and cover the topic.
 
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use aepiot_stream::metrics::Metrics;
 
-const PARTITIONS: i32 = 120;
+const PARTITIONS: i32 = 480;
 
 /// The input partitions `m`'s instance shows as held: those with an `aepiot_state_devices` series.
 fn shown(m: &Metrics) -> BTreeSet<i32> {
@@ -63,9 +64,11 @@ fn a_partition_taken_away_during_its_restore_is_let_go() {
         assert!(
             Instant::now() < deadline,
             "120 s after B joined (A had restored {at_join} of {PARTITIONS}): A shows {} \
-             partitions, B {}, both {both:?}, {all} of {PARTITIONS} shown",
+             partitions, B {}, {} shown by both (first: {:?}), {all} of {PARTITIONS} shown",
             held_a.len(),
-            held_b.len()
+            held_b.len(),
+            both.len(),
+            &both[..both.len().min(8)]
         );
         std::thread::sleep(Duration::from_millis(50));
     }
