@@ -53,9 +53,8 @@ if [ -z "${JAEGER_QUERY_URL:-}" ]; then
   eval "$(bash scripts/jaeger.sh env)"
 fi
 # `cargo test` includes the CI fault scenarios (tests/faults.rs, 1-2 minutes each): a rolling
-# restart of three instances mid-stream, under at_least_once and exactly_once (the SIGKILL of an
-# instance under exactly_once is out while its two-owner failure is open, issue 26), with the
-# default settings, checked for 0 lost successes; on a
+# restart of three instances mid-stream, under at_least_once and exactly_once, and the SIGKILL of
+# an instance under exactly_once, with the default settings, checked for 0 lost successes; on a
 # broker of its own (port 19192, fresh, stopped afterwards). And the cluster scenarios CI runs
 # (tests/cluster_faults.rs, ~5 minutes): a rolling restart of the brokers under exactly_once (the
 # coordinators' SIGKILL too, once it passes repeatedly), plus the replication checks, on a
