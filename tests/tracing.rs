@@ -303,12 +303,41 @@ fn a_traced_event_is_one_trace_from_the_producer_to_the_receiver() {
     running.shutdown();
 }
 
+/// This test binary's log lines, as JSON (the format `--log-format json` writes), from every
+/// thread: a global subscriber installed once, writing into a buffer the tests read.
+fn logged() -> &'static Mutex<Vec<u8>> {
+    static LOG: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || Capture(log))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        log
+    })
+}
+
+struct Capture(&'static Mutex<Vec<u8>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Issue 31: dead letters written after the record's processing carry its trace on too: the
 /// webhook service's dead letter of a request the receiver refused (the delivery span its
 /// parent, like the requests'), and the dead letter of a URL record the broker refused after it
 /// was sent (the processing span its parent, like the URL record's).
 #[test]
 fn later_dead_letters_carry_the_trace_on() {
+    let log = logged();
     let (otlp, _) = jaeger();
     let t = topics("trace-later", 1);
     let webhook_dlq = unique("trace-later-wh-dlq");
@@ -350,6 +379,15 @@ fn later_dead_letters_carry_the_trace_on() {
     assert_eq!(deliver["spanID"], delivery.as_str(), "the delivery span is the parent");
     assert_eq!(parent_of(deliver), processing);
     assert_eq!(tag(deliver, "aepiot.webhook.result"), "dead_lettered");
+    // The warning about that record, in the JSON logs, names its trace.
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let warning = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "webhook undeliverable; record dead-lettered")
+        .unwrap_or_else(|| panic!("no dead-letter warning in the log:\n{text}"));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["fields"]["trace_id"], trace.as_str(), "{warning}");
 
     // Refused by the broker after it was sent (the output topic's limit lowered below a URL
     // record's size): the processor's dead letter.

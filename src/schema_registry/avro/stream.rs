@@ -350,30 +350,7 @@ fn walk(
                 .ok_or_else(|| Fail::Bad(format!("union index {i} of {}", variants.len())))?;
             walk(variant, r, o, unfit)?;
         }
-        Node::Array(items) => {
-            if let Some(o) = o.as_deref_mut() {
-                o.push(b'[');
-            }
-            let mut first = true;
-            loop {
-                let n = r.block()?;
-                if n == 0 {
-                    break;
-                }
-                for _ in 0..n {
-                    if let Some(o) = o.as_deref_mut() {
-                        if !first {
-                            o.push(b',');
-                        }
-                    }
-                    first = false;
-                    walk(items, r, o.as_deref_mut(), unfit)?;
-                }
-            }
-            if let Some(o) = o {
-                o.push(b']');
-            }
-        }
+        Node::Array(items) => array(items, r, o, unfit)?,
         Node::Map(values) => map(values, r, o, unfit)?,
         Node::Record(fields) => {
             let mut object = o.map(ObjectWriter::nested);
@@ -384,6 +361,38 @@ fn walk(
                 object.finish();
             }
         }
+    }
+    Ok(())
+}
+
+/// An array: its blocks of items, written as one JSON array.
+fn array(
+    items: &Node,
+    r: &mut Reader<'_>,
+    mut o: Option<&mut Vec<u8>>,
+    unfit: &mut Option<String>,
+) -> Result<(), Fail> {
+    if let Some(o) = o.as_deref_mut() {
+        o.push(b'[');
+    }
+    let mut first = true;
+    loop {
+        let n = r.block()?;
+        if n == 0 {
+            break;
+        }
+        for _ in 0..n {
+            if let Some(o) = o.as_deref_mut() {
+                if !first {
+                    o.push(b',');
+                }
+            }
+            first = false;
+            walk(items, r, o.as_deref_mut(), unfit)?;
+        }
+    }
+    if let Some(o) = o {
+        o.push(b']');
     }
     Ok(())
 }
