@@ -42,7 +42,10 @@ fn a_partition_taken_away_during_its_restore_is_let_go() {
     let restored = a.metrics.state_restore_seconds.clone();
     let deadline = Instant::now() + Duration::from_secs(120);
     while restored.get_sample_count() == 0 {
-        assert!(Instant::now() < deadline, "A restored no partition in 120 s");
+        assert!(
+            Instant::now() < deadline,
+            "A restored no partition in 120 s"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     let b = common::start(common::config(&t, false));

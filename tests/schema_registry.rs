@@ -652,7 +652,10 @@ fn the_registry_stopped_and_started_again_mid_stream_loses_nothing() {
         Duration::from_secs(60),
         || {
             consume_all(&t.output, Duration::from_secs(5)).len() == before
-                && metric(&running.metrics, "aepiot_schema_registry_waiting_partitions") == 1.0
+                && metric(
+                    &running.metrics,
+                    "aepiot_schema_registry_waiting_partitions",
+                ) == 1.0
         },
     );
     assert!(metric(&running.metrics, "aepiot_schema_registry_errors_total") >= 1.0);
@@ -670,12 +673,25 @@ fn the_registry_stopped_and_started_again_mid_stream_loses_nothing() {
     running.shutdown();
     let outputs = consume_all(&t.output, Duration::from_secs(10));
     assert_eq!(outputs.len(), total, "one URL record per event, none twice");
-    assert_eq!(consume_all(&t.dlq, Duration::from_secs(5)).len(), 0, "nothing dead-lettered");
+    assert_eq!(
+        consume_all(&t.dlq, Duration::from_secs(5)).len(),
+        0,
+        "nothing dead-lettered"
+    );
     let firmware_devices = outputs
         .iter()
-        .filter(|m| common::json(m)["device_id"].as_str().unwrap().starts_with("rs-c"))
+        .filter(|m| {
+            common::json(m)["device_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("rs-c")
+        })
         .count();
-    assert_eq!(firmware_devices, v2.len(), "every v2 record (schema id {v2_id})");
+    assert_eq!(
+        firmware_devices,
+        v2.len(),
+        "every v2 record (schema id {v2_id})"
+    );
     assert_eq!(
         metric(&metrics, "aepiot_schema_registry_waiting_partitions"),
         0.0

@@ -177,6 +177,37 @@ fn receiver(
     (seen, addr)
 }
 
+/// The webhook service of `c`, on `running`'s runtime, delivering to one endpoint (`name`, the
+/// receiver at `addr`), its dead letters to `dlq`; stopped by the token it returns.
+fn webhooks_to(
+    running: &Running,
+    mut c: Config,
+    (name, addr): (&str, SocketAddr),
+    dlq: &str,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    c.webhooks = WebhooksConfig {
+        endpoints: vec![WebhookEndpointConfig {
+            name: Some(name.into()),
+            url: format!("http://{addr}/hook"),
+            regions: vec![],
+            secret_env: None,
+            secret_file: None,
+        }],
+        dead_letter_topic: dlq.to_string(),
+        ..WebhooksConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let hooks = WebhookHooks {
+        metrics: Some(Metrics::new()),
+        no_metrics_server: true,
+    };
+    let webhooks = running.rt.spawn(webhook::run(c, stop.clone(), hooks));
+    (stop, webhooks)
+}
+
 fn event(device: &str) -> String {
     format!(r#"{{"device_id":"{device}","event_type":"alert","severity":"critical"}}"#)
 }
@@ -203,27 +234,15 @@ fn a_traced_event_is_one_trace_from_the_producer_to_the_receiver() {
     let t = topics("trace", 1);
     let webhook_dlq = unique("trace-wh-dlq");
     create_topics(&[(&webhook_dlq, 1)]);
-    let mut c = traced_config(&t, otlp, 0.0);
-    let running = start_with(c.clone(), RunHooks::default());
+    let running = start_with(traced_config(&t, otlp, 0.0), RunHooks::default());
     let rt = &running.rt;
     let (seen, addr) = receiver(rt, 200);
-    c.webhooks = WebhooksConfig {
-        endpoints: vec![WebhookEndpointConfig {
-            name: Some("receiver".into()),
-            url: format!("http://{addr}/hook"),
-            regions: vec![],
-            secret_env: None,
-            secret_file: None,
-        }],
-        dead_letter_topic: webhook_dlq,
-        ..WebhooksConfig::default()
-    };
-    let stop = CancellationToken::new();
-    let hooks = WebhookHooks {
-        metrics: Some(Metrics::new()),
-        no_metrics_server: true,
-    };
-    let webhooks = rt.spawn(webhook::run(c, stop.clone(), hooks));
+    let (stop, webhooks) = webhooks_to(
+        &running,
+        traced_config(&t, otlp, 0.0),
+        ("receiver", addr),
+        &webhook_dlq,
+    );
 
     let ((trace, producer_span), (dl_trace, dl_producer_span)) = (ids(), ids());
     let (traced, plain) = (event("d-traced"), event("d-plain"));
@@ -342,27 +361,15 @@ fn later_dead_letters_carry_the_trace_on() {
     let t = topics("trace-later", 1);
     let webhook_dlq = unique("trace-later-wh-dlq");
     create_topics(&[(&webhook_dlq, 1)]);
-    let mut c = traced_config(&t, otlp, 0.0);
-    let running = start_with(c.clone(), RunHooks::default());
+    let running = start_with(traced_config(&t, otlp, 0.0), RunHooks::default());
     let rt = &running.rt;
     let (_, addr) = receiver(rt, 400);
-    c.webhooks = WebhooksConfig {
-        endpoints: vec![WebhookEndpointConfig {
-            name: Some("refuser".into()),
-            url: format!("http://{addr}/hook"),
-            regions: vec![],
-            secret_env: None,
-            secret_file: None,
-        }],
-        dead_letter_topic: webhook_dlq.clone(),
-        ..WebhooksConfig::default()
-    };
-    let stop = CancellationToken::new();
-    let hooks = WebhookHooks {
-        metrics: Some(Metrics::new()),
-        no_metrics_server: true,
-    };
-    let webhooks = rt.spawn(webhook::run(c, stop.clone(), hooks));
+    let (stop, webhooks) = webhooks_to(
+        &running,
+        traced_config(&t, otlp, 0.0),
+        ("refuser", addr),
+        &webhook_dlq,
+    );
 
     // Refused by the receiver (400: not retried): the webhook dead letter.
     let (trace, producer_span) = ids();
@@ -376,7 +383,11 @@ fn later_dead_letters_carry_the_trace_on() {
     assert_eq!(dead_trace, trace);
     let spans = jaeger_trace(&trace, 2);
     let deliver = span(&spans, "deliver refuser");
-    assert_eq!(deliver["spanID"], delivery.as_str(), "the delivery span is the parent");
+    assert_eq!(
+        deliver["spanID"],
+        delivery.as_str(),
+        "the delivery span is the parent"
+    );
     assert_eq!(parent_of(deliver), processing);
     assert_eq!(tag(deliver, "aepiot.webhook.result"), "dead_lettered");
     // The warning about that record, in the JSON logs, names its trace.
@@ -401,7 +412,11 @@ fn later_dead_letters_carry_the_trace_on() {
     assert_eq!(dead_trace, trace);
     let spans = jaeger_trace(&trace, 1);
     let process = span(&spans, "process ");
-    assert_eq!(process["spanID"], parent.as_str(), "the processing span is the parent");
+    assert_eq!(
+        process["spanID"],
+        parent.as_str(),
+        "the processing span is the parent"
+    );
     assert_eq!(parent_of(process), producer_span);
 
     stop.cancel();

@@ -123,7 +123,10 @@ mod tests {
         assert_eq!(carried.tracestate.as_deref(), Some("vendor=x"));
         let again = carried.insert(OwnedHeaders::new());
         assert_eq!(Carried::from_headers(again.as_borrowed()), Some(carried));
-        assert_eq!(Carried::from_headers(OwnedHeaders::new().as_borrowed()), None);
+        assert_eq!(
+            Carried::from_headers(OwnedHeaders::new().as_borrowed()),
+            None
+        );
     }
 
     #[test]

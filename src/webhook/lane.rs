@@ -288,7 +288,16 @@ async fn deliver(
                     ep.health.on_answer();
                 }
                 observe(&counters.dead_lettered, elapsed);
-                return dead_letter(env, ep, (d, &*span), tries, false, &sent.error, &sent.attempt).await;
+                return dead_letter(
+                    env,
+                    ep,
+                    (d, &*span),
+                    tries,
+                    false,
+                    &sent.error,
+                    &sent.attempt,
+                )
+                .await;
             }
             verdict => {
                 ep.health.on_failure();
@@ -298,7 +307,8 @@ async fn deliver(
                         "endpoint down for longer than webhooks.outage_max_secs; last error: {}",
                         sent.error
                     );
-                    return dead_letter(env, ep, (d, &*span), tries, true, &error, &sent.attempt).await;
+                    return dead_letter(env, ep, (d, &*span), tries, true, &error, &sent.attempt)
+                        .await;
                 }
                 if !ep.health.is_up() {
                     // Down (now, or already as the probe): no count, no dead letter.

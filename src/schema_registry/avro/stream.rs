@@ -181,10 +181,9 @@ impl Unfold<'_> {
                 // A named type's own names are relative to its namespace.
                 self.node(named, &full.namespace)?
             }
-            Schema::Uuid
-            | Schema::Decimal(_)
-            | Schema::BigDecimal
-            | Schema::Duration => return None,
+            Schema::Uuid | Schema::Decimal(_) | Schema::BigDecimal | Schema::Duration => {
+                return None
+            }
         })
     }
 }
@@ -261,7 +260,7 @@ impl<'a> Reader<'a> {
 fn walk(
     node: &Node,
     r: &mut Reader<'_>,
-    mut o: Option<&mut Vec<u8>>,
+    o: Option<&mut Vec<u8>>,
     unfit: &mut Option<String>,
 ) -> Result<(), Fail> {
     let mut fits = |result: Result<(), String>| {

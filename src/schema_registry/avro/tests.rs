@@ -200,7 +200,11 @@ fn same_answer(schema: &AvroSchema, body: &[u8]) {
             String::from_utf8_lossy(&values),
             "{body:?}"
         ),
-        (Err(x), Err(y)) => assert_eq!((x.kind, x.field), (y.kind, y.field), "{body:?}: {x:?} / {y:?}"),
+        (Err(x), Err(y)) => assert_eq!(
+            (x.kind, x.field),
+            (y.kind, y.field),
+            "{body:?}: {x:?} / {y:?}"
+        ),
         _ => panic!("{body:?}: fast {a:?}, values {b:?}"),
     }
 }
@@ -236,17 +240,29 @@ fn the_fast_walk_answers_as_apache_avro_does() {
     let record = |value: Value, map: Vec<(&str, Value)>| {
         Value::Record(vec![
             ("device_id".into(), Value::String("dév-\"1\"".into())),
-            ("event_type".into(), Value::Union(1, Box::new(Value::String("alarm".into())))),
+            (
+                "event_type".into(),
+                Value::Union(1, Box::new(Value::String("alarm".into()))),
+            ),
             ("severity".into(), Value::Enum(1, "high".into())),
             ("value".into(), value),
-            ("timestamp".into(), Value::TimestampMicros(1_795_680_301_000_123)),
+            (
+                "timestamp".into(),
+                Value::TimestampMicros(1_795_680_301_000_123),
+            ),
             (
                 "location".into(),
                 Value::Map(map.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
             ),
             ("region".into(), Value::Fixed(3, b"eu1".to_vec())),
-            ("description".into(), Value::Array(vec![p(1, b"ok"), p(-7, b"fine")])),
-            ("dashboard_url".into(), Value::Union(1, Box::new(Value::Date(20_000)))),
+            (
+                "description".into(),
+                Value::Array(vec![p(1, b"ok"), p(-7, b"fine")]),
+            ),
+            (
+                "dashboard_url".into(),
+                Value::Union(1, Box::new(Value::Date(20_000))),
+            ),
             ("other".into(), Value::Array(vec![p(3, &[0xff, 0xfe])])),
             ("ts2".into(), Value::TimestampMillis(-5)),
         ])
@@ -263,13 +279,21 @@ fn the_fast_walk_answers_as_apache_avro_does() {
     ];
     let maps = [
         vec![],
-        vec![("b", Value::Union(0, Box::new(Value::Float(2.5)))), ("a", Value::Union(1, Box::new(Value::String("x".into()))))],
-        vec![("z", Value::Union(0, Box::new(Value::Float(f32::NAN)))), ("a", Value::Union(0, Box::new(Value::Float(1.0))))],
+        vec![
+            ("b", Value::Union(0, Box::new(Value::Float(2.5)))),
+            ("a", Value::Union(1, Box::new(Value::String("x".into())))),
+        ],
+        vec![
+            ("z", Value::Union(0, Box::new(Value::Float(f32::NAN)))),
+            ("a", Value::Union(0, Box::new(Value::Float(1.0)))),
+        ],
     ];
     let mut bodies = Vec::new();
     for value in &values {
         for map in &maps {
-            bodies.push(apache_avro::to_avro_datum(&raw, record(value.clone(), map.clone())).unwrap());
+            bodies.push(
+                apache_avro::to_avro_datum(&raw, record(value.clone(), map.clone())).unwrap(),
+            );
         }
     }
     // A map with a repeated key, as a device may write it (no encoder does): the last one counts,
@@ -314,7 +338,16 @@ fn the_fast_walk_answers_as_apache_avro_does() {
         longer.push(0);
         same_answer(&schema, &longer);
         for i in 0..body.len() {
-            for x in [0x00, 0x01, 0x02, 0x7f, 0x80, 0xff, body[i] ^ 0x01, body[i] ^ 0x40] {
+            for x in [
+                0x00,
+                0x01,
+                0x02,
+                0x7f,
+                0x80,
+                0xff,
+                body[i] ^ 0x01,
+                body[i] ^ 0x40,
+            ] {
                 let mut changed = body.clone();
                 changed[i] = x;
                 same_answer(&schema, &changed);
@@ -337,5 +370,8 @@ fn schemas_the_fast_walk_does_not_read_keep_the_value_path() {
     let point = r#"{"type":"record","name":"Point","namespace":"geo","fields":[{"name":"lat","type":"double"}]}"#;
     let text = r#"{"type":"record","name":"E","fields":[{"name":"device_id","type":"string"},
       {"name":"location","type":"geo.Point"}]}"#;
-    assert!(AvroSchema::parse(text, &[point.to_string()]).unwrap().fast.is_some());
+    assert!(AvroSchema::parse(text, &[point.to_string()])
+        .unwrap()
+        .fast
+        .is_some());
 }
