@@ -350,8 +350,7 @@ async fn deliver(
     }
 }
 
-/// One request, with the delivery span's trace context; `None` when the record was abandoned
-/// meanwhile. Also how long it took, in seconds.
+/// One request with the delivery span's trace context: its result (`None`: abandoned) and seconds.
 async fn attempt(
     env: &LaneEnv,
     ep: &Endpoint,
@@ -459,14 +458,8 @@ async fn dead_letter(
             key: "aepiot.source.offset",
             value: Some(offset.as_str()),
         });
-    // Traced: the dead letter continues the trace with the delivery span as parent, like the
-    // requests that failed.
-    let headers = match span.traceparent() {
-        Some(traceparent) => {
-            crate::otel::propagate::insert(headers, traceparent, span.tracestate())
-        }
-        None => headers,
-    };
+    // Traced: the dead letter continues the trace with the delivery span as parent.
+    let headers = span.kafka_headers(headers);
     let record = FutureRecord::to(&env.dead_letter_topic)
         .key(d.device_id.as_bytes())
         .payload(&json)

@@ -117,4 +117,16 @@ impl DeliverySpan {
         }
         hop.end();
     }
+
+    /// `headers` with this delivery's trace context when traced (a webhook dead letter's: like
+    /// the requests that failed, it names the delivery span as parent).
+    pub fn kafka_headers(
+        &self,
+        headers: rdkafka::message::OwnedHeaders,
+    ) -> rdkafka::message::OwnedHeaders {
+        match self.traceparent() {
+            Some(tp) => crate::otel::propagate::insert(headers, tp, self.tracestate()),
+            None => headers,
+        }
+    }
 }
