@@ -48,13 +48,10 @@ impl Carried {
     /// The last `traceparent` (and `tracestate`) of `headers`, as written (none when absent or
     /// not UTF-8): taken only on the rare paths that need it, so nothing is parsed.
     pub fn from_headers(headers: &BorrowedHeaders) -> Option<Carried> {
-        let last = |key: &str| {
-            let h = headers.iter().filter(|h| h.key == key).last()?;
-            std::str::from_utf8(h.value?).ok().map(str::to_owned)
-        };
+        let h = KafkaHeaders(headers);
         Some(Carried {
-            traceparent: last(TRACEPARENT)?,
-            tracestate: last(TRACESTATE),
+            traceparent: h.get(TRACEPARENT)?.to_owned(),
+            tracestate: h.get(TRACESTATE).map(str::to_owned),
         })
     }
 

@@ -16,10 +16,10 @@ use apache_avro::schema::{Name, RecordSchema, Schema};
 use apache_avro::types::Value;
 
 use super::event_json::{self as out, ObjectWriter};
-
-mod stream;
 use super::problem::Problem;
 use crate::core::{ErrorKind, RecordError};
+
+mod stream;
 
 /// An Avro schema from the registry, checked, with the schemas it references.
 #[derive(Debug)]
