@@ -22,10 +22,8 @@ fn clients() -> usize {
         .count()
 }
 
-#[test]
-fn many_partitions_restore_a_few_at_a_time() {
-    let t = common::topics("restore-bound", PARTITIONS);
-    let running = common::start(common::config(&t, false));
+/// Samples this process's clients until `running` has restored every partition; the most seen.
+fn most_clients_while_restoring(running: &common::Running) -> usize {
     let restores = running.metrics.state_restore_seconds.clone();
     let (mut most, deadline) = (0, Instant::now() + Duration::from_secs(180));
     while restores.get_sample_count() < PARTITIONS as u64 {
@@ -37,17 +35,50 @@ fn many_partitions_restore_a_few_at_a_time() {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
+    most
+}
+
+#[test]
+fn many_partitions_restore_a_few_at_a_time() {
+    let t = common::topics("restore-bound", PARTITIONS);
+    let config = common::config(&t, false);
+
+    // A new group: every changelog partition is empty, and its restore needs no client of its
+    // own, only the one every restore asks for ends.
+    let running = common::start(config.clone());
+    let most = most_clients_while_restoring(&running);
     running.shutdown();
-    println!("at most {most} Kafka clients at once");
-    // A restore opens two clients in turn (its end, then the read), and one may still be closing
-    // as the next opens; besides the restores, the consumer and the producer.
+    println!("empty changelog: at most {most} Kafka clients at once");
     assert!(
-        most <= 2 * RESTORES_AT_ONCE + 2,
-        "{most} Kafka clients at once while {PARTITIONS} partitions restored (at most \
-         {RESTORES_AT_ONCE} restores at a time, besides the consumer and the producer)"
+        most <= 3,
+        "{most} Kafka clients at once while {PARTITIONS} empty changelog partitions restored \
+         (the consumer, the producer and the one that asks for ends)"
     );
     assert!(
         most >= 2,
         "the sampling saw the consumer and the producer: {most}"
+    );
+
+    // One state record in every changelog partition: each restore reads with a client of its
+    // own, at most RESTORES_AT_ONCE at a time.
+    let changelog = format!("{}-{}-changelog", t.group, t.input);
+    for p in 0..PARTITIONS {
+        common::produce_to(&changelog, p, &[(b"dev".to_vec(), b"not a state".to_vec())]);
+    }
+    let running = common::start(config);
+    let most = most_clients_while_restoring(&running);
+    running.shutdown();
+    println!("one record a partition: at most {most} Kafka clients at once");
+    // A read client may still be closing as the next opens; besides the restores, the consumer,
+    // the producer and the ends' client.
+    assert!(
+        most <= 2 * RESTORES_AT_ONCE + 3,
+        "{most} Kafka clients at once while {PARTITIONS} partitions restored (at most \
+         {RESTORES_AT_ONCE} restores at a time, besides the consumer, the producer and the \
+         ends' client)"
+    );
+    assert!(
+        most > 3,
+        "restores that read records opened clients of their own: {most}"
     );
 }

@@ -2,6 +2,7 @@
 //! device's latest state (key = device_id, value = [`crate::core::snapshot`], tombstone when the
 //! device expired). A worker restores its partition from it before processing its first record.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -131,6 +132,7 @@ pub fn ensure_replicated_topic(
 /// `KafkaError::Canceled`: a long restore must not hold a shutdown past its drain deadline.
 pub fn restore(
     client: &ClientConfig,
+    ends: &Ends,
     changelog_topic: &str,
     partition: i32,
     states: &mut DeviceStates,
@@ -142,7 +144,7 @@ pub fn restore(
         if cancel.is_cancelled() {
             return Err(KafkaError::Canceled);
         }
-        match restore_once(client, changelog_topic, partition, states, cancel) {
+        match restore_once(client, ends, changelog_topic, partition, states, cancel) {
             Ok(mut restored) => {
                 restored.seconds = start.elapsed().as_secs_f64();
                 return Ok(restored);
@@ -167,13 +169,56 @@ pub const RESTORE_RETRY: Duration = Duration::from_secs(300);
 
 fn restore_once(
     client: &ClientConfig,
+    ends: &Ends,
     changelog_topic: &str,
     partition: i32,
     states: &mut DeviceStates,
     cancel: &CancellationToken,
 ) -> Result<Restored, KafkaError> {
-    let end = restore_end(client, changelog_topic, partition)?;
+    let end = ends.of(changelog_topic, partition)?;
     read_to(client, changelog_topic, partition, end, states, cancel)
+}
+
+/// The one client every restore of a process asks for its changelog partition's ends
+/// ([`restore_end`]'s question), made at the first restore. A client of its own per restore
+/// (threads, a connection, the changelog's whole metadata) cost an instance assigned 1,200
+/// partitions most of its first 20 s, and its broker as much (BENCHMARKS.md, issue 30: "start
+/// to all restored").
+pub struct Ends {
+    client: ClientConfig,
+    consumer: Mutex<Option<Arc<BaseConsumer>>>,
+}
+
+impl Ends {
+    /// `client`: a consumer configuration (brokers, security).
+    pub fn new(client: ClientConfig) -> Self {
+        Ends {
+            client,
+            consumer: Mutex::default(),
+        }
+    }
+
+    /// The partition's first offset and high watermark now (see [`restore_end`]). Blocking.
+    pub fn of(&self, changelog_topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
+        let consumer = {
+            let mut slot = self.consumer.lock().expect("ends lock");
+            match &*slot {
+                Some(c) => c.clone(),
+                None => slot
+                    .insert(Arc::new(watermark_reader(&self.client)?))
+                    .clone(),
+            }
+        };
+        consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))
+    }
+}
+
+/// A client that asks for ends without isolation (see [`restore_end`]).
+fn watermark_reader(client: &ClientConfig) -> Result<BaseConsumer, KafkaError> {
+    client
+        .clone()
+        .set("isolation.level", "read_uncommitted")
+        .create()
 }
 
 /// Where a restore of a changelog partition starts and ends: its first offset, and its high
@@ -193,11 +238,7 @@ pub fn restore_end(
     changelog_topic: &str,
     partition: i32,
 ) -> Result<(i64, i64), KafkaError> {
-    let watermarks: BaseConsumer = client
-        .clone()
-        .set("isolation.level", "read_uncommitted")
-        .create()?;
-    watermarks.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))
+    watermark_reader(client)?.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))
 }
 
 /// Reads the committed records of a changelog partition from its beginning until the read
@@ -210,6 +251,11 @@ pub fn read_to(
     states: &mut DeviceStates,
     cancel: &CancellationToken,
 ) -> Result<Restored, KafkaError> {
+    let mut restored = Restored::default();
+    // An empty partition (every partition of a new group) needs no client at all.
+    if high <= low {
+        return Ok(restored);
+    }
     // Prefetch bounded as the input's is (several restores run at once), refilled after 20 ms
     // rather than librdkafka's 1 s: a restore reads its queue faster than that.
     let consumer: BaseConsumer = end_reader(client.clone(), "aepiot-stream-restore")
@@ -217,10 +263,6 @@ pub fn read_to(
         .set("queued.max.messages.kbytes", "8192")
         .set("fetch.queue.backoff.ms", "20")
         .create()?;
-    let mut restored = Restored::default();
-    if high <= low {
-        return Ok(restored);
-    }
     RestoreStarted {
         changelog_topic,
         partition,

@@ -285,6 +285,7 @@ async fn consume(
             interval: Duration::from_millis(config.commit_interval_ms),
             replication_factor: config.topics.replication_factor,
             restores: tokio::sync::Semaphore::new(super::worker_env::RESTORES_AT_ONCE),
+            ends: Arc::new(changelog::Ends::new(admin_config(config))),
         }),
         status,
         schema_registry: config.registry_input(health.registry_waits.clone())?,

@@ -31,6 +31,8 @@ pub struct ChangelogEnv {
     pub replication_factor: i16,
     /// Restores running now, at most [`RESTORES_AT_ONCE`].
     pub restores: tokio::sync::Semaphore,
+    /// Where every restore asks for its partition's ends.
+    pub ends: Arc<super::changelog::Ends>,
 }
 
 /// Most partitions restoring their state at once. Each restore is a Kafka client of its own

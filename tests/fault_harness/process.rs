@@ -42,6 +42,27 @@ impl Instance {
         }
     }
 
+    /// Every thread's stack of a running instance (gdb, where installed), written beside its log:
+    /// what a stalled instance waits on. The path, or why there is none.
+    pub fn dump_stacks(&self) -> String {
+        let Some(child) = &self.child else {
+            return "not running".into();
+        };
+        let out = self.log.with_extension("stacks.txt");
+        let dumped = Command::new("gdb")
+            .args(["-batch", "-p", &child.id().to_string()])
+            .args(["-ex", "thread apply all bt"])
+            .stdin(Stdio::null())
+            .output();
+        match dumped {
+            Ok(o) => {
+                let _ = std::fs::write(&out, [o.stdout, o.stderr].concat());
+                out.display().to_string()
+            }
+            Err(e) => format!("no stacks (gdb: {e})"),
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

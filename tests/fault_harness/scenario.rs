@@ -304,10 +304,12 @@ impl Harness {
             {
                 break;
             }
-            assert!(
-                t.elapsed() < Duration::from_secs(240),
-                "[{name}] the group did not commit every input offset: (end, committed) {now:?}"
-            );
+            if t.elapsed() >= Duration::from_secs(240) {
+                for i in &self.instances {
+                    self.log(format!("{} stacks: {}", i.name, i.dump_stacks()));
+                }
+                panic!("[{name}] the group did not commit every input offset: (end, committed) {now:?}");
+            }
             std::thread::sleep(Duration::from_millis(250));
         }
         let caught_up = running.load_began.elapsed().as_secs_f64();

@@ -52,6 +52,7 @@ fn inflight_storing(
             interval: Duration::from_millis(100),
             replication_factor: 0,
             restores: tokio::sync::Semaphore::new(1),
+            ends: Arc::new(crate::processor::changelog::Ends::new(ClientConfig::new())),
         }),
         step: crate::processor::worker_env::Step::Engine,
         status: None,

@@ -44,12 +44,13 @@ impl Worker {
             }
             permit = cl.restores.acquire() => permit.expect("the semaphore is never closed"),
         };
-        let client = cl.restore_client.clone();
+        let (client, ends) = (cl.restore_client.clone(), cl.ends.clone());
         let mut engine = std::mem::replace(&mut self.engine, Engine::new(env.shared.clone()));
         let cancel = stop.clone();
         let result = tokio::task::spawn_blocking(move || {
             let r = changelog::restore(
                 &client,
+                &ends,
                 &changelog_topic,
                 partition,
                 engine.states_mut(),
