@@ -209,7 +209,14 @@ impl Ends {
                     .clone(),
             }
         };
-        consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))
+        let ends = consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30));
+        if ends.is_err() {
+            // A long-lived client outlives brokers: one that left the metadata is destroyed in it
+            // (`DestroyBroker`) while a restore may still be asking it. The retry (see
+            // [`restore`]) asks a new client, as every restore did when each made its own.
+            self.consumer.lock().expect("ends lock").take();
+        }
+        ends
     }
 }
 
@@ -351,6 +358,28 @@ fn is_transient(e: &KafkaError) -> bool {
                 // A new leader asked for its end before its high watermark caught up (KIP-207).
                 | OffsetNotAvailable
                 | FencedLeaderEpoch
+                // A broker that left the cluster's metadata (restarted, replaced) while asked.
+                | DestroyBroker
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broker_that_left_while_asked_is_waited_out_and_a_missing_topic_too() {
+        // Seen in a rolling restart: the shared ends client had decommissioned the restarted
+        // broker, and the restore stopped the instance.
+        let left = KafkaError::MetadataFetch(RDKafkaErrorCode::DestroyBroker);
+        assert!(is_transient(&left));
+        let unknown = KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition);
+        assert!(is_transient(&unknown));
+        let denied = KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed);
+        assert!(
+            !is_transient(&denied),
+            "a configuration's failure stops the instance"
+        );
+    }
 }
