@@ -12,6 +12,7 @@ pub mod deferred;
 pub mod failure;
 pub mod fatal;
 pub mod handover;
+pub mod hung_call;
 pub mod inflight;
 pub mod output_limit;
 pub mod output_schema;

@@ -400,7 +400,7 @@ fn live(consumer: &BaseConsumer<ConsumerCtx>, txn: &Transactions) -> Live<Produc
     Live {
         producer: txn.producer.get(),
         id: txn.id,
-        group: consumer.group_metadata(),
+        group: consumer.group_metadata().map(Arc::new),
     }
 }
 

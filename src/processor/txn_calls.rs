@@ -144,9 +144,12 @@ pub trait OffsetCalls {
 /// The real transactional producer, with the consumer's group metadata.
 pub struct Live<C: ProducerContext + 'static> {
     pub producer: Arc<ThreadedProducer<C>>,
-    pub group: Option<ConsumerGroupMetadata>,
+    pub group: Option<Arc<ConsumerGroupMetadata>>,
     pub id: TxnId,
 }
+
+/// How long past its own time-out a call that does not enforce it is waited for.
+const HUNG_MARGIN: Duration = Duration::from_secs(5);
 
 impl<C: ProducerContext + 'static> TxnCalls for Live<C> {
     fn send_offsets(
@@ -162,9 +165,17 @@ impl<C: ProducerContext + 'static> TxnCalls for Live<C> {
                 message: "the consumer has no group metadata".into(),
             });
         };
-        self.producer
-            .send_offsets_to_transaction(offsets, group, timeout)
-            .map_err(|e| TxnError::of_producer(&e, self.id))
+        // This call may never return (see `hung_call`): on a thread of its own.
+        let (producer, offsets, group) = (self.producer.clone(), offsets.clone(), group.clone());
+        let call = move || producer.send_offsets_to_transaction(&offsets, &group, timeout);
+        match super::hung_call::within("aepiot-txn-offsets", timeout + HUNG_MARGIN, call) {
+            Ok(Some(result)) => result.map_err(|e| TxnError::of_producer(&e, self.id)),
+            Ok(None) => Err(hung(timeout)),
+            Err(e) => Err(TxnError {
+                class: Class::Retriable,
+                message: format!("cannot start a thread for the call: {e}"),
+            }),
+        }
     }
 
     fn commit(&self, timeout: Duration) -> Result<(), TxnError> {
@@ -183,6 +194,22 @@ impl<C: ProducerContext + 'static> TxnCalls for Live<C> {
         self.producer
             .begin_transaction()
             .map_err(|e| TxnError::of_producer(&e, self.id))
+    }
+}
+
+/// `send_offsets_to_transaction` did not return: the producer waits for a coordinator it will
+/// never reach (librdkafka #5456, #5511), and every later transactional call of it would be
+/// refused as conflicting. A new producer with the same id takes over (its init fences this one,
+/// and the coordinator aborts the open transaction), as after a coordinator's fence.
+fn hung(timeout: Duration) -> TxnError {
+    TxnError {
+        class: Class::Renew,
+        message: format!(
+            "sending the offsets to the transaction did not return within {:?} of its {timeout:?} \
+             time-out (librdkafka waits for a group coordinator that left the cluster's metadata: \
+             librdkafka issues #5456, #5511)",
+            HUNG_MARGIN
+        ),
     }
 }
 
@@ -273,5 +300,72 @@ mod tests {
             producer_class(Class::Retriable, timed_out, derived),
             Class::Retriable
         );
+    }
+
+    /// librdkafka's own mock cluster: a transaction whose group coordinator goes down before the
+    /// offsets are sent. librdkafka 2.12 waits for that coordinator past the call's time-out
+    /// (issue #5456); the call as this crate makes it gives up and asks for a new producer.
+    #[test]
+    fn offsets_for_a_coordinator_that_went_away_do_not_hold_the_commit_for_ever() {
+        use rdkafka::mocking::{MockCluster, MockCoordinator};
+        use rdkafka::producer::{BaseRecord, DefaultProducerContext};
+        use rdkafka::ClientConfig;
+        use std::time::Instant;
+
+        let cluster = MockCluster::new(3).unwrap();
+        cluster
+            .coordinator(MockCoordinator::Transaction("txn".into()), 1)
+            .unwrap();
+        cluster
+            .coordinator(MockCoordinator::Group("group".into()), 2)
+            .unwrap();
+        cluster.create_topic("out", 1, 3).unwrap();
+        let servers = cluster.bootstrap_servers();
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .set("transactional.id", "txn")
+            .create()
+            .unwrap();
+        producer.init_transactions(Duration::from_secs(10)).unwrap();
+        producer.begin_transaction().unwrap();
+        producer
+            .send(BaseRecord::to("out").key("k").payload("v"))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .set("group.id", "group")
+            .create()
+            .unwrap();
+        let group = Arc::new(consumer.group_metadata().unwrap());
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset("in", 0, Offset::Offset(5))
+            .unwrap();
+        cluster.broker_down(2).unwrap();
+
+        let live = Live {
+            producer: Arc::new(producer),
+            group: Some(group),
+            id: TxnId::Derived,
+        };
+        let timeout = Duration::from_secs(2);
+        let started = Instant::now();
+        // Bounded here too, so that without the guard the test fails instead of hanging.
+        let outer = timeout + HUNG_MARGIN + Duration::from_secs(20);
+        let answer = super::super::hung_call::within("test", outer, move || {
+            live.send_offsets(&offsets, timeout)
+        })
+        .unwrap();
+        let took = started.elapsed();
+        let e = answer.expect("send_offsets returned within its time-out and margin");
+        assert!(
+            took < timeout + HUNG_MARGIN + Duration::from_secs(3),
+            "{took:?}"
+        );
+        // Renewed when librdkafka hung (2.12); any error librdkafka gives in time is fine too.
+        println!("answered in {took:?}: {e:?}");
+        assert!(e.is_err(), "the group coordinator is down");
     }
 }
