@@ -21,8 +21,8 @@
 #              emit_suppressed variants: 12 scenarios. `cargo test` (CI, scripts/test.sh) runs
 #              three of them, the rolling restart in both guarantees and the SIGKILL of an
 #              instance under exactly-once, with the default settings; the others are #[ignore]d
-#   --cluster  only the cluster scenarios (12; CI runs one of them: the rolling restart of the
-#              brokers under exactly-once)
+#   --cluster  only the cluster scenarios (12; CI runs two of them under exactly-once: the
+#              rolling restart of the brokers and the coordinators' SIGKILL)
 #   --all      the short and long versions, and the cluster scenarios
 #
 # The suite starts its own broker with scripts/kafka.sh on port $FAULTS_KAFKA_PORT (19192), data in

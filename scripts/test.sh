@@ -57,9 +57,9 @@ fi
 # an instance under exactly_once, with the default settings, checked for 0 lost successes; on a
 # broker of its own (port 19192, fresh, stopped afterwards). And the cluster checks CI runs
 # (tests/cluster_faults.rs): the replication checks on a 3-node cluster of their own (ports
-# 20101-20103, 20111-20113) started once and stopped when they end, pass or fail; the cluster fault
-# scenarios are opt-in while an exactly-once commit stall is open (docs/faults.md):
-# scripts/faults.sh.
+# 20101-20103, 20111-20113) started once and stopped when they end, pass or fail, with two of the
+# cluster fault scenarios under exactly-once (the brokers' rolling restart, the coordinators'
+# SIGKILL; about 3.5 minutes each); the others are opt-in: scripts/faults.sh --cluster.
 cargo test "$@"
 # The end-to-end benchmark harness, tiny and on a broker of its own (stopped afterwards): every
 # drain, latency and memory run must complete and commit everything. Its figures mean nothing

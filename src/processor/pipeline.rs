@@ -278,15 +278,9 @@ async fn consume(
         } else {
             Step::Engine
         },
-        changelog: config.state_changelog.then(|| ChangelogEnv {
-            restore_client: admin_config(config),
-            prefix: format!("{}-", config.group_id),
-            ensured: std::sync::Mutex::new(ensured),
-            interval: Duration::from_millis(config.commit_interval_ms),
-            replication_factor: config.topics.replication_factor,
-            restores: tokio::sync::Semaphore::new(super::worker_env::RESTORES_AT_ONCE),
-            ends: Arc::new(changelog::Ends::new(admin_config(config))),
-        }),
+        changelog: config
+            .state_changelog
+            .then(|| changelog_env(config, ensured)),
         status,
         schema_registry: config.registry_input(health.registry_waits.clone())?,
         otel,
@@ -344,6 +338,20 @@ fn producers(
         producers.push(Arc::new(p));
     }
     Ok((producers, routes))
+}
+
+/// Where the workers' state changes go and are restored from; `ensured`: the input topics whose
+/// changelog exists ([`restore_topics`]).
+fn changelog_env(config: &Config, ensured: HashSet<String>) -> ChangelogEnv {
+    ChangelogEnv {
+        restore_client: admin_config(config),
+        prefix: format!("{}-", config.group_id),
+        ensured: std::sync::Mutex::new(ensured),
+        interval: Duration::from_millis(config.commit_interval_ms),
+        replication_factor: config.topics.replication_factor,
+        restores: tokio::sync::Semaphore::new(super::worker_env::RESTORES_AT_ONCE),
+        ends: Arc::new(changelog::Ends::new(admin_config(config))),
+    }
 }
 
 /// Output topics' metadata into each producer's cache before the first event (see kafka::warm).

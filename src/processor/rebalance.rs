@@ -360,7 +360,7 @@ impl ConsumerCtx {
         let mut renewed = false;
         let positions = loop {
             if renew {
-                tracing::warn!("the transactional producer is unusable by the cluster's doing (fenced by the coordinator's time-out abort, or a lost sequence); renewing it");
+                tracing::warn!("the transactional producer is unusable by the cluster's doing (fenced by the coordinator's time-out abort, a lost sequence, or a call that never returned); renewing it");
                 match txn.renew(&|| self.stopping()) {
                     Ok(true) => {
                         tracing::info!("producer renewed; rewinding to the committed offsets")
