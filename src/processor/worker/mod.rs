@@ -38,6 +38,7 @@ use crate::metrics::OutcomeCounters;
 use crate::status::link::WorkerLink;
 
 mod dead_letter;
+mod listen;
 mod passthrough;
 mod report;
 mod restore;
@@ -81,14 +82,12 @@ pub fn spawn<C: ConsumerContext + 'static>(
     rt: &tokio::runtime::Handle,
     topic: &str,
     partition: i32,
-    mut queue: PartitionQueue<C>,
+    queue: PartitionQueue<C>,
     position: i64,
     previous: Option<oneshot::Receiver<()>>,
 ) -> PartitionHandle {
+    // The queue's wake-up is registered in `run`, once the predecessor is gone (see `listen`).
     let notify = Arc::new(Notify::new());
-    let n = notify.clone();
-    // Wakes the worker when its queue goes from empty to non-empty.
-    queue.set_nonempty_callback(move || n.notify_one());
     let (id, acks) = env.router.register();
     let stop = CancellationToken::new();
     let (done_tx, done) = oneshot::channel();
@@ -138,7 +137,7 @@ pub fn spawn<C: ConsumerContext + 'static>(
 impl Worker {
     async fn run<C: ConsumerContext>(
         mut self,
-        queue: PartitionQueue<C>,
+        mut queue: PartitionQueue<C>,
         stop: CancellationToken,
         previous: Option<oneshot::Receiver<()>>,
     ) {
@@ -147,6 +146,7 @@ impl Worker {
         if !self.after_predecessor(previous, &stop).await {
             return;
         }
+        listen::listen(&mut queue, &self.notify);
         let labels = [topic.as_str(), &partition.to_string()];
         let devices = env.metrics.state_devices.with_label_values(&labels);
         let cache = env.metrics.state_cache_entries.with_label_values(&labels);
