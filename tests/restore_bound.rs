@@ -1,6 +1,7 @@
 //! An instance assigned many partitions restores their state a few at a time
-//! (`processor::worker_env::RESTORES_AT_ONCE`): each restore is a Kafka client of its own, and
-//! without the bound every assigned partition opened one at once. Counted from outside the code
+//! (`processor::worker_env::RESTORES_AT_ONCE`): each restore that reads records is a Kafka client of
+//! its own, and without the bound every assigned partition opened one at once; an empty changelog
+//! partition opens none (its ends come through the one shared client). Counted from outside the code
 //! that bounds it: every librdkafka client runs a thread named `rdk:main`, so this process's
 //! `rdk:main` threads, sampled while 120 partitions restore, are its live clients. Alone in its
 //! test binary, so that no other test's clients count.

@@ -209,7 +209,7 @@ impl Ends {
                     .clone(),
             }
         };
-        let ends = consumer.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30));
+        let ends = consumer.fetch_watermarks(changelog_topic, partition, ENDS_TIMEOUT);
         if ends.is_err() {
             // A long-lived client outlives brokers: one that left the metadata is destroyed in it
             // (`DestroyBroker`) while a restore may still be asking it. The retry (see
@@ -219,6 +219,9 @@ impl Ends {
         ends
     }
 }
+
+/// How long a question for a partition's ends is waited for.
+const ENDS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client that asks for ends without isolation (see [`restore_end`]).
 fn watermark_reader(client: &ClientConfig) -> Result<BaseConsumer, KafkaError> {
@@ -245,7 +248,7 @@ pub fn restore_end(
     changelog_topic: &str,
     partition: i32,
 ) -> Result<(i64, i64), KafkaError> {
-    watermark_reader(client)?.fetch_watermarks(changelog_topic, partition, Duration::from_secs(30))
+    watermark_reader(client)?.fetch_watermarks(changelog_topic, partition, ENDS_TIMEOUT)
 }
 
 /// Reads the committed records of a changelog partition from its beginning until the read

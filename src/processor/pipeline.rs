@@ -343,14 +343,15 @@ fn producers(
 /// Where the workers' state changes go and are restored from; `ensured`: the input topics whose
 /// changelog exists ([`restore_topics`]).
 fn changelog_env(config: &Config, ensured: HashSet<String>) -> ChangelogEnv {
+    let client = admin_config(config);
     ChangelogEnv {
-        restore_client: admin_config(config),
+        ends: Arc::new(changelog::Ends::new(client.clone())),
+        restore_client: client,
         prefix: format!("{}-", config.group_id),
         ensured: std::sync::Mutex::new(ensured),
         interval: Duration::from_millis(config.commit_interval_ms),
         replication_factor: config.topics.replication_factor,
         restores: tokio::sync::Semaphore::new(super::worker_env::RESTORES_AT_ONCE),
-        ends: Arc::new(changelog::Ends::new(admin_config(config))),
     }
 }
 

@@ -35,8 +35,9 @@ pub struct ChangelogEnv {
     pub ends: Arc<super::changelog::Ends>,
 }
 
-/// Most partitions restoring their state at once. Each restore is a Kafka client of its own
-/// (threads, connections, prefetched records) on a blocking thread: an instance assigned hundreds
+/// Most partitions restoring their state at once. Each restore that has records to read is a Kafka
+/// client of its own (threads, connections, prefetched records) on a blocking thread (their ends
+/// are asked through one shared client, [`super::changelog::Ends`]): an instance assigned hundreds
 /// of partitions would otherwise open hundreds of clients at once, and two cores gain nothing
 /// from more than a few restores decoding in parallel.
 pub const RESTORES_AT_ONCE: usize = 8;
