@@ -210,10 +210,14 @@ impl Ends {
             }
         };
         let ends = consumer.fetch_watermarks(changelog_topic, partition, ENDS_TIMEOUT);
-        if ends.is_err() {
+        let destroyed = matches!(&ends, Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::DestroyBroker));
+        if destroyed {
             // A long-lived client outlives brokers: one that left the metadata is destroyed in it
-            // (`DestroyBroker`) while a restore may still be asking it. The retry (see
-            // [`restore`]) asks a new client, as every restore did when each made its own.
+            // while a restore may still be asking it. The retry (see [`restore`]) asks a new
+            // client, as every restore did when each made its own. Other errors are the cluster's
+            // state (a topic not yet known, a leader moving), which this client's next metadata
+            // sees as a new one's would; replacing it on those left two alive at once while other
+            // restores still held the first.
             self.consumer.lock().expect("ends lock").take();
         }
         ends
