@@ -22,6 +22,7 @@ use indexmap::IndexMap;
 
 use super::limiter::{Decision, DeviceState, Limits};
 use super::placement::Placement;
+use super::snapshot::{self, SnapshotError};
 
 /// Devices looked at by the expiry sweep per event: more than one, so the sweep outpaces growth.
 const SWEEP_PER_EVENT: usize = 2;
@@ -309,6 +310,27 @@ impl DeviceStates {
         })
     }
 
+    /// Restores changelog records: a device id and its encoded state ([`snapshot`]), or `None`
+    /// for a tombstone (the device expired). Decoded inside the placement, where they will live,
+    /// so nothing is copied in, and the placement is entered once for all of them (a restore
+    /// hands over a batch at a time). A value that does not decode is told to `unreadable` and
+    /// skipped.
+    pub fn restore_encoded<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+        mut unreadable: impl FnMut(&str, SnapshotError),
+    ) {
+        self.placed(|s| {
+            for (device_id, value) in records {
+                match value.map(snapshot::decode) {
+                    None => s.remove_here(device_id),
+                    Some(Ok(state)) => s.restore_here(device_id, state),
+                    Some(Err(e)) => unreadable(device_id, e),
+                }
+            }
+        })
+    }
+
     fn restore_here(&mut self, device_id: &str, mut state: DeviceState) {
         // A restored device counts as just seen, so wall-clock expiry starts afresh.
         state.seen = self.last_wall;
@@ -397,5 +419,63 @@ mod tests {
             s.decide("busy", 20 * hour + i, key(i), 2 * hour + 3000);
         }
         assert!(s.get("late").is_some());
+    }
+
+    /// Counts how often the state enters its placement.
+    #[derive(Debug, Default)]
+    struct Entered(std::sync::atomic::AtomicUsize);
+
+    impl Placement for Arc<Entered> {
+        fn place(&self, f: &mut dyn FnMut()) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            f()
+        }
+    }
+
+    #[test]
+    fn changelog_records_restore_in_one_placement_the_latest_winning() {
+        let limits = Limits::default();
+        let mut written = DeviceStates::new(limits.clone(), 3_600_000);
+        written.decide("a", 1_000, cache_key(Some("t"), None), 0);
+        written.decide("b", 1_000, cache_key(None, None), 0);
+        let encoded = |id: &str| {
+            let mut out = Vec::new();
+            snapshot::encode(written.get(id).unwrap(), &mut out);
+            out
+        };
+        let (a, b) = (encoded("a"), encoded("b"));
+        let entered = Arc::new(Entered::default());
+        let mut s = DeviceStates::new(limits, 3_600_000);
+        s.set_placement(Box::new(entered.clone()));
+        let mut unreadable = Vec::new();
+        s.restore_encoded(
+            [
+                ("a", Some(&b[..])),
+                ("gone", Some(&a[..])),
+                ("a", Some(&a[..])),
+                ("bad", Some(&[9u8][..])),
+                ("gone", None),
+                ("b", Some(&b[..])),
+            ],
+            |id, e| unreadable.push((id.to_string(), e)),
+        );
+        assert_eq!(
+            entered.0.load(Ordering::Relaxed),
+            1,
+            "one placement for the batch"
+        );
+        assert_eq!(s.device_count(), 2);
+        assert_eq!(
+            s.get("a"),
+            written.get("a"),
+            "the latest record of a device wins"
+        );
+        assert_eq!(s.get("b").map(|d| d.cache.len()), Some(1));
+        assert!(s.get("gone").is_none(), "a tombstone removes the device");
+        assert_eq!(s.cache_entries(), 2);
+        assert_eq!(
+            unreadable,
+            vec![("bad".to_string(), SnapshotError::Version(9))]
+        );
     }
 }

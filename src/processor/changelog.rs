@@ -11,12 +11,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::snapshot;
 use crate::core::state::DeviceStates;
 use crate::events::state::RestoreStarted;
+use crate::kafka::batch::{BatchConsumer, Record};
 use crate::kafka::client::end_reader;
 use crate::kafka::replication;
 
@@ -272,11 +272,12 @@ pub fn read_to(
     }
     // Prefetch bounded as the input's is (several restores run at once), refilled after 20 ms
     // rather than librdkafka's 1 s: a restore reads its queue faster than that.
-    let consumer: BaseConsumer = end_reader(client.clone(), "aepiot-stream-restore")
+    let mut config = end_reader(client.clone(), "aepiot-stream-restore");
+    config
         .set("auto.offset.reset", "earliest")
         .set("queued.max.messages.kbytes", "8192")
-        .set("fetch.queue.backoff.ms", "20")
-        .create()?;
+        .set("fetch.queue.backoff.ms", "20");
+    let mut reader = BatchConsumer::create(config, RESTORE_BATCH)?;
     RestoreStarted {
         changelog_topic,
         partition,
@@ -285,63 +286,71 @@ pub fn read_to(
     .emit();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(changelog_topic, partition, Offset::Beginning)?;
-    consumer.assign(&tpl)?;
+    reader.consumer().assign(&tpl)?;
     let mut idle = Duration::ZERO;
     let step = Duration::from_millis(500);
     loop {
         if cancel.is_cancelled() {
             return Err(KafkaError::Canceled);
         }
-        match consumer.poll(step) {
+        let batch = reader.next(step);
+        if batch.is_empty() {
             // Nothing for 30 s although the partition has records: the broker is away.
-            None if idle >= Duration::from_secs(30) => return Err(KafkaError::NoMessageReceived),
-            None => idle += step,
-            // End of the committed data: under read_committed the last stable offset, which an
-            // open transaction holds back (see [`restore_end`]). Only a position at or past
-            // `high` is the end of what was written before this restore; an earlier end is
-            // waited past: the transaction completes (its records are read, or skipped if
-            // aborted) within `transaction.timeout.ms`. The position moves past its marker.
-            Some(Err(KafkaError::PartitionEOF(_))) => {
-                if read_position(&consumer, changelog_topic, partition) >= high {
-                    break;
-                }
+            if idle >= Duration::from_secs(30) {
+                return Err(KafkaError::NoMessageReceived);
             }
-            Some(Err(e)) => return Err(e),
-            Some(Ok(m)) => {
-                idle = Duration::ZERO;
+            idle += step;
+            continue;
+        }
+        idle = Duration::ZERO;
+        let (mut at_end, mut error) = (false, None);
+        let records = batch.records().filter_map(|record| match record {
+            // Records past `high` were written after this restore began: not its business.
+            Record::Message { offset, .. } if at_end || offset >= high => {
+                at_end = true;
+                None
+            }
+            Record::Message {
+                offset,
+                key,
+                payload,
+            } => {
                 restored.records += 1;
-                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                    continue;
-                };
-                match m.payload() {
-                    None => states.remove(key),
-                    Some(value) => match snapshot::decode(value) {
-                        Ok(state) => states.restore(key, state),
-                        Err(e) => {
-                            tracing::warn!(topic = changelog_topic, partition, error = %e, "unreadable state record skipped")
-                        }
-                    },
-                }
-                if m.offset() + 1 >= high {
-                    break;
-                }
+                at_end = offset + 1 >= high;
+                let key = std::str::from_utf8(key?).ok()?;
+                Some((key, payload))
             }
+            // The end of the committed data: under read_committed the last stable offset, which
+            // an open transaction holds back (see [`restore_end`]). Only an end at or past `high`
+            // is the end of what was written before this restore; an earlier one is waited past:
+            // the transaction completes (its records are read, or skipped if aborted) within
+            // `transaction.timeout.ms`, and the end moves past its marker.
+            Record::Eof { offset } => {
+                at_end |= offset >= high;
+                None
+            }
+            Record::Error(e) => {
+                error.get_or_insert(e);
+                None
+            }
+        });
+        states.restore_encoded(records, |device, e| {
+            tracing::warn!(topic = changelog_topic, partition, device, error = %e, "unreadable state record skipped")
+        });
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if at_end {
+            break;
         }
     }
     restored.devices = states.device_count();
     Ok(restored)
 }
 
-/// The next offset `consumer` reads of the partition (-1 while unknown).
-fn read_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
-    let Ok(tpl) = consumer.position() else {
-        return -1;
-    };
-    match tpl.find_partition(topic, partition).map(|e| e.offset()) {
-        Some(Offset::Offset(o)) => o,
-        _ => -1,
-    }
-}
+/// Most records a restore takes from its queue at once: one lock and one placement for each
+/// batch, not for each record.
+const RESTORE_BATCH: usize = 1_000;
 
 /// Errors a partition's leader election, a new topic's propagation or a broker restart cause.
 fn is_transient(e: &KafkaError) -> bool {
