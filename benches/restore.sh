@@ -10,14 +10,15 @@
 # group starts: each partition reads its devices back from GROUP-INPUT-changelog before it
 # processes anything. Reported, from the second instance's JSON log: per partition the records
 # read, devices and seconds ("state restored"), the sums, and the wall time from the process start
-# and from the first "restoring state from the changelog" line to the last "state restored".
+# and from the first "restoring state from the changelog" line to the last "state restored"; the
+# second instance's CPU seconds from its start to then (process_cpu_s: it reads no input before
+# every partition is restored) and the broker's over the same time (broker_cpu_s).
 #
 # Usage: benches/restore.sh [--count N] [--devices N] [--perf]
 #   --perf  the restoring instance is the `profiling` build (AEPIOT_PROFILING_BIN, default
 #           target/profiling/aepiot-stream) under `perf record -F 999` from its start until every
-#           partition is restored; flat report by thread, library and symbol in WORK/perf.txt and
-#           the broker's beside it (its JVM threads by name) in the same run. Its times are a
-#           profile's, not the benchmark's.
+#           partition is restored; flat report by thread, library and symbol in WORK/perf.txt.
+#           Its times are a profile's, not the benchmark's.
 # Environment: KAFKA_PORT (19596) and KAFKA_DATA_DIR (/tmp/aepiot-kafka-restore): a broker of its
 # own, stopped at the end; AEPIOT_BIN (target/release/aepiot-stream, built if missing); WORK
 # (/tmp/aepiot-restore). Results: JSON on stdout and in WORK/restore.json.
