@@ -335,6 +335,17 @@ fn a_restore_reads_to_the_end_as_of_its_start_past_an_open_transaction() {
             ["committed", "open"].map(|d| states.get(d).is_some())
         })
     };
+    // The reader meets the end of the committed data (offset 2) within a second; it must wait
+    // there while the transaction is open. One that stopped at that end finishes now: a reader
+    // still waiting after 3 s is the one that waits (a slow machine can only hide the fault).
+    let open_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < open_until {
+        assert!(
+            !reader.is_finished(),
+            "the restore ended at the open transaction's last stable offset"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     producer.commit_transaction(timeout).unwrap();
     assert_eq!(
         reader.join().unwrap(),
