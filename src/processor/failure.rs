@@ -68,15 +68,26 @@ pub fn cluster_away(error: &KafkaError) -> bool {
     )
 }
 
-/// Whether an output failed because the transactional producer is unusable (fenced, or in
-/// librdkafka's fatal state). Under exactly-once the transaction's commit or abort then meets the
-/// same error and decides: renew the producer when the coordinator fenced it, or stop
-/// (`txn_calls::producer_class`); a worker does not stop the instance for it first.
+/// Whether an output failed because the transactional producer is unusable (fenced, in
+/// librdkafka's fatal state, or its sequence lost by a partition leader that moved). Under
+/// exactly-once the transaction's commit or abort then meets the same error and decides: renew the
+/// producer when the coordinator fenced it or the sequence was lost, or stop
+/// (`txn_calls::producer_class`); a worker does not stop the instance for it first. (A rolling
+/// restart in CI: a dead letter's delivery report said `OutOfOrderSequenceNumber` and the worker
+/// stopped the instance a moment before the commit would have renewed the producer.)
 pub fn producer_unusable(error: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
         error.rdkafka_error_code(),
-        Some(Fatal | Fenced | ProducerFenced | InvalidProducerEpoch | InvalidTransactionalState)
+        Some(
+            Fatal
+                | Fenced
+                | ProducerFenced
+                | InvalidProducerEpoch
+                | InvalidTransactionalState
+                | OutOfOrderSequenceNumber
+                | UnknownProducerId
+        )
     )
 }
 
@@ -119,6 +130,12 @@ mod tests {
         assert!(!cluster_away(&e(RDKafkaErrorCode::ProducerFenced)));
         assert!(producer_unusable(&e(RDKafkaErrorCode::ProducerFenced)));
         assert!(producer_unusable(&e(RDKafkaErrorCode::Fatal)));
+        // A leader that moved in a rolling restart lost the producer's sequence: renewed at the
+        // commit (`txn_calls::producer_class`), not a stop.
+        assert!(producer_unusable(&e(
+            RDKafkaErrorCode::OutOfOrderSequenceNumber
+        )));
+        assert!(producer_unusable(&e(RDKafkaErrorCode::UnknownProducerId)));
         assert!(!producer_unusable(&e(
             RDKafkaErrorCode::TopicAuthorizationFailed
         )));
