@@ -300,9 +300,11 @@ impl DeviceStates {
         self.devices.get(device_id)
     }
 
-    /// Puts a restored device state in place (used when state is restored from a changelog).
+    /// Puts back a device's state saved before an event: the engine's undo when the event's URL
+    /// record would be too large to write. (A changelog's records go through
+    /// [`DeviceStates::restore_encoded`].)
     pub fn restore(&mut self, device_id: &str, state: DeviceState) {
-        // The decoded state's vectors were allocated outside the placement: copied into it.
+        // The saved state was cloned outside the placement: copied into it.
         let copy = self.placement.is_some();
         self.placed(|s| {
             let state = if copy { state.clone() } else { state };

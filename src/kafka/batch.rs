@@ -3,7 +3,7 @@
 //!
 //! rust-rdkafka's consumers hand out one record per poll: a queue lock, librdkafka's event and
 //! the crate's own time-out arithmetic for every record. A restore reads every record of its
-//! changelog partition as fast as it can, and that per-record cost was a fifth of its CPU
+//! changelog partition as fast as it can, and that per-record cost was an eighth of its CPU
 //! (BENCHMARKS.md, "Restore: a batch at a time"). librdkafka's batch call takes up to a batch's
 //! records from the queue under one lock; the crate does not wrap it, so this file does, with
 //! the little unsafe code that takes (everything else reads rust-rdkafka's own types).

@@ -255,8 +255,9 @@ pub fn restore_end(
     watermark_reader(client)?.fetch_watermarks(changelog_topic, partition, ENDS_TIMEOUT)
 }
 
-/// Reads the committed records of a changelog partition from its beginning until the read
-/// position is at or past `high` ([`restore_end`]) into `states`. Blocking.
+/// Reads the committed records of a changelog partition from its beginning into `states`, until
+/// a record, or the end of the partition librdkafka reports, is at or past `high`
+/// ([`restore_end`]). Blocking.
 pub fn read_to(
     client: &ClientConfig,
     changelog_topic: &str,
